@@ -1,0 +1,358 @@
+//! The composition root: [`Engine::run`] wires config → redis → consumers → dispatch →
+//! handlers → settle, plus the janitor, trimming and the HTTP endpoints, and drains them on
+//! shutdown.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::consumer::{self, Activity, Leases, Pool};
+use crate::dispatch::Router;
+use crate::error::{ConfigError, EngineError, RedisError, RedisErrorKind};
+use crate::handler::{self, Handler};
+use crate::health::{self, Health};
+use crate::janitor;
+use crate::metrics;
+use crate::redis::{Redis, StreamId};
+use crate::schema::Schemas;
+
+/// A configured engine, ready to [`run`](Engine::run).
+pub struct Engine {
+    config: Config,
+    handlers: HashMap<String, Arc<dyn Handler>>,
+    only: Option<Vec<String>>,
+}
+
+/// `<host>-<pid>-<random>`: unique per process, readable in XINFO CONSUMERS.
+pub fn consumer_name() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host: String = host.chars().filter(|c| !c.is_whitespace()).collect();
+    format!(
+        "{host}-{}-{:06x}",
+        std::process::id(),
+        rand::random::<u32>() & 0xff_ffff
+    )
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Engine {
+        Engine {
+            config,
+            handlers: HashMap::new(),
+            only: None,
+        }
+    }
+
+    /// Uses `handler` for `pool` instead of the handler its config names.
+    pub fn with_handler(mut self, pool: &str, handler: impl Handler) -> Engine {
+        self.handlers.insert(pool.to_string(), Arc::new(handler));
+        self
+    }
+
+    /// Runs only these pools (the others are still known for routing).
+    pub fn only_pools(mut self, names: &[String]) -> Result<Engine, ConfigError> {
+        if let Some(unknown) = names.iter().find(|n| self.config.pool(n).is_none()) {
+            let known: Vec<&str> = self.config.pools.iter().map(|p| p.name.as_str()).collect();
+            return Err(ConfigError::Invalid {
+                key: "--pool".into(),
+                problem: format!(
+                    "no pool named `{unknown}` (configured: {})",
+                    known.join(", ")
+                ),
+            });
+        }
+        self.only = (!names.is_empty()).then(|| names.to_vec());
+        Ok(self)
+    }
+
+    fn handlers(&mut self) -> Result<Vec<Arc<dyn Handler>>, EngineError> {
+        let mut out = Vec::new();
+        for pool in &self.config.pools {
+            let handler = match (self.handlers.remove(&pool.name), &pool.handler) {
+                (Some(h), _) => h,
+                (None, Some(cfg)) => {
+                    handler::from_config(cfg).map_err(|message| EngineError::Handler {
+                        pool: pool.name.clone(),
+                        message,
+                    })?
+                }
+                (None, None) => {
+                    return Err(EngineError::Handler {
+                        pool: pool.name.clone(),
+                        message: "no handler: set `handler = { kind = \"http\" | \"exec\" | \"log\" | \"noop\", … }` in the pool, or register one in code".into(),
+                    });
+                }
+            };
+            out.push(handler);
+        }
+        Ok(out)
+    }
+
+    /// Runs until `shutdown` resolves, then drains per contract §2 and returns.
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), EngineError> {
+        let handlers = self.handlers()?;
+        let config = Arc::new(self.config.clone());
+        let schemas = Arc::new(Schemas::load(config.schemas_dir.as_deref())?);
+        let router = Arc::new(Router::new(&config, schemas));
+        let redis = Redis::new(&config.redis)?;
+        let activity = Arc::new(Activity::default());
+        let (pools_tx, pools_rx) = watch::channel(Vec::new());
+        let health = Arc::new(Health {
+            redis: redis.clone(),
+            config: config.clone(),
+            pools: pools_rx,
+            activity: activity.clone(),
+            prometheus: metrics::install(),
+        });
+        let http_cancel = CancellationToken::new();
+        let (addr, http) = health::serve(config.http_listen, health.clone(), http_cancel.clone())
+            .await
+            .map_err(|source| EngineError::Listen {
+                addr: config.http_listen,
+                source,
+            })?;
+        tracing::info!(listen = %addr, redis = %redis.url(), stream = %config.stream.name, "weir starting");
+
+        let stop = CancellationToken::new();
+        let abandon = CancellationToken::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        let started = tokio::select! {
+            r = start(&redis, &config, &self.only) => Some(r),
+            _ = &mut shutdown => None,
+        };
+        let positions = match started {
+            Some(Ok(positions)) => positions,
+            Some(Err(e)) => {
+                http_cancel.cancel();
+                return Err(e.into());
+            }
+            None => {
+                http_cancel.cancel();
+                return Ok(());
+            }
+        };
+
+        let background = TaskTracker::new();
+        let (paused_tx, paused_rx) = watch::channel(Arc::new(HashSet::new()));
+        let consumer = consumer_name();
+        let mut pools = Vec::new();
+        for (index, (pool_config, handler)) in config.pools.iter().zip(handlers).enumerate() {
+            if !self
+                .only
+                .as_ref()
+                .is_none_or(|o| o.contains(&pool_config.name))
+            {
+                continue;
+            }
+            let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+            let pool = Arc::new(Pool {
+                index,
+                name: pool_config.name.as_str().into(),
+                config: pool_config.clone(),
+                stream: config.stream.clone(),
+                consumer: consumer.clone(),
+                redis: redis.clone(),
+                router: router.clone(),
+                handler,
+                leases: Leases::default(),
+                acks: acks_tx,
+                permits: Arc::new(Semaphore::new(pool_config.concurrency)),
+                in_flight: AtomicUsize::new(0),
+                last_delivered: Mutex::new(
+                    positions
+                        .get(&pool_config.name)
+                        .copied()
+                        .unwrap_or(StreamId::ZERO),
+                ),
+                paused: paused_rx.clone(),
+                activity: activity.clone(),
+                stop: stop.child_token(),
+                abandon: abandon.child_token(),
+                workers: TaskTracker::new(),
+            });
+            consumer::spawn_pool_tasks(&pool, acks_rx, &background);
+            let reader = pool.clone();
+            let redis = redis.clone();
+            background.spawn(async move {
+                match dedicated(&redis, &reader.stop).await {
+                    Some(conn) => {
+                        consumer::read_loop(reader, conn.clone()).await;
+                        conn.quit().await;
+                    }
+                    None => {
+                        tracing::debug!(pool = %reader.name, "stopped before the reader connected")
+                    }
+                }
+            });
+            background.spawn(janitor::reclaim_loop(
+                pool.clone(),
+                config.janitor.interval,
+                config.janitor.consumer_gc,
+            ));
+            tracing::info!(pool = %pool.name, consumer = %consumer, concurrency = pool.config.concurrency, types = ?pool.config.types, "pool running");
+            pools.push(pool);
+        }
+        pools_tx.send_replace(pools.clone());
+        background.spawn(janitor::trim_loop(
+            redis.clone(),
+            config.clone(),
+            stop.clone(),
+        ));
+        background.spawn(health::watch_loop(
+            health.clone(),
+            paused_tx,
+            config.janitor.interval.max(Duration::from_secs(1)),
+            stop.clone(),
+        ));
+
+        shutdown.await;
+        drain(&pools, &stop, &abandon, config.shutdown_grace).await;
+        background.close();
+        if tokio::time::timeout(Duration::from_secs(10), background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop within 10 s");
+        }
+        http_cancel.cancel();
+        let _ = http.await;
+        redis.quit().await;
+        tracing::info!("weir stopped");
+        Ok(())
+    }
+}
+
+/// Stop reading, let in-flight handlers finish within `grace`, then abandon the rest.
+async fn drain(
+    pools: &[Arc<Pool>],
+    stop: &CancellationToken,
+    abandon: &CancellationToken,
+    grace: Duration,
+) {
+    let in_flight: usize = pools.iter().map(|p| p.leases.len()).sum();
+    tracing::info!(
+        in_flight,
+        grace_s = grace.as_secs_f64(),
+        "shutting down: reading stopped, draining in-flight entries"
+    );
+    stop.cancel();
+    let wait_all = async {
+        for pool in pools {
+            pool.workers.close();
+            pool.workers.wait().await;
+        }
+    };
+    if tokio::time::timeout(grace, wait_all).await.is_err() {
+        tracing::warn!(
+            "shutdown grace over with handlers still running; their entries stay pending for another consumer"
+        );
+    }
+    abandon.cancel();
+    for pool in pools {
+        pool.workers.wait().await;
+    }
+}
+
+/// A dedicated connection for a blocking reader, retried until `stop`.
+async fn dedicated(redis: &Redis, stop: &CancellationToken) -> Option<Redis> {
+    let mut failures = 0;
+    loop {
+        match redis.dedicated().await {
+            Ok(conn) => return Some(conn),
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || u32::is_power_of_two(failures) {
+                    tracing::warn!(error = %e, "reader connection failed; retrying");
+                }
+            }
+        }
+        consumer::backoff(failures, stop).await;
+        if stop.is_cancelled() {
+            return None;
+        }
+    }
+}
+
+/// Connects (retrying while Redis is unreachable), warns about durability, ensures every
+/// group exists, and returns each group's last-delivered ID.
+async fn start(
+    redis: &Redis,
+    config: &Config,
+    only: &Option<Vec<String>>,
+) -> Result<HashMap<String, StreamId>, RedisError> {
+    let never = CancellationToken::new();
+    let mut failures = 0u32;
+    loop {
+        match redis.connect().await {
+            Ok(()) => break,
+            Err(e) if e.is(RedisErrorKind::NoPermission) => return Err(e),
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(error = %e, failures, "Redis unreachable; retrying (healthz reports unhealthy meanwhile)");
+                }
+                consumer::backoff(failures, &never).await;
+            }
+        }
+    }
+    warn_durability(redis).await;
+    let mut failures = 0u32;
+    loop {
+        match ensure_groups(redis, config, only).await {
+            Ok(positions) => return Ok(positions),
+            Err(e) if e.is(RedisErrorKind::Connection) => {
+                failures += 1;
+                tracing::warn!(error = %e, "creating consumer groups failed; retrying");
+                consumer::backoff(failures, &never).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn ensure_groups(
+    redis: &Redis,
+    config: &Config,
+    only: &Option<Vec<String>>,
+) -> Result<HashMap<String, StreamId>, RedisError> {
+    let stream = &config.stream.name;
+    for pool in &config.pools {
+        if only.as_ref().is_none_or(|o| o.contains(&pool.name))
+            && redis.create_group(stream, &pool.name, &pool.start).await?
+        {
+            tracing::info!(pool = %pool.name, start = %pool.start, stream = %stream, "created consumer group");
+        }
+    }
+    Ok(redis
+        .groups(stream)
+        .await?
+        .into_iter()
+        .map(|g| (g.name, g.last_delivered))
+        .collect())
+}
+
+async fn warn_durability(redis: &Redis) {
+    match redis.durability().await {
+        Ok((aof, policy)) => {
+            if !aof {
+                tracing::warn!(
+                    "Redis runs without AOF (appendonly no): entries accepted since the last snapshot are lost if Redis crashes; set appendonly yes and appendfsync always for durability"
+                );
+            }
+            if policy != "noeviction" {
+                tracing::warn!(maxmemory_policy = %policy, "Redis may evict keys under memory pressure, streams and groups included; set maxmemory-policy noeviction");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "could not read Redis persistence settings"),
+    }
+}

@@ -1,0 +1,61 @@
+//! Batched acknowledgements: workers send IDs, this task XACKs them many at a time. An ID
+//! leaves the lease table only once Redis confirmed the XACK, so a slow or failed XACK never
+//! lets the entry be reclaimed by someone else meanwhile.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::{Pool, backoff};
+use crate::redis::StreamId;
+
+const BATCH: usize = 1024;
+
+async fn flush(pool: &Pool, batch: &[StreamId]) -> bool {
+    match pool.redis.ack(&pool.stream.name, &pool.name, batch).await {
+        Ok(_) => {
+            pool.leases.release(batch);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(pool = %pool.name, entries = batch.len(), error = %e, "XACK failed; retrying");
+            false
+        }
+    }
+}
+
+pub(super) async fn ack_loop(pool: Arc<Pool>, mut rx: mpsc::UnboundedReceiver<StreamId>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let first = tokio::select! {
+            id = rx.recv() => id,
+            _ = pool.abandon.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(id) => batch.push(id),
+                Err(_) => break,
+            }
+        }
+        let mut failures = 0;
+        while !flush(&pool, &batch).await {
+            failures += 1;
+            backoff(failures, &pool.abandon).await;
+            if pool.abandon.is_cancelled() {
+                break;
+            }
+        }
+        batch.clear();
+    }
+    // Last chance at shutdown: whatever finished is acknowledged once more, best effort.
+    while let Ok(id) = rx.try_recv() {
+        batch.push(id);
+    }
+    if !batch.is_empty() {
+        for chunk in batch.chunks(BATCH) {
+            flush(&pool, chunk).await;
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Leases on pending entries. An entry this process holds (queued, running, or waiting to be
+//! acknowledged) is re-claimed to ourselves with `JUSTID` every tick, which resets its idle
+//! time without counting a delivery, so the visibility timeout measures whether this process
+//! is alive, not how long a handler runs. A failed entry is *scheduled* rather than held: its
+//! idle time is set so it becomes reclaimable exactly when its backoff ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::Pool;
+use crate::redis::StreamId;
+
+#[derive(Debug, Clone, Copy)]
+enum Hold {
+    /// Being worked on: keep it alive.
+    Working,
+    /// Failed: redeliverable at this instant.
+    RetryAt(Instant),
+}
+
+#[derive(Default)]
+pub struct Leases {
+    held: Mutex<HashMap<StreamId, Hold>>,
+    wake: Notify,
+}
+
+/// IDs per XCLAIM.
+const CHUNK: usize = 1000;
+
+impl Leases {
+    pub fn hold(&self, ids: impl IntoIterator<Item = StreamId>) {
+        if let Ok(mut held) = self.held.lock() {
+            held.extend(ids.into_iter().map(|id| (id, Hold::Working)));
+        }
+    }
+
+    /// Stop caring about `ids` (acknowledged or dead-lettered).
+    pub fn release(&self, ids: &[StreamId]) {
+        if let Ok(mut held) = self.held.lock() {
+            for id in ids {
+                held.remove(id);
+            }
+        }
+    }
+
+    /// Schedule a redelivery of `id` at `at`; the keeper writes it to Redis right away.
+    pub fn retry_at(&self, id: StreamId, at: Instant) {
+        if let Ok(mut held) = self.held.lock() {
+            held.insert(id, Hold::RetryAt(at));
+        }
+        self.wake.notify_one();
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.lock().map(|h| h.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What to write now: IDs to keep alive, and IDs to hand over with an idle time.
+    /// `finish` hands everything over (shutdown).
+    fn plan(
+        &self,
+        visibility: Duration,
+        finish: bool,
+    ) -> (Vec<StreamId>, Vec<(StreamId, Duration)>) {
+        let now = Instant::now();
+        let mut keep = Vec::new();
+        let mut hand_over = Vec::new();
+        let Ok(mut held) = self.held.lock() else {
+            return (keep, hand_over);
+        };
+        held.retain(|id, hold| match *hold {
+            Hold::Working if !finish => {
+                keep.push(*id);
+                true
+            }
+            Hold::Working => false,
+            Hold::RetryAt(at) => {
+                let remaining = at.saturating_duration_since(now);
+                if remaining > visibility && !finish {
+                    keep.push(*id);
+                    true
+                } else {
+                    hand_over.push((*id, visibility.saturating_sub(remaining)));
+                    false
+                }
+            }
+        });
+        (keep, hand_over)
+    }
+}
+
+/// How often leases are renewed: well inside the visibility timeout.
+fn tick(visibility: Duration) -> Duration {
+    (visibility / 4).clamp(Duration::from_millis(20), Duration::from_secs(5))
+}
+
+async fn write(pool: &Pool, keep: &[StreamId], hand_over: &[(StreamId, Duration)]) {
+    let (stream, group, me) = (&pool.stream.name, &*pool.name, &pool.consumer);
+    for chunk in keep.chunks(CHUNK) {
+        if let Err(e) = pool
+            .redis
+            .touch(stream, group, me, chunk, Duration::ZERO)
+            .await
+        {
+            tracing::debug!(pool = group, error = %e, "lease renewal failed; will retry next tick");
+        }
+    }
+    for (id, idle) in hand_over {
+        if let Err(e) = pool.redis.touch(stream, group, me, &[*id], *idle).await {
+            tracing::debug!(pool = group, entry_id = %id, error = %e, "could not schedule the retry; it follows the visibility timeout");
+        }
+    }
+}
+
+pub(super) async fn keep_loop(pool: Arc<Pool>) {
+    let visibility = pool.config.retry.visibility_timeout;
+    let every = tick(visibility);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = pool.leases.wake.notified() => {}
+            _ = pool.abandon.cancelled() => break,
+        }
+        let (keep, hand_over) = pool.leases.plan(visibility, false);
+        write(&pool, &keep, &hand_over).await;
+    }
+    // Shutdown: scheduled retries keep their schedule; the rest follows the visibility timeout.
+    let (_, hand_over) = pool.leases.plan(visibility, true);
+    write(&pool, &[], &hand_over).await;
+}

@@ -1,0 +1,144 @@
+//! A pool: one consumer group, read by one blocking reader on its own connection, handled by
+//! up to `concurrency` workers. Beside them per pool: the lease keeper (keeps in-flight
+//! entries from being reclaimed, schedules retries inside the PEL) and the acker (batches
+//! XACKs).
+
+mod ack;
+mod lease;
+mod reader;
+mod worker;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use lease::Leases;
+pub(crate) use reader::read_loop;
+pub(crate) use worker::spawn_worker;
+
+use crate::config::{PoolConfig, StreamConfig};
+use crate::dispatch::Router;
+use crate::handler::Handler;
+use crate::redis::{Redis, StreamId};
+
+/// The set of paused pool names, refreshed from `<stream>:paused`.
+pub type Paused = watch::Receiver<Arc<HashSet<String>>>;
+
+/// When the engine last settled an entry (unix ms; 0 = never), for `/healthz`.
+#[derive(Default)]
+pub struct Activity(AtomicI64);
+
+impl Activity {
+    pub fn touch(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        self.0.store(now, Ordering::Relaxed);
+    }
+
+    pub fn last_ms(&self) -> Option<i64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|ms| *ms > 0)
+    }
+}
+
+/// Everything the tasks of one pool share.
+pub struct Pool {
+    pub index: usize,
+    pub name: Arc<str>,
+    pub config: PoolConfig,
+    pub stream: StreamConfig,
+    /// This process's consumer name in the group: `<host>-<pid>-<random>`.
+    pub consumer: String,
+    /// Shared connection for everything but the blocking read.
+    pub redis: Redis,
+    pub router: Arc<Router>,
+    pub handler: Arc<dyn Handler>,
+    pub leases: Leases,
+    pub acks: mpsc::UnboundedSender<StreamId>,
+    /// One permit per worker slot: the reader and the janitor take one per entry.
+    pub permits: Arc<Semaphore>,
+    pub in_flight: AtomicUsize,
+    /// The newest ID this process received from the group: where a vanished group is
+    /// recreated.
+    pub last_delivered: Mutex<StreamId>,
+    pub paused: Paused,
+    pub activity: Arc<Activity>,
+    /// Cancelled when reading must stop (shutdown begins).
+    pub stop: CancellationToken,
+    /// Cancelled when the drain grace is over: unfinished handlers are abandoned.
+    pub abandon: CancellationToken,
+    pub workers: TaskTracker,
+}
+
+impl Pool {
+    pub fn is_paused(&self) -> bool {
+        self.paused.borrow().contains(&*self.name)
+    }
+
+    pub fn note_delivered(&self, id: StreamId) {
+        if let Ok(mut last) = self.last_delivered.lock()
+            && id > *last
+        {
+            *last = id;
+        }
+    }
+
+    pub fn last_delivered(&self) -> StreamId {
+        self.last_delivered
+            .lock()
+            .map(|l| *l)
+            .unwrap_or(StreamId::ZERO)
+    }
+
+    /// Recreates the group after NOGROUP at the last ID this process saw delivered.
+    pub async fn recreate_group(&self) {
+        let at = self.last_delivered();
+        let start = if at == StreamId::ZERO {
+            self.config.start.clone()
+        } else {
+            at.to_string()
+        };
+        match self
+            .redis
+            .create_group(&self.stream.name, &self.name, &start)
+            .await
+        {
+            Ok(true) => tracing::warn!(
+                pool = %self.name,
+                at = %start,
+                "consumer group was gone (NOGROUP); recreated it at the last delivered ID"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(pool = %self.name, error = %e, "could not recreate the consumer group")
+            }
+        }
+    }
+}
+
+/// Start the per-pool background tasks and return their tracker.
+pub(crate) fn spawn_pool_tasks(
+    pool: &Arc<Pool>,
+    acks: mpsc::UnboundedReceiver<StreamId>,
+    tasks: &TaskTracker,
+) {
+    tasks.spawn(ack::ack_loop(pool.clone(), acks));
+    tasks.spawn(lease::keep_loop(pool.clone()));
+}
+
+/// A pause between retries of a failing Redis call: doubles up to 5 s, with jitter, and
+/// returns early when `cancel` fires.
+pub(crate) async fn backoff(failures: u32, cancel: &CancellationToken) {
+    let base = 100u64.saturating_mul(1 << failures.min(6)).min(5_000);
+    let jitter = rand::random_range(0..=base / 2);
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(base + jitter)) => {}
+        _ = cancel.cancelled() => {}
+    }
+}

@@ -1,0 +1,85 @@
+//! One entry's trip through dispatch, the handler and settle.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use futures::FutureExt;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::Pool;
+use crate::dispatch::Decision;
+use crate::handler::{Delivery, Outcome};
+use crate::redis::RawEntry;
+use crate::settle;
+
+/// Runs `entry` (delivery number `attempt`) on a worker slot.
+pub(crate) fn spawn_worker(
+    pool: &Arc<Pool>,
+    entry: RawEntry,
+    attempt: u64,
+    permit: OwnedSemaphorePermit,
+) {
+    let pool = pool.clone();
+    pool.workers.clone().spawn(async move {
+        process(&pool, entry, attempt).await;
+        drop(permit);
+    });
+}
+
+async fn process(pool: &Pool, entry: RawEntry, attempt: u64) {
+    if entry.fields.is_none() {
+        settle::lost(pool, &[entry.id]).await;
+        return;
+    }
+    match pool.router.decide(pool.index, &entry) {
+        Decision::Skip => settle::ack(pool, entry.id),
+        Decision::DeadLetter { reason, error } => {
+            settle::dead_letter(pool, &entry, attempt, reason, &error).await;
+        }
+        Decision::Handle(event) => {
+            let delivery = Delivery {
+                pool: pool.name.clone(),
+                entry_id: event.id,
+                event_type: event.event_type,
+                data: event.data,
+                event_id: event.event_id,
+                fields: event.fields,
+                attempt,
+            };
+            pool.in_flight.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            let outcome = run_handler(pool, &delivery).await;
+            pool.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if let Some(outcome) = outcome {
+                settle::outcome(pool, &entry, &delivery, outcome, started.elapsed()).await;
+            }
+        }
+    }
+}
+
+/// The handler's outcome, bounded by the pool's timeout; a panic counts as a retryable
+/// failure. `None` when shutdown abandoned the handler (the entry stays pending).
+async fn run_handler(pool: &Pool, delivery: &Delivery) -> Option<Outcome> {
+    let timeout = pool.config.timeout;
+    let call = AssertUnwindSafe(pool.handler.handle(delivery)).catch_unwind();
+    tokio::select! {
+        result = tokio::time::timeout(timeout, call) => Some(match result {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(panic)) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Outcome::retry(format!("handler panicked: {message}"))
+            }
+            Err(_) => Outcome::retry(format!("handler timed out after {:?} (pool timeout_seconds)", timeout)),
+        }),
+        _ = pool.abandon.cancelled() => {
+            tracing::warn!(pool = %pool.name, entry_id = %delivery.entry_id, "shutdown grace over; handler abandoned, entry stays pending");
+            None
+        }
+    }
+}

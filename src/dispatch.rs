@@ -1,0 +1,154 @@
+//! Which pool is responsible for an entry, and whether it can be handled at all. Pure
+//! decisions, no I/O: the consumer asks, `settle` carries out the answer.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::envelope::{self, Event, REPLAY_GROUP};
+use crate::redis::RawEntry;
+use crate::schema::Schemas;
+
+/// `dlq_reason` values of contract §1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DlqReason {
+    MaxAttempts,
+    Rejected,
+    Invalid,
+    Malformed,
+    TooLarge,
+    Unrouted,
+}
+
+impl DlqReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DlqReason::MaxAttempts => "max_attempts",
+            DlqReason::Rejected => "rejected",
+            DlqReason::Invalid => "invalid",
+            DlqReason::Malformed => "malformed",
+            DlqReason::TooLarge => "too_large",
+            DlqReason::Unrouted => "unrouted",
+        }
+    }
+}
+
+impl fmt::Display for DlqReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug)]
+pub enum Decision {
+    /// Give it to the pool's handler.
+    Handle(Event),
+    /// Not this pool's entry: acknowledge without a handler call.
+    Skip,
+    /// This pool is responsible and the entry can never be handled.
+    DeadLetter { reason: DlqReason, error: String },
+}
+
+/// Routing table built once from the config.
+pub struct Router {
+    pools: Vec<String>,
+    /// Type → indexes of the pools that list it.
+    explicit: HashMap<String, Vec<usize>>,
+    /// The pool that lists `"*"`.
+    wildcard: Option<usize>,
+    max_entry_bytes: usize,
+    schemas: Arc<Schemas>,
+}
+
+impl Router {
+    pub fn new(config: &Config, schemas: Arc<Schemas>) -> Router {
+        let mut explicit: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut wildcard = None;
+        for (i, pool) in config.pools.iter().enumerate() {
+            for ty in &pool.types {
+                if ty == "*" {
+                    wildcard = Some(i);
+                } else {
+                    explicit.entry(ty.clone()).or_default().push(i);
+                }
+            }
+        }
+        Router {
+            pools: config.pools.iter().map(|p| p.name.clone()).collect(),
+            explicit,
+            wildcard,
+            max_entry_bytes: config.stream.max_entry_bytes,
+            schemas,
+        }
+    }
+
+    pub fn pool_index(&self, name: &str) -> Option<usize> {
+        self.pools.iter().position(|p| p == name)
+    }
+
+    /// Whether pool `pool` takes `event_type`.
+    pub fn takes(&self, pool: usize, event_type: &str) -> bool {
+        match self.explicit.get(event_type) {
+            Some(pools) => pools.contains(&pool),
+            None => self.wildcard == Some(pool),
+        }
+    }
+
+    fn routed(&self, event_type: &str) -> bool {
+        self.explicit.contains_key(event_type) || self.wildcard.is_some()
+    }
+
+    /// Whether `pool` must act on the entry. Entries no pool can route are the first pool's
+    /// job, so they are dead-lettered exactly once.
+    fn responsible(&self, pool: usize, entry: &RawEntry, event_type: Option<&str>) -> bool {
+        let replay_pool = entry
+            .field(REPLAY_GROUP)
+            .and_then(|g| std::str::from_utf8(g).ok())
+            .and_then(|g| self.pool_index(g));
+        match (replay_pool, event_type) {
+            (Some(target), _) => target == pool,
+            (None, Some(ty)) if self.routed(ty) => self.takes(pool, ty),
+            _ => pool == 0,
+        }
+    }
+
+    pub fn decide(&self, pool: usize, entry: &RawEntry) -> Decision {
+        let event_type = envelope::event_type(entry);
+        if !self.responsible(pool, entry, event_type.as_deref()) {
+            return Decision::Skip;
+        }
+        let size = entry.size();
+        if size > self.max_entry_bytes {
+            return Decision::DeadLetter {
+                reason: DlqReason::TooLarge,
+                error: format!(
+                    "entry is {size} bytes, above stream.max_entry_bytes = {}",
+                    self.max_entry_bytes
+                ),
+            };
+        }
+        let event = match envelope::decode(entry) {
+            Ok(event) => event,
+            Err(m) => {
+                return Decision::DeadLetter {
+                    reason: DlqReason::Malformed,
+                    error: m.error,
+                };
+            }
+        };
+        if !self.takes(pool, &event.event_type) {
+            return Decision::DeadLetter {
+                reason: DlqReason::Unrouted,
+                error: format!("no pool takes type `{}`", event.event_type),
+            };
+        }
+        if let Err(invalid) = self.schemas.check(&event.event_type, &event.data) {
+            return Decision::DeadLetter {
+                reason: DlqReason::Invalid,
+                error: invalid.to_string(),
+            };
+        }
+        Decision::Handle(event)
+    }
+}

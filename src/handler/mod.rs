@@ -1,0 +1,91 @@
+//! What a pool does with an event. Handlers only see a [`Delivery`] and answer with an
+//! [`Outcome`]; they never touch Redis — `settle` turns the outcome into Redis commands.
+
+mod exec;
+mod http;
+mod log;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use exec::ExecHandler;
+pub use http::HttpHandler;
+pub use log::{LogHandler, NoopHandler};
+
+use crate::config::HandlerConfig;
+use crate::redis::StreamId;
+
+/// One delivery of an event to a pool's handler.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub pool: Arc<str>,
+    pub entry_id: StreamId,
+    pub event_type: String,
+    /// The event body, a JSON document that passed schema validation.
+    pub data: String,
+    /// The publisher's event id (`id` field), the natural idempotency key.
+    pub event_id: Option<String>,
+    /// Pass-through fields (`tenant`, `correlation_id`, `replay_of`…).
+    pub fields: Vec<(String, String)>,
+    /// 1 on first delivery; a handler that sees 2+ may have run before.
+    pub attempt: u64,
+}
+
+/// A handler's verdict. `settle` decides what it means in Redis.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Done: acknowledge.
+    Success,
+    /// Failed, may succeed later: redeliver after the backoff, or at least `after`.
+    Retry {
+        after: Option<Duration>,
+        error: String,
+    },
+    /// Will never succeed: dead-letter now with reason `rejected`.
+    Permanent { error: String },
+}
+
+impl Outcome {
+    pub fn retry(error: impl Into<String>) -> Outcome {
+        Outcome::Retry {
+            after: None,
+            error: error.into(),
+        }
+    }
+
+    pub fn permanent(error: impl Into<String>) -> Outcome {
+        Outcome::Permanent {
+            error: error.into(),
+        }
+    }
+}
+
+/// Implement this to handle events in Rust; register it with [`crate::Engine::with_handler`].
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, delivery: &Delivery) -> Outcome;
+}
+
+/// Builds the built-in handler a pool's config names.
+pub fn from_config(config: &HandlerConfig) -> Result<Arc<dyn Handler>, String> {
+    Ok(match config {
+        HandlerConfig::Http { url, headers } => Arc::new(HttpHandler::new(url, headers)?),
+        HandlerConfig::Exec { command, env } => {
+            Arc::new(ExecHandler::new(command.clone(), env.clone()))
+        }
+        HandlerConfig::Log => Arc::new(LogHandler),
+        HandlerConfig::Noop => Arc::new(NoopHandler),
+    })
+}
+
+/// Keeps the first `max` bytes of `text` on a character boundary: the size cap of `dlq_error`.
+pub fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

@@ -1,0 +1,234 @@
+//! `/healthz` and `/metrics`, plus the loops that keep their inputs fresh: the paused-pool set
+//! and the gauges (one XINFO GROUPS per interval, not per scrape).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::consumer::{Activity, Pool};
+use crate::metrics;
+use crate::redis::Redis;
+
+/// `degraded` above these (the seeds' warning levels).
+pub const DEGRADED_DLQ: u64 = 100;
+pub const DEGRADED_LAG: u64 = 1000;
+/// A health check never waits longer than this on Redis.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the endpoints read.
+pub struct Health {
+    pub redis: Redis,
+    pub config: Arc<Config>,
+    pub pools: watch::Receiver<Vec<Arc<Pool>>>,
+    pub activity: Arc<Activity>,
+    pub prometheus: Option<PrometheusHandle>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    status: &'static str,
+    stream_length: Option<u64>,
+    dlq_length: Option<u64>,
+    consumer_groups: Option<u64>,
+    last_processed_at: Option<String>,
+    pools: Vec<PoolReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PoolReport {
+    name: String,
+    paused: bool,
+    consumers: u64,
+    pending: u64,
+    lag: Option<u64>,
+    in_flight: usize,
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+impl Health {
+    async fn report(&self) -> Result<Report, crate::error::RedisError> {
+        let stream = &self.config.stream;
+        self.redis.ping(CHECK_TIMEOUT).await?;
+        let check = async {
+            let len = self.redis.len(&stream.name).await?;
+            let dlq = self.redis.len(&stream.dlq).await?;
+            let groups = self.redis.groups(&stream.name).await?;
+            let paused: HashSet<String> = self
+                .redis
+                .members(&stream.paused_key())
+                .await?
+                .into_iter()
+                .collect();
+            Ok::<_, crate::error::RedisError>((len, dlq, groups, paused))
+        };
+        let (len, dlq, groups, paused) = tokio::time::timeout(CHECK_TIMEOUT * 2, check)
+            .await
+            .map_err(|_| crate::error::RedisError {
+                command: "healthz",
+                message: "Redis did not answer in time".into(),
+                kind: crate::error::RedisErrorKind::Connection,
+            })??;
+        let running = self.pools.borrow().clone();
+        let pools: Vec<PoolReport> = self
+            .config
+            .pools
+            .iter()
+            .map(|p| {
+                let g = groups.iter().find(|g| g.name == p.name);
+                PoolReport {
+                    name: p.name.clone(),
+                    paused: paused.contains(&p.name),
+                    consumers: g.map_or(0, |g| g.consumers),
+                    pending: g.map_or(0, |g| g.pending),
+                    lag: g.and_then(|g| g.lag),
+                    in_flight: running
+                        .iter()
+                        .find(|r| *r.name == *p.name)
+                        .map_or(0, |r| r.in_flight.load(Ordering::Relaxed)),
+                }
+            })
+            .collect();
+        let degraded =
+            dlq > DEGRADED_DLQ || pools.iter().any(|p| p.lag.unwrap_or(0) > DEGRADED_LAG);
+        Ok(Report {
+            status: if degraded { "degraded" } else { "healthy" },
+            stream_length: Some(len),
+            dlq_length: Some(dlq),
+            consumer_groups: Some(groups.len() as u64),
+            last_processed_at: self.activity.last_ms().map(rfc3339),
+            pools,
+            error: None,
+        })
+    }
+}
+
+async fn healthz(State(health): State<Arc<Health>>) -> Response {
+    match health.report().await {
+        Ok(report) => (StatusCode::OK, axum::Json(report)).into_response(),
+        Err(e) => {
+            let report = Report {
+                status: "unhealthy",
+                stream_length: None,
+                dlq_length: None,
+                consumer_groups: None,
+                last_processed_at: health.activity.last_ms().map(rfc3339),
+                pools: Vec::new(),
+                error: Some(format!(
+                    "Redis at {} unreachable: {}",
+                    health.redis.url(),
+                    e.message
+                )),
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(report)).into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(health): State<Arc<Health>>) -> Response {
+    match &health.prometheus {
+        Some(handle) => handle.render().into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "metrics recorder owned by the embedding application\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Binds `addr` now (so a busy port is a start-up error) and serves until `cancel`.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    cancel: CancellationToken,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), std::io::Error> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .with_state(health);
+    let task = tokio::spawn(async move {
+        let shutdown = async move { cancel.cancelled().await };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    Ok((local, task))
+}
+
+/// Refreshes the paused set every 250 ms and the gauges every `every`.
+pub(crate) async fn watch_loop(
+    health: Arc<Health>,
+    paused: watch::Sender<Arc<HashSet<String>>>,
+    every: Duration,
+    cancel: CancellationToken,
+) {
+    let key = health.config.stream.paused_key();
+    let mut since_gauges = Duration::MAX;
+    let tick = Duration::from_millis(250);
+    loop {
+        if let Ok(members) = health.redis.members(&key).await {
+            let set: HashSet<String> = members.into_iter().collect();
+            if **paused.borrow() != set {
+                tracing::info!(paused = ?set, "paused pools changed");
+                paused.send_replace(Arc::new(set));
+            }
+        }
+        if since_gauges >= every {
+            since_gauges = Duration::ZERO;
+            let current = paused.borrow().clone();
+            refresh_gauges(&health, &current).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => since_gauges = since_gauges.saturating_add(tick),
+            _ = cancel.cancelled() => break,
+        }
+    }
+}
+
+async fn refresh_gauges(health: &Health, paused: &HashSet<String>) {
+    let stream = &health.config.stream;
+    let (Ok(len), Ok(dlq), Ok(groups)) = (
+        health.redis.len(&stream.name).await,
+        health.redis.len(&stream.dlq).await,
+        health.redis.groups(&stream.name).await,
+    ) else {
+        return;
+    };
+    metrics::stream_lengths(len, dlq);
+    let running = health.pools.borrow().clone();
+    for pool in running.iter() {
+        let g = groups.iter().find(|g| g.name == *pool.name);
+        metrics::pool_state(
+            &pool.name,
+            g.map_or(0, |g| g.pending),
+            g.and_then(|g| g.lag),
+            pool.in_flight.load(Ordering::Relaxed),
+            paused.contains(&*pool.name),
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! Beside the pipeline: per pool, an XAUTOCLAIM pass that takes back entries idle past the
+//! visibility timeout (crashed workers, and failed entries whose backoff ended), dead-letters
+//! those past `max_attempts`, and counts deleted ones as lost; consumer garbage collection;
+//! and, per stream, trimming toward `max_len` that never passes an unacknowledged entry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::consumer::{Pool, backoff, spawn_worker};
+use crate::dispatch::DlqReason;
+use crate::error::RedisErrorKind;
+use crate::metrics;
+use crate::redis::{Redis, StreamId};
+use crate::settle;
+
+/// XAUTOCLAIM pages per pass, so one pass never monopolises Redis.
+const PAGES_PER_PASS: usize = 10;
+const PAGE: usize = 100;
+/// How often dead consumers are looked for.
+const GC_EVERY: Duration = Duration::from_secs(30);
+
+pub(crate) async fn reclaim_loop(pool: Arc<Pool>, interval: Duration, consumer_gc: Duration) {
+    let mut cursor = StreamId::ZERO;
+    let mut failures = 0u32;
+    let mut last_gc = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = pool.stop.cancelled() => break,
+        }
+        if pool.is_paused() {
+            continue;
+        }
+        match reclaim_pass(&pool, cursor).await {
+            Ok(next) => {
+                cursor = next;
+                failures = 0;
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(pool = %pool.name, error = %e, "reclaim pass failed");
+                }
+                if e.is(RedisErrorKind::NoGroup) {
+                    cursor = StreamId::ZERO;
+                }
+                backoff(failures, &pool.stop).await;
+                continue;
+            }
+        }
+        if last_gc.elapsed() >= GC_EVERY {
+            last_gc = Instant::now();
+            collect_consumers(&pool, consumer_gc).await;
+        }
+    }
+}
+
+/// One pass: up to [`PAGES_PER_PASS`] pages from `cursor`; returns where to continue.
+async fn reclaim_pass(
+    pool: &Arc<Pool>,
+    mut cursor: StreamId,
+) -> Result<StreamId, crate::error::RedisError> {
+    let (stream, group) = (&pool.stream.name, &*pool.name);
+    let retry = &pool.config.retry;
+    for _ in 0..PAGES_PER_PASS {
+        let room = pool.permits.available_permits().min(PAGE);
+        if room == 0 {
+            break;
+        }
+        let page = pool
+            .redis
+            .autoclaim(
+                stream,
+                group,
+                &pool.consumer,
+                retry.visibility_timeout,
+                cursor,
+                room,
+            )
+            .await?;
+        settle::lost(pool, &page.deleted).await;
+        if !page.entries.is_empty() {
+            let ids: Vec<StreamId> = page.entries.iter().map(|e| e.id).collect();
+            pool.leases.hold(ids.iter().copied());
+            let counts = pool.redis.delivery_counts(stream, group, &ids).await?;
+            metrics::reclaimed(group, ids.len() as u64);
+            for entry in page.entries {
+                let Some(&count) = counts.get(&entry.id) else {
+                    pool.leases.release(&[entry.id]);
+                    continue; // acknowledged meanwhile
+                };
+                // XAUTOCLAIM itself counted a delivery; the handler has seen `count - 1`.
+                let made = count.saturating_sub(1);
+                if made >= u64::from(retry.max_attempts) {
+                    let error = format!(
+                        "no success after {made} deliveries; the last one timed out or its worker stopped (visibility timeout)"
+                    );
+                    settle::dead_letter(pool, &entry, made, DlqReason::MaxAttempts, &error).await;
+                } else if let Ok(permit) = pool.permits.clone().try_acquire_owned() {
+                    spawn_worker(pool, entry, count, permit);
+                } else {
+                    // No free worker after all: hand it back for the next pass.
+                    pool.leases.retry_at(entry.id, Instant::now());
+                }
+            }
+        }
+        cursor = page.next;
+        if cursor == StreamId::ZERO {
+            break;
+        }
+    }
+    Ok(cursor)
+}
+
+/// Deletes other consumers of the group that own nothing and have been idle long enough.
+async fn collect_consumers(pool: &Pool, idle: Duration) {
+    let Ok(consumers) = pool.redis.consumers(&pool.stream.name, &pool.name).await else {
+        return;
+    };
+    for c in consumers {
+        let expired =
+            c.name != pool.consumer && c.pending == 0 && u128::from(c.idle_ms) >= idle.as_millis();
+        if expired
+            && pool
+                .redis
+                .delete_consumer(&pool.stream.name, &pool.name, &c.name)
+                .await
+                .is_ok()
+        {
+            tracing::info!(pool = %pool.name, consumer = %c.name, idle_ms = c.idle_ms, "deleted idle consumer with nothing pending");
+        }
+    }
+}
+
+/// Trims the main stream toward `max_len`, never past an entry a group has not read or not
+/// acknowledged.
+pub(crate) async fn trim_loop(redis: Redis, config: Arc<Config>, cancel: CancellationToken) {
+    let every = config.janitor.interval.max(Duration::from_secs(1));
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = cancel.cancelled() => break,
+        }
+        match trim_once(&redis, &config).await {
+            Ok(_) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(error = %e, "trimming failed");
+                }
+                backoff(failures, &cancel).await;
+            }
+        }
+    }
+}
+
+/// The oldest entry any group still needs, or `None` when trimming must not happen at all
+/// (a configured group is missing, so its position is unknown).
+pub async fn safe_trim_point(
+    redis: &Redis,
+    config: &Config,
+) -> Result<Option<StreamId>, crate::error::RedisError> {
+    let stream = &config.stream.name;
+    let groups = redis.groups(stream).await?;
+    let by_name: HashMap<&str, _> = groups.iter().map(|g| (g.name.as_str(), g)).collect();
+    if config
+        .pools
+        .iter()
+        .any(|p| !by_name.contains_key(p.name.as_str()))
+    {
+        return Ok(None);
+    }
+    let mut safe: Option<StreamId> = None;
+    for g in &groups {
+        let needed = if g.pending > 0 {
+            match redis.pending_summary(stream, &g.name).await?.1 {
+                Some(min) => min,
+                None => g.last_delivered.next(),
+            }
+        } else {
+            g.last_delivered.next()
+        };
+        safe = Some(safe.map_or(needed, |s| s.min(needed)));
+    }
+    Ok(safe)
+}
+
+/// One trimming step; returns how many entries were removed.
+pub async fn trim_once(redis: &Redis, config: &Config) -> Result<u64, crate::error::RedisError> {
+    let stream = &config.stream.name;
+    let mut removed = 0;
+    for _ in 0..10 {
+        let len = redis.len(stream).await?;
+        if len <= config.stream.max_len {
+            break;
+        }
+        let Some(safe) = safe_trim_point(redis, config).await? else {
+            break;
+        };
+        let excess = (len - config.stream.max_len).min(10_000);
+        let Some(cut) = redis.nth_id(stream, excess).await? else {
+            break;
+        };
+        let n = redis.trim_before(stream, cut.next().min(safe)).await?;
+        removed += n;
+        if n == 0 {
+            break;
+        }
+    }
+    if removed > 0 {
+        tracing::debug!(stream = %stream, removed, "trimmed the main stream");
+    }
+    Ok(removed)
+}

@@ -1,0 +1,97 @@
+//! Every metric name weir exports, and typed helpers to record them. No metric name appears
+//! anywhere else. Labels stay low-cardinality: pool, type, reason — never entry IDs.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::dispatch::DlqReason;
+
+pub const PROCESSED: &str = "weir_messages_processed_total";
+pub const FAILED: &str = "weir_messages_failed_total";
+pub const DEAD_LETTERED: &str = "weir_messages_dead_lettered_total";
+pub const RECLAIMED: &str = "weir_messages_reclaimed_total";
+pub const HANDLER_DURATION: &str = "weir_handler_duration_seconds";
+pub const PUBLISHED: &str = "weir_messages_published_total";
+pub const PUBLISH_REJECTED: &str = "weir_publish_rejected_total";
+pub const LOST: &str = "weir_entries_lost_total";
+pub const STREAM_LENGTH: &str = "weir_stream_length";
+pub const DLQ_LENGTH: &str = "weir_dlq_length";
+pub const GROUP_PENDING: &str = "weir_group_pending";
+pub const GROUP_LAG: &str = "weir_group_lag";
+pub const IN_FLIGHT: &str = "weir_in_flight";
+pub const POOL_PAUSED: &str = "weir_pool_paused";
+
+/// Handler durations from 1 ms to 15 min.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0, 900.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process and returns its handle (`None` if another
+/// recorder was installed first, e.g. by an embedding application).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HANDLER_DURATION.into()), DURATION_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
+pub fn processed(pool: &str, ty: &str, took: Duration) {
+    counter!(PROCESSED, "pool" => pool.to_string(), "type" => ty.to_string()).increment(1);
+    handler_duration(pool, ty, took);
+}
+
+pub fn failed(pool: &str, ty: &str, took: Duration) {
+    counter!(FAILED, "pool" => pool.to_string(), "type" => ty.to_string()).increment(1);
+    handler_duration(pool, ty, took);
+}
+
+fn handler_duration(pool: &str, ty: &str, took: Duration) {
+    histogram!(HANDLER_DURATION, "pool" => pool.to_string(), "type" => ty.to_string())
+        .record(took.as_secs_f64());
+}
+
+pub fn dead_lettered(pool: &str, ty: &str, reason: DlqReason) {
+    counter!(DEAD_LETTERED, "pool" => pool.to_string(), "type" => ty.to_string(), "reason" => reason.as_str())
+        .increment(1);
+}
+
+pub fn reclaimed(pool: &str, n: u64) {
+    counter!(RECLAIMED, "pool" => pool.to_string()).increment(n);
+}
+
+pub fn lost(pool: &str, n: u64) {
+    counter!(LOST, "pool" => pool.to_string()).increment(n);
+}
+
+pub fn published(ty: &str) {
+    counter!(PUBLISHED, "type" => ty.to_string()).increment(1);
+}
+
+pub fn publish_rejected(reason: &str) {
+    counter!(PUBLISH_REJECTED, "reason" => reason.to_string()).increment(1);
+}
+
+pub fn stream_lengths(stream: u64, dlq: u64) {
+    gauge!(STREAM_LENGTH).set(stream as f64);
+    gauge!(DLQ_LENGTH).set(dlq as f64);
+}
+
+pub fn pool_state(pool: &str, pending: u64, lag: Option<u64>, in_flight: usize, paused: bool) {
+    gauge!(GROUP_PENDING, "pool" => pool.to_string()).set(pending as f64);
+    if let Some(lag) = lag {
+        gauge!(GROUP_LAG, "pool" => pool.to_string()).set(lag as f64);
+    }
+    gauge!(IN_FLIGHT, "pool" => pool.to_string()).set(in_flight as f64);
+    gauge!(POOL_PAUSED, "pool" => pool.to_string()).set(if paused { 1.0 } else { 0.0 });
+}

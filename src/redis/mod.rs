@@ -1,0 +1,580 @@
+//! The only module that talks to the Redis client. Every command weir sends is a plain,
+//! non-generic method here, so the rest of the crate speaks in [`StreamId`]s and
+//! [`RawEntry`]s and fred's generic API is compiled once.
+
+mod id;
+mod reply;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fred::clients::Client;
+use fred::interfaces::{ClientLike, TransactionInterface as _};
+use fred::types::config::{
+    Config as FredConfig, ConnectionConfig, Options, PerformanceConfig, ReconnectPolicy,
+    UnresponsiveConfig,
+};
+use fred::types::{CustomCommand, Value};
+
+pub use id::StreamId;
+pub use reply::RawEntry;
+use reply::{array, int, pairs, protocol, text};
+
+use crate::config::RedisConfig;
+use crate::error::{RedisError, RedisErrorKind};
+
+/// How long any single command may take before it counts as a connection failure.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection (with automatic, jittered reconnects) to the configured Redis.
+#[derive(Clone)]
+pub struct Redis {
+    client: Client,
+    /// The URL with any password replaced, for messages.
+    url: String,
+}
+
+/// One consumer group as XINFO GROUPS reports it.
+#[derive(Debug, Clone)]
+pub struct GroupInfo {
+    pub name: String,
+    pub consumers: u64,
+    pub pending: u64,
+    pub last_delivered: StreamId,
+    /// `None` when Redis cannot compute it (after deletions, or right after a restart).
+    pub lag: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerInfo {
+    pub name: String,
+    pub pending: u64,
+    pub idle_ms: u64,
+}
+
+/// What XINFO STREAM says about the main stream.
+#[derive(Debug, Clone, Default)]
+pub struct StreamInfo {
+    pub length: u64,
+    pub first: Option<StreamId>,
+    pub last_generated: StreamId,
+    pub max_deleted: StreamId,
+    pub recorded_first: StreamId,
+}
+
+/// The reply of one XAUTOCLAIM page.
+#[derive(Debug)]
+pub struct AutoClaim {
+    pub next: StreamId,
+    pub entries: Vec<RawEntry>,
+    /// IDs that were pending but whose entries no longer exist (Redis removed them from the PEL).
+    pub deleted: Vec<StreamId>,
+}
+
+fn cmd(name: &'static str) -> CustomCommand {
+    CustomCommand::new_static(name, fred::types::ClusterHash::FirstKey, false)
+}
+
+fn map_err(command: &'static str, e: fred::error::Error) -> RedisError {
+    use fred::error::ErrorKind as K;
+    let details = e.details().to_string();
+    let kind = if details.starts_with("NOGROUP") || details.contains("NOGROUP") {
+        RedisErrorKind::NoGroup
+    } else if details.starts_with("OOM") {
+        RedisErrorKind::OutOfMemory
+    } else if details.starts_with("NOPERM")
+        || details.starts_with("WRONGPASS")
+        || *e.kind() == K::Auth
+    {
+        RedisErrorKind::NoPermission
+    } else {
+        match e.kind() {
+            K::IO | K::Timeout | K::Canceled | K::Backpressure | K::Routing => {
+                RedisErrorKind::Connection
+            }
+            K::Protocol | K::Parse => RedisErrorKind::Protocol,
+            _ if details.contains("onnection") || details.contains("losed") => {
+                RedisErrorKind::Connection
+            }
+            _ => RedisErrorKind::Server,
+        }
+    };
+    RedisError {
+        command,
+        message: if details.is_empty() {
+            format!("{:?}", e.kind())
+        } else {
+            details
+        },
+        kind,
+    }
+}
+
+fn args<const N: usize>(items: [&str; N]) -> Vec<Value> {
+    items.iter().map(|s| Value::from(*s)).collect()
+}
+
+impl Redis {
+    /// Builds a client for `config` without connecting; see [`Redis::connect`].
+    pub fn new(config: &RedisConfig) -> Result<Redis, RedisError> {
+        let url = crate::redact_url(&config.url);
+        let fred_config = FredConfig::from_url(&config.url).map_err(|e| RedisError {
+            command: "connect",
+            message: format!("{url}: {}", e.details()),
+            kind: RedisErrorKind::Server,
+        })?;
+        let mut policy = ReconnectPolicy::new_exponential(0, 100, 5_000, 2);
+        policy.set_jitter(250);
+        let performance = PerformanceConfig {
+            default_command_timeout: COMMAND_TIMEOUT,
+            ..Default::default()
+        };
+        let connection = ConnectionConfig {
+            connection_timeout: Duration::from_secs(3),
+            internal_command_timeout: Duration::from_secs(3),
+            // A reply lost with its connection is not resent blindly: a resent XADD would make
+            // two entries. Callers retry what is safe to retry.
+            max_command_attempts: 1,
+            unresponsive: UnresponsiveConfig {
+                max_timeout: Some(Duration::from_secs(6)),
+                interval: Duration::from_secs(1),
+            },
+            ..Default::default()
+        };
+        let client = fred::types::Builder::from_config(fred_config)
+            .set_policy(policy)
+            .set_performance_config(performance)
+            .set_connection_config(connection)
+            .build()
+            .map_err(|e| map_err("connect", e))?;
+        Ok(Redis { client, url })
+    }
+
+    /// Connects; from then on reconnects happen in the background (capped, jittered backoff).
+    /// Fails when the first attempt fails, so callers can report and retry at their pace.
+    pub async fn connect(&self) -> Result<(), RedisError> {
+        match self.client.init().await {
+            Ok(_task) => Ok(()),
+            Err(e) => Err(RedisError {
+                command: "connect",
+                message: format!("cannot reach Redis at {}: {}", self.url, e.details()),
+                kind: if matches!(e.kind(), fred::error::ErrorKind::Auth)
+                    || e.details().contains("WRONGPASS")
+                    || e.details().contains("NOAUTH")
+                {
+                    RedisErrorKind::NoPermission
+                } else {
+                    RedisErrorKind::Connection
+                },
+            }),
+        }
+    }
+
+    /// A second, independent connection: blocking reads hold their connection, so each reader
+    /// gets its own.
+    pub async fn dedicated(&self) -> Result<Redis, RedisError> {
+        let other = Redis {
+            client: self.client.clone_new(),
+            url: self.url.clone(),
+        };
+        other.connect().await?;
+        Ok(other)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.is_connected()
+    }
+
+    pub async fn quit(&self) {
+        let _ = self.client.quit().await;
+    }
+
+    async fn call(&self, name: &'static str, args: Vec<Value>) -> Result<Value, RedisError> {
+        self.client
+            .custom::<Value, Value>(cmd(name), args)
+            .await
+            .map_err(|e| map_err(name, e))
+    }
+
+    async fn call_timeout(
+        &self,
+        name: &'static str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Value, RedisError> {
+        let options = Options {
+            timeout: Some(timeout),
+            ..Default::default()
+        };
+        self.client
+            .with_options(&options)
+            .custom::<Value, Value>(
+                CustomCommand::new_static(name, fred::types::ClusterHash::FirstKey, false),
+                args,
+            )
+            .await
+            .map_err(|e| map_err(name, e))
+    }
+
+    pub async fn ping(&self, timeout: Duration) -> Result<(), RedisError> {
+        self.call_timeout("PING", Vec::new(), timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// `XGROUP CREATE … MKSTREAM`; `Ok(false)` when the group already exists.
+    pub async fn create_group(
+        &self,
+        stream: &str,
+        group: &str,
+        start: &str,
+    ) -> Result<bool, RedisError> {
+        match self
+            .call("XGROUP", args(["CREATE", stream, group, start, "MKSTREAM"]))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.message.starts_with("BUSYGROUP") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `XREADGROUP … COUNT n BLOCK ms STREAMS stream >`. An empty vector when the block timed out.
+    pub async fn read_group(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<RawEntry>, RedisError> {
+        let block_ms = block.as_millis().to_string();
+        let count = count.to_string();
+        let options = Options {
+            timeout: Some(block + COMMAND_TIMEOUT),
+            ..Default::default()
+        };
+        let reply: Value = self
+            .client
+            .with_options(&options)
+            .custom(
+                CustomCommand::new_static(
+                    "XREADGROUP",
+                    fred::types::ClusterHash::Custom(stream_slot(stream)),
+                    true,
+                ),
+                args([
+                    "GROUP", group, consumer, "COUNT", &count, "BLOCK", &block_ms, "STREAMS",
+                    stream, ">",
+                ]),
+            )
+            .await
+            .map_err(|e| map_err("XREADGROUP", e))?;
+        reply::xread(reply)
+    }
+
+    /// `XACK` of many IDs in one command; returns how many were still pending.
+    pub async fn ack(
+        &self,
+        stream: &str,
+        group: &str,
+        ids: &[StreamId],
+    ) -> Result<u64, RedisError> {
+        let mut a = args([stream, group]);
+        a.extend(ids.iter().map(|id| Value::from(id.to_string())));
+        let reply = self.call("XACK", a).await?;
+        int(&reply)
+            .map(|n| n.max(0) as u64)
+            .ok_or_else(|| protocol("XACK", "not an integer"))
+    }
+
+    /// Re-claims `ids` to `consumer` with `JUSTID` (no delivery counted), setting their idle
+    /// time to `idle`: zero keeps a lease alive, more schedules an earlier redelivery.
+    pub async fn touch(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[StreamId],
+        idle: Duration,
+    ) -> Result<(), RedisError> {
+        let mut a = args([stream, group, consumer, "0"]);
+        a.extend(ids.iter().map(|id| Value::from(id.to_string())));
+        a.push(Value::from("IDLE"));
+        a.push(Value::from(idle.as_millis().to_string()));
+        a.push(Value::from("JUSTID"));
+        self.call("XCLAIM", a).await.map(|_| ())
+    }
+
+    /// One page of `XAUTOCLAIM stream group consumer min_idle start COUNT n`.
+    pub async fn autoclaim(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        start: StreamId,
+        count: usize,
+    ) -> Result<AutoClaim, RedisError> {
+        let min_idle = min_idle.as_millis().to_string();
+        let start = start.to_string();
+        let count = count.to_string();
+        let reply = self
+            .call(
+                "XAUTOCLAIM",
+                args([stream, group, consumer, &min_idle, &start, "COUNT", &count]),
+            )
+            .await?;
+        let mut parts = array(reply)
+            .ok_or_else(|| protocol("XAUTOCLAIM", "expected an array"))?
+            .into_iter();
+        let next = parts
+            .next()
+            .as_ref()
+            .and_then(reply::id)
+            .ok_or_else(|| protocol("XAUTOCLAIM", "no cursor"))?;
+        let entries = reply::entries("XAUTOCLAIM", parts.next().unwrap_or(Value::Null))?;
+        let deleted = reply::ids("XAUTOCLAIM", parts.next().unwrap_or(Value::Null))?;
+        Ok(AutoClaim {
+            next,
+            entries,
+            deleted,
+        })
+    }
+
+    /// Delivery counts of `ids` in the group's pending list, one pipelined XPENDING per ID.
+    /// IDs that are no longer pending are absent from the map.
+    pub async fn delivery_counts(
+        &self,
+        stream: &str,
+        group: &str,
+        ids: &[StreamId],
+    ) -> Result<HashMap<StreamId, u64>, RedisError> {
+        let pipeline = self.client.pipeline();
+        for id in ids {
+            let id = id.to_string();
+            let _: () = pipeline
+                .custom(cmd("XPENDING"), args([stream, group, &id, &id, "1"]))
+                .await
+                .map_err(|e| map_err("XPENDING", e))?;
+        }
+        let replies: Vec<Value> = pipeline.all().await.map_err(|e| map_err("XPENDING", e))?;
+        let mut counts = HashMap::with_capacity(ids.len());
+        for reply in replies {
+            // Each reply is `[[id, consumer, idle, count]]` or empty.
+            let rows = array(reply).ok_or_else(|| protocol("XPENDING", "expected an array"))?;
+            for row in rows {
+                let row = array(row).ok_or_else(|| protocol("XPENDING", "row is not an array"))?;
+                if let (Some(id), Some(count)) =
+                    (row.first().and_then(reply::id), row.get(3).and_then(int))
+                {
+                    counts.insert(id, count.max(0) as u64);
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Moves an entry to the DLQ in one MULTI/EXEC: XADD to `dlq` and XACK in `group`.
+    /// Either both happen or neither does. Returns the DLQ entry's ID.
+    pub async fn dead_letter(
+        &self,
+        stream: &str,
+        group: &str,
+        dlq: &str,
+        id: StreamId,
+        fields: &[(Bytes, Bytes)],
+    ) -> Result<String, RedisError> {
+        let trx = self.client.multi();
+        let mut xadd = args([dlq, "*"]);
+        for (k, v) in fields {
+            xadd.push(Value::Bytes(k.clone()));
+            xadd.push(Value::Bytes(v.clone()));
+        }
+        let _: () = trx
+            .custom(cmd("XADD"), xadd)
+            .await
+            .map_err(|e| map_err("MULTI", e))?;
+        let _: () = trx
+            .custom(cmd("XACK"), args([stream, group, &id.to_string()]))
+            .await
+            .map_err(|e| map_err("MULTI", e))?;
+        let reply: Value = trx.exec(true).await.map_err(|e| map_err("EXEC", e))?;
+        let items = array(reply).ok_or_else(|| protocol("EXEC", "expected an array"))?;
+        items
+            .first()
+            .and_then(text)
+            .ok_or_else(|| protocol("EXEC", "XADD returned no ID"))
+    }
+
+    pub async fn groups(&self, stream: &str) -> Result<Vec<GroupInfo>, RedisError> {
+        let reply = self.call("XINFO", args(["GROUPS", stream])).await?;
+        let mut out = Vec::new();
+        for group in array(reply).ok_or_else(|| protocol("XINFO GROUPS", "expected an array"))? {
+            let fields: HashMap<String, Value> =
+                pairs("XINFO GROUPS", group)?.into_iter().collect();
+            let get_int = |k: &str| fields.get(k).and_then(int);
+            out.push(GroupInfo {
+                name: fields.get("name").and_then(text).unwrap_or_default(),
+                consumers: get_int("consumers").unwrap_or(0).max(0) as u64,
+                pending: get_int("pending").unwrap_or(0).max(0) as u64,
+                last_delivered: fields
+                    .get("last-delivered-id")
+                    .and_then(reply::id)
+                    .unwrap_or(StreamId::ZERO),
+                lag: get_int("lag").map(|l| l.max(0) as u64),
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn consumers(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> Result<Vec<ConsumerInfo>, RedisError> {
+        let reply = self
+            .call("XINFO", args(["CONSUMERS", stream, group]))
+            .await?;
+        let mut out = Vec::new();
+        for consumer in
+            array(reply).ok_or_else(|| protocol("XINFO CONSUMERS", "expected an array"))?
+        {
+            let fields: HashMap<String, Value> =
+                pairs("XINFO CONSUMERS", consumer)?.into_iter().collect();
+            out.push(ConsumerInfo {
+                name: fields.get("name").and_then(text).unwrap_or_default(),
+                pending: fields.get("pending").and_then(int).unwrap_or(0).max(0) as u64,
+                idle_ms: fields.get("idle").and_then(int).unwrap_or(0).max(0) as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn delete_consumer(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+    ) -> Result<u64, RedisError> {
+        let reply = self
+            .call("XGROUP", args(["DELCONSUMER", stream, group, consumer]))
+            .await?;
+        Ok(int(&reply).unwrap_or(0).max(0) as u64)
+    }
+
+    pub async fn stream_info(&self, stream: &str) -> Result<StreamInfo, RedisError> {
+        let reply = self.call("XINFO", args(["STREAM", stream])).await?;
+        let fields: HashMap<String, Value> = pairs("XINFO STREAM", reply)?.into_iter().collect();
+        let get_id = |k: &str| fields.get(k).and_then(reply::id).unwrap_or(StreamId::ZERO);
+        let first = fields
+            .get("first-entry")
+            .cloned()
+            .and_then(|v| reply::entry("XINFO STREAM", v).ok())
+            .map(|e| e.id);
+        Ok(StreamInfo {
+            length: fields.get("length").and_then(int).unwrap_or(0).max(0) as u64,
+            first,
+            last_generated: get_id("last-generated-id"),
+            max_deleted: get_id("max-deleted-entry-id"),
+            recorded_first: get_id("recorded-first-entry-id"),
+        })
+    }
+
+    pub async fn len(&self, key: &str) -> Result<u64, RedisError> {
+        let reply = self.call("XLEN", args([key])).await?;
+        Ok(int(&reply).unwrap_or(0).max(0) as u64)
+    }
+
+    /// Members of a set (the paused pools).
+    pub async fn members(&self, key: &str) -> Result<Vec<String>, RedisError> {
+        let reply = self.call("SMEMBERS", args([key])).await?;
+        Ok(array(reply)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(text)
+            .collect())
+    }
+
+    /// `XPENDING stream group` summary: how many are pending and the smallest pending ID.
+    pub async fn pending_summary(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> Result<(u64, Option<StreamId>), RedisError> {
+        let reply = self.call("XPENDING", args([stream, group])).await?;
+        let items = array(reply).ok_or_else(|| protocol("XPENDING", "expected an array"))?;
+        let count = items.first().and_then(int).unwrap_or(0).max(0) as u64;
+        let min = items.get(1).and_then(reply::id);
+        Ok((count, min))
+    }
+
+    /// The ID of the `n`th entry from the start (1-based), if the stream is that long. Runs as
+    /// a script so the entries' bodies never cross the network.
+    pub async fn nth_id(&self, stream: &str, n: u64) -> Result<Option<StreamId>, RedisError> {
+        const SCRIPT: &str = "local r = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[1]) \
+            if #r < tonumber(ARGV[1]) then return false end return r[#r][1]";
+        let count = n.to_string();
+        let reply: Value = self
+            .client
+            .custom(
+                CustomCommand::new_static(
+                    "EVAL",
+                    fred::types::ClusterHash::Custom(stream_slot(stream)),
+                    false,
+                ),
+                args([SCRIPT, "1", stream, &count]),
+            )
+            .await
+            .map_err(|e| map_err("EVAL", e))?;
+        Ok(reply::id(&reply))
+    }
+
+    /// `XTRIM stream MINID ~ id`: removes whole nodes of entries older than `id` only.
+    pub async fn trim_before(&self, stream: &str, id: StreamId) -> Result<u64, RedisError> {
+        let reply = self
+            .call("XTRIM", args([stream, "MINID", "~", &id.to_string()]))
+            .await?;
+        Ok(int(&reply).unwrap_or(0).max(0) as u64)
+    }
+
+    /// Appends an entry; used by tests and the publisher.
+    pub async fn add(
+        &self,
+        stream: &str,
+        fields: &[(&str, &[u8])],
+    ) -> Result<StreamId, RedisError> {
+        let mut a = args([stream, "*"]);
+        for (k, v) in fields {
+            a.push(Value::from(*k));
+            a.push(Value::Bytes(Bytes::copy_from_slice(v)));
+        }
+        let reply = self.call("XADD", a).await?;
+        reply::id(&reply).ok_or_else(|| protocol("XADD", "no ID"))
+    }
+
+    /// `INFO` fields that decide whether Redis can lose accepted entries.
+    pub async fn durability(&self) -> Result<(bool, String), RedisError> {
+        let reply = self.call("INFO", args(["persistence"])).await?;
+        let persistence = text(&reply).unwrap_or_default();
+        let aof = persistence.lines().any(|l| l.trim() == "aof_enabled:1");
+        let reply = self.call("INFO", args(["memory"])).await?;
+        let memory = text(&reply).unwrap_or_default();
+        let policy = memory
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("maxmemory_policy:"))
+            .unwrap_or("unknown")
+            .to_string();
+        Ok((aof, policy))
+    }
+}
+
+/// The cluster hash slot of a key (hash tags honoured).
+fn stream_slot(key: &str) -> u16 {
+    fred::util::redis_keyslot(key.as_bytes())
+}

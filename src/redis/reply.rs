@@ -1,0 +1,156 @@
+//! Turning raw Redis replies into typed values. Redis is an input like any other: a reply of
+//! the wrong shape is a [`RedisErrorKind::Protocol`] error, never a panic.
+
+use bytes::Bytes;
+use fred::types::Value;
+
+use super::StreamId;
+use crate::error::{RedisError, RedisErrorKind};
+
+/// One stream entry as it came from Redis: the ID and the fields as bytes, in order.
+/// `fields` is `None` when the entry was deleted but its ID is still pending.
+#[derive(Debug, Clone)]
+pub struct RawEntry {
+    pub id: StreamId,
+    pub fields: Option<Vec<(Bytes, Bytes)>>,
+}
+
+impl RawEntry {
+    /// Bytes of all field names and values: what `max_entry_bytes` limits.
+    pub fn size(&self) -> usize {
+        self.fields
+            .iter()
+            .flatten()
+            .map(|(k, v)| k.len() + v.len())
+            .sum()
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Bytes> {
+        self.fields
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k.as_ref() == name.as_bytes())
+            .map(|(_, v)| v)
+    }
+}
+
+pub(crate) fn protocol(command: &'static str, what: impl Into<String>) -> RedisError {
+    RedisError {
+        command,
+        message: format!("unexpected reply: {}", what.into()),
+        kind: RedisErrorKind::Protocol,
+    }
+}
+
+pub(crate) fn bytes(value: &Value) -> Option<Bytes> {
+    match value {
+        Value::Bytes(b) => Some(b.clone()),
+        Value::String(s) => Some(s.inner().clone()),
+        Value::Integer(i) => Some(Bytes::from(i.to_string())),
+        Value::Double(d) => Some(Bytes::from(d.to_string())),
+        _ => None,
+    }
+}
+
+pub(crate) fn text(value: &Value) -> Option<String> {
+    bytes(value).and_then(|b| String::from_utf8(b.to_vec()).ok())
+}
+
+pub(crate) fn int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Integer(i) => Some(*i),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+pub(crate) fn id(value: &Value) -> Option<StreamId> {
+    StreamId::parse(&text(value)?)
+}
+
+/// The elements of an array reply; nil reads as empty.
+pub(crate) fn array(value: Value) -> Option<Vec<Value>> {
+    match value {
+        Value::Array(items) => Some(items),
+        Value::Null => Some(Vec::new()),
+        Value::Map(map) => Some(
+            map.inner()
+                .into_iter()
+                .flat_map(|(k, v)| [Value::from(k), v])
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// A `[k1, v1, k2, v2, …]` reply as pairs with text keys.
+pub(crate) fn pairs(
+    command: &'static str,
+    value: Value,
+) -> Result<Vec<(String, Value)>, RedisError> {
+    let items = array(value).ok_or_else(|| protocol(command, "expected an array of pairs"))?;
+    let mut out = Vec::with_capacity(items.len() / 2);
+    let mut iter = items.into_iter();
+    while let (Some(k), Some(v)) = (iter.next(), iter.next()) {
+        out.push((text(&k).unwrap_or_default(), v));
+    }
+    Ok(out)
+}
+
+/// `[id, [f1, v1, …]]` or `[id, nil]`.
+pub(crate) fn entry(command: &'static str, value: Value) -> Result<RawEntry, RedisError> {
+    let mut parts = array(value)
+        .ok_or_else(|| protocol(command, "entry is not an array"))?
+        .into_iter();
+    let id = parts
+        .next()
+        .as_ref()
+        .and_then(id)
+        .ok_or_else(|| protocol(command, "entry without a valid ID"))?;
+    let fields = match parts.next() {
+        None | Some(Value::Null) => None,
+        Some(list) => {
+            let items = array(list).ok_or_else(|| protocol(command, "fields are not an array"))?;
+            let mut fields = Vec::with_capacity(items.len() / 2);
+            let mut iter = items.iter();
+            while let (Some(k), Some(v)) = (iter.next(), iter.next()) {
+                let (Some(k), Some(v)) = (bytes(k), bytes(v)) else {
+                    return Err(protocol(command, "field is not a string"));
+                };
+                fields.push((k, v));
+            }
+            Some(fields)
+        }
+    };
+    Ok(RawEntry { id, fields })
+}
+
+pub(crate) fn entries(command: &'static str, value: Value) -> Result<Vec<RawEntry>, RedisError> {
+    array(value)
+        .ok_or_else(|| protocol(command, "expected a list of entries"))?
+        .into_iter()
+        .map(|v| entry(command, v))
+        .collect()
+}
+
+/// XREADGROUP's `[[stream, [entries…]], …]` (nil when the block timed out).
+pub(crate) fn xread(value: Value) -> Result<Vec<RawEntry>, RedisError> {
+    let mut out = Vec::new();
+    for stream in array(value).ok_or_else(|| protocol("XREADGROUP", "expected an array"))? {
+        let mut parts = array(stream)
+            .ok_or_else(|| protocol("XREADGROUP", "stream reply is not an array"))?
+            .into_iter();
+        let _key = parts.next();
+        if let Some(list) = parts.next() {
+            out.extend(entries("XREADGROUP", list)?);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn ids(command: &'static str, value: Value) -> Result<Vec<StreamId>, RedisError> {
+    array(value)
+        .ok_or_else(|| protocol(command, "expected a list of IDs"))?
+        .iter()
+        .map(|v| id(v).ok_or_else(|| protocol(command, "invalid ID")))
+        .collect()
+}
