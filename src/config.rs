@@ -218,6 +218,14 @@ pub struct PoolConfig {
 
 pub const DEFAULT_CONFIG_PATH: &str = "streams.toml";
 
+/// `WEIR_…` variables that are not config overrides.
+const NOT_CONFIG: &[&str] = &[
+    "WEIR_LOG",
+    "WEIR_LOG_FORMAT",
+    "WEIR_CONFIG",
+    "WEIR_TEST_LOG",
+];
+
 impl Config {
     /// Reads `path` (it must exist) and `WEIR_…` environment overrides, then validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -226,12 +234,15 @@ impl Config {
                 path: path.to_path_buf(),
             });
         }
+        // WEIR_LOG, WEIR_CONFIG… configure the binary, not streams.toml.
+        let overrides: config::Map<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("WEIR_") && !NOT_CONFIG.contains(&k.as_str()))
+            .collect();
         let env = config::Environment::with_prefix("WEIR")
             .prefix_separator("_")
             .separator("__")
             .try_parsing(true)
-            .list_separator(",")
-            .with_list_parse_key("pools.types");
+            .source(Some(overrides));
         Self::load_with(path, env)
     }
 

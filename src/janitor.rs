@@ -82,6 +82,7 @@ async fn reclaim_pass(
                 room,
             )
             .await?;
+        tracing::trace!(pool = group, claimed = page.entries.len(), deleted = page.deleted.len(), next = %page.next, "reclaim page");
         settle::lost(pool, &page.deleted).await;
         if !page.entries.is_empty() {
             let ids: Vec<StreamId> = page.entries.iter().map(|e| e.id).collect();
@@ -100,11 +101,8 @@ async fn reclaim_pass(
                         "no success after {made} deliveries; the last one timed out or its worker stopped (visibility timeout)"
                     );
                     settle::dead_letter(pool, &entry, made, DlqReason::MaxAttempts, &error).await;
-                } else if let Ok(permit) = pool.permits.clone().try_acquire_owned() {
-                    spawn_worker(pool, entry, count, permit);
                 } else {
-                    // No free worker after all: hand it back for the next pass.
-                    pool.leases.retry_at(entry.id, Instant::now());
+                    spawn_worker(pool, entry, count);
                 }
             }
         }

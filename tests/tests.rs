@@ -1,1 +1,8 @@
+//! One integration test binary, a module per area; every test runs against its own real
+//! redis-server (see `support`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod engine;
+mod process;
+#[allow(dead_code)]
+mod support;

@@ -129,6 +129,7 @@ pub(super) async fn keep_loop(pool: Arc<Pool>) {
             _ = pool.abandon.cancelled() => break,
         }
         let (keep, hand_over) = pool.leases.plan(visibility, false);
+        tracing::trace!(pool = %pool.name, keep = keep.len(), hand_over = ?hand_over, "leases");
         write(&pool, &keep, &hand_over).await;
     }
     // Shutdown: scheduled retries keep their schedule; the rest follows the visibility timeout.

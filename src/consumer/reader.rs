@@ -22,21 +22,19 @@ pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
             }
             continue;
         }
-        let first = tokio::select! {
-            permit = pool.permits.clone().acquire_owned() => permit,
+        // Wait for a free worker, but do not hold permits through the blocking read: the
+        // janitor needs them to hand out reclaimed entries meanwhile.
+        let free = tokio::select! {
+            permit = pool.permits.acquire() => permit.is_ok(),
             _ = pool.stop.cancelled() => break,
         };
-        let Ok(mut permits) = first else { break };
-        let extra = pool
+        if !free {
+            break;
+        }
+        let count = pool
             .permits
             .available_permits()
-            .min(pool.config.read_count - 1);
-        if extra > 0
-            && let Ok(more) = pool.permits.clone().try_acquire_many_owned(extra as u32)
-        {
-            permits.merge(more);
-        }
-        let count = permits.num_permits();
+            .clamp(1, pool.config.read_count);
         // Never dropped mid-flight: a read cancelled after Redis answered would strand entries.
         let read = conn
             .read_group(&pool.stream.name, &pool.name, &pool.consumer, count, BLOCK)
@@ -70,10 +68,7 @@ pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
         }
         pool.leases.hold(entries.iter().map(|e| e.id));
         for entry in entries {
-            let Some(permit) = permits.split(1) else {
-                break;
-            };
-            spawn_worker(&pool, entry, 1, permit);
+            spawn_worker(&pool, entry, 1);
         }
     }
     tracing::debug!(pool = %pool.name, "reader stopped");

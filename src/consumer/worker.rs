@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use futures::FutureExt;
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::Pool;
 use crate::dispatch::Decision;
@@ -14,17 +13,15 @@ use crate::handler::{Delivery, Outcome};
 use crate::redis::RawEntry;
 use crate::settle;
 
-/// Runs `entry` (delivery number `attempt`) on a worker slot.
-pub(crate) fn spawn_worker(
-    pool: &Arc<Pool>,
-    entry: RawEntry,
-    attempt: u64,
-    permit: OwnedSemaphorePermit,
-) {
+/// Runs `entry` (delivery number `attempt`) once a worker slot is free. The entry is leased
+/// already, so waiting for a slot cannot get it reclaimed.
+pub(crate) fn spawn_worker(pool: &Arc<Pool>, entry: RawEntry, attempt: u64) {
     let pool = pool.clone();
     pool.workers.clone().spawn(async move {
+        let Ok(_permit) = pool.permits.clone().acquire_owned().await else {
+            return;
+        };
         process(&pool, entry, attempt).await;
-        drop(permit);
     });
 }
 

@@ -558,6 +558,21 @@ impl Redis {
         reply::id(&reply).ok_or_else(|| protocol("XADD", "no ID"))
     }
 
+    /// `XRANGE key start end COUNT n`, bodies included.
+    pub async fn range(
+        &self,
+        key: &str,
+        start: &str,
+        end: &str,
+        count: usize,
+    ) -> Result<Vec<RawEntry>, RedisError> {
+        let count = count.to_string();
+        let reply = self
+            .call("XRANGE", args([key, start, end, "COUNT", &count]))
+            .await?;
+        reply::entries("XRANGE", reply)
+    }
+
     /// `INFO` fields that decide whether Redis can lose accepted entries.
     pub async fn durability(&self) -> Result<(bool, String), RedisError> {
         let reply = self.call("INFO", args(["persistence"])).await?;

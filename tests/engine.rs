@@ -1,0 +1,572 @@
+//! The engine in-process against a real redis-server: routing, retries, DLQ, leases, pause,
+//! vanished groups, trimming, shutdown, Redis restarts.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use weir::{Engine, Outcome};
+
+use crate::support::*;
+
+const T: Duration = Duration::from_secs(15);
+
+/// A config for `stream` on `server` with fast timings; `pools` is appended verbatim.
+fn toml(server: &RedisServer, stream: &str, retry: &str, pools: &str) -> String {
+    format!(
+        r#"
+shutdown_grace_seconds = 5
+[redis]
+url = "{url}"
+[stream]
+name = "{stream}"
+[retry]
+max_attempts = 3
+retry_seconds = 0.1
+backoff_exp = 2
+visibility_timeout_seconds = 2
+{retry}
+[janitor]
+interval_seconds = 0.05
+[http]
+listen = "127.0.0.1:{port}"
+{pools}
+"#,
+        url = server.url(),
+        port = free_port(),
+    )
+}
+
+fn pool(name: &str, types: &str) -> String {
+    format!("[[pools]]\nname = \"{name}\"\nconcurrency = 4\ntypes = {types}\n")
+}
+
+#[tokio::test]
+async fn routes_each_type_to_its_pools_and_wildcard_takes_the_rest() {
+    let server = RedisServer::start();
+    let stream = stream_name("routing");
+    let pools = [
+        pool("a", r#"["t.one", "t.both"]"#),
+        pool("b", r#"["t.two", "t.both"]"#),
+        pool("rest", r#"["*"]"#),
+    ]
+    .concat();
+    let config = config(&toml(&server, &stream, "", &pools));
+    let (a, b, rest) = (Recorder::ok(), Recorder::ok(), Recorder::ok());
+    let engine = Engine::new(config)
+        .with_handler("a", a.clone())
+        .with_handler("b", b.clone())
+        .with_handler("rest", rest.clone());
+    let running = run(engine);
+    let redis = server.client().await;
+    for ty in ["t.one", "t.two", "t.both", "t.other"] {
+        publish(&redis, &stream, ty, "{}").await;
+    }
+    wait_for("every pool handled its types", T, || async {
+        a.count() == 2 && b.count() == 2 && rest.count() == 1
+    })
+    .await;
+    let types = |r: &Recorder| {
+        r.seen()
+            .into_iter()
+            .map(|s| s.event_type)
+            .collect::<HashSet<_>>()
+    };
+    assert_eq!(
+        types(&a),
+        HashSet::from(["t.one".to_string(), "t.both".to_string()])
+    );
+    assert_eq!(
+        types(&b),
+        HashSet::from(["t.two".to_string(), "t.both".to_string()])
+    );
+    assert_eq!(types(&rest), HashSet::from(["t.other".to_string()]));
+    for g in ["a", "b", "rest"] {
+        wait_for("skipped entries acknowledged", T, || async {
+            group_pending(&redis, &stream, g).await == 0
+        })
+        .await;
+    }
+    assert_eq!(redis.len(&format!("{stream}:dlq")).await.unwrap(), 0);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn retries_with_exponential_spacing_then_dead_letters_with_every_field() {
+    let server = RedisServer::start();
+    let stream = stream_name("retry");
+    let retry = "retry_seconds = 0.2\nmax_attempts = 4\n";
+    let config = config(&toml(
+        &server,
+        &stream,
+        "",
+        &format!("{}{retry}", pool("p", r#"["job"]"#)),
+    ));
+    let failing = Recorder::with(|d| Outcome::retry(format!("boom on attempt {}", d.attempt)));
+    let running = run(Engine::new(config).with_handler("p", failing.clone()));
+    let redis = server.client().await;
+    let id = redis
+        .add(
+            &stream,
+            &[
+                ("type", b"job"),
+                ("data", b"{\"n\":1}"),
+                ("id", b"E-1"),
+                ("tenant", b"acme"),
+            ],
+        )
+        .await
+        .unwrap();
+    let dlq = format!("{stream}:dlq");
+    wait_for("entry dead-lettered", T, || async {
+        redis.len(&dlq).await.unwrap() == 1
+    })
+    .await;
+
+    let seen = failing.seen();
+    assert_eq!(
+        seen.iter().map(|s| s.attempt).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    for (n, pair) in seen.windows(2).enumerate() {
+        let expected = Duration::from_secs_f64(0.2 * 2f64.powi(n as i32));
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= expected,
+            "gap {n} was {gap:?}, expected at least {expected:?}"
+        );
+        assert!(
+            gap < expected + Duration::from_millis(400),
+            "gap {n} was {gap:?}, expected about {expected:?}"
+        );
+    }
+    let entry = &redis.range(&dlq, "-", "+", 10).await.unwrap()[0];
+    assert_eq!(field(entry, "type"), "job");
+    assert_eq!(field(entry, "data"), "{\"n\":1}");
+    assert_eq!(field(entry, "id"), "E-1");
+    assert_eq!(field(entry, "tenant"), "acme");
+    assert_eq!(field(entry, "dlq_source_id"), id.to_string());
+    assert_eq!(field(entry, "dlq_group"), "p");
+    assert_eq!(field(entry, "dlq_reason"), "max_attempts");
+    assert_eq!(field(entry, "dlq_error"), "boom on attempt 4");
+    assert_eq!(field(entry, "dlq_attempts"), "4");
+    let failed_at: u128 = field(entry, "dlq_failed_at").parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    assert!(
+        now - failed_at < 10_000,
+        "dlq_failed_at {failed_at} is not recent"
+    );
+    assert_eq!(group_pending(&redis, &stream, "p").await, 0);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_from_the_handler_raises_the_backoff() {
+    let server = RedisServer::start();
+    let stream = stream_name("retry-after");
+    let config = config(&toml(&server, &stream, "", &pool("p", r#"["job"]"#)));
+    let handler = Recorder::with(|d| match d.attempt {
+        1 => Outcome::Retry {
+            after: Some(Duration::from_millis(800)),
+            error: "busy".into(),
+        },
+        _ => Outcome::Success,
+    });
+    let running = run(Engine::new(config).with_handler("p", handler.clone()));
+    let redis = server.client().await;
+    publish(&redis, &stream, "job", "{}").await;
+    wait_for("second attempt", T, || async { handler.count() == 2 }).await;
+    let seen = handler.seen();
+    assert!(
+        seen[1].at - seen[0].at >= Duration::from_millis(800),
+        "Retry-After ignored: {:?}",
+        seen[1].at - seen[0].at
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn permanent_failures_are_dead_lettered_once_without_retries() {
+    let server = RedisServer::start();
+    let stream = stream_name("permanent");
+    let mut toml = toml(
+        &server,
+        &stream,
+        "",
+        &[
+            pool("p", r#"["incident.event", "reject.me"]"#),
+            pool("q", r#"["other"]"#),
+        ]
+        .concat(),
+    );
+    toml = toml.replace("[janitor]", &format!("{}[janitor]", schemas_section()));
+    toml = toml.replace(
+        &format!("name = \"{stream}\""),
+        &format!("name = \"{stream}\"\nmax_entry_bytes = 2000"),
+    );
+    let config = config(&toml);
+    let handler = Recorder::with(|d| match d.event_type.as_str() {
+        "reject.me" => Outcome::permanent("HTTP 422: no such customer"),
+        _ => Outcome::Success,
+    });
+    let running = run(Engine::new(config)
+        .with_handler("p", handler.clone())
+        .with_handler("q", Recorder::ok()));
+    let redis = server.client().await;
+    let valid = envelope("incident.event");
+    let missing_field =
+        std::fs::read_to_string(repo().join("tests/fixtures/invalid/missing-payload-field.json"))
+            .unwrap();
+    let cases: Vec<(&str, Vec<(&str, Vec<u8>)>)> = vec![
+        (
+            "rejected",
+            vec![
+                ("type", b"reject.me".to_vec()),
+                ("data", valid.clone().into_bytes()),
+            ],
+        ),
+        (
+            "invalid",
+            vec![
+                ("type", b"incident.event".to_vec()),
+                ("data", b"{not json".to_vec()),
+            ],
+        ),
+        (
+            "invalid",
+            vec![
+                ("type", b"incident.event".to_vec()),
+                ("data", missing_field.into_bytes()),
+            ],
+        ),
+        ("malformed", vec![("foo", b"bar".to_vec())]),
+        ("malformed", vec![("type", b"incident.event".to_vec())]),
+        (
+            "malformed",
+            vec![
+                ("type", b"incident.event".to_vec()),
+                ("data", b"{\"a\":\"\xff\"}".to_vec()),
+            ],
+        ),
+        (
+            "too_large",
+            vec![
+                ("type", b"incident.event".to_vec()),
+                ("data", vec![b'x'; 3000]),
+            ],
+        ),
+        (
+            "unrouted",
+            vec![
+                ("type", b"nobody.takes.this".to_vec()),
+                ("data", b"{}".to_vec()),
+            ],
+        ),
+    ];
+    let mut expected = Vec::new();
+    for (reason, fields) in &cases {
+        let fields: Vec<(&str, &[u8])> = fields.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        expected.push((
+            redis.add(&stream, &fields).await.unwrap().to_string(),
+            reason.to_string(),
+        ));
+    }
+    publish(&redis, &stream, "incident.event", &valid).await;
+    let dlq = format!("{stream}:dlq");
+    wait_for("all bad entries dead-lettered", T, || async {
+        redis.len(&dlq).await.unwrap() >= cases.len() as u64
+    })
+    .await;
+    wait_for("valid entry handled", T, || async {
+        handler
+            .seen()
+            .iter()
+            .any(|s| s.event_type == "incident.event")
+    })
+    .await;
+    for g in ["p", "q"] {
+        wait_for("nothing left pending", T, || async {
+            group_pending(&redis, &stream, g).await == 0
+        })
+        .await;
+    }
+    // Let any wrongly scheduled retry happen before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let entries = redis.range(&dlq, "-", "+", 100).await.unwrap();
+    let got: Vec<(String, String)> = entries
+        .iter()
+        .map(|e| (field(e, "dlq_source_id"), field(e, "dlq_reason")))
+        .collect();
+    let mut want = expected.clone();
+    want.sort();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    assert_eq!(
+        got_sorted, want,
+        "each bad entry exactly once with its reason"
+    );
+    for e in &entries {
+        assert_eq!(field(e, "dlq_attempts"), "1");
+        assert!(!field(e, "dlq_error").is_empty());
+    }
+    let invalid_schema = entries
+        .iter()
+        .find(|e| field(e, "dlq_source_id") == expected[2].0)
+        .unwrap();
+    assert!(
+        field(invalid_schema, "dlq_error").contains("/payload")
+            && field(invalid_schema, "dlq_error").contains("required"),
+        "schema error names pointer and rule: {}",
+        field(invalid_schema, "dlq_error")
+    );
+    let rejected = handler
+        .seen()
+        .iter()
+        .filter(|s| s.event_type == "reject.me")
+        .count();
+    assert_eq!(rejected, 1, "a permanent failure is not retried");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_handler_running_past_the_visibility_timeout_is_not_redelivered() {
+    let server = RedisServer::start();
+    let stream = stream_name("lease");
+    let retry = "visibility_timeout_seconds = 0.4\ntimeout_seconds = 5\n";
+    let config = config(&toml(
+        &server,
+        &stream,
+        "",
+        &format!("{}{retry}", pool("p", r#"["slow"]"#)),
+    ));
+    let handler = Recorder::ok().slow(Duration::from_millis(1000));
+    let running = run(Engine::new(config).with_handler("p", handler.clone()));
+    let redis = server.client().await;
+    publish(&redis, &stream, "slow", "{}").await;
+    wait_for("handled and acknowledged", T, || async {
+        handler.count() >= 1 && group_pending(&redis, &stream, "p").await == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        handler.count(),
+        1,
+        "the entry was redelivered while its handler was running"
+    );
+    assert_eq!(handler.seen()[0].attempt, 1);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_hanging_handler_times_out_and_the_entry_is_retried() {
+    let server = RedisServer::start();
+    let stream = stream_name("timeout");
+    let extra = "timeout_seconds = 0.2\nmax_attempts = 2\n";
+    let config = config(&toml(
+        &server,
+        &stream,
+        "",
+        &format!("{}{extra}", pool("p", r#"["hang"]"#)),
+    ));
+    let handler = Recorder::ok().slow(Duration::from_secs(3600));
+    let running = run(Engine::new(config).with_handler("p", handler.clone()));
+    let redis = server.client().await;
+    publish(&redis, &stream, "hang", "{}").await;
+    let dlq = format!("{stream}:dlq");
+    wait_for("dead-lettered after two timeouts", T, || async {
+        redis.len(&dlq).await.unwrap() == 1
+    })
+    .await;
+    let entry = &redis.range(&dlq, "-", "+", 1).await.unwrap()[0];
+    assert!(
+        field(entry, "dlq_error").contains("timed out"),
+        "{}",
+        field(entry, "dlq_error")
+    );
+    assert_eq!(handler.count(), 2);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn pausing_through_the_redis_set_stops_and_resumes_reading() {
+    let server = RedisServer::start();
+    let stream = stream_name("pause");
+    let config = config(&toml(
+        &server,
+        &stream,
+        "",
+        &[pool("p", r#"["job"]"#), pool("other", r#"["x"]"#)].concat(),
+    ));
+    let handler = Recorder::ok();
+    let running = run(Engine::new(config)
+        .with_handler("p", handler.clone())
+        .with_handler("other", Recorder::ok()));
+    let redis = server.client().await;
+    publish(&redis, &stream, "job", "{}").await;
+    wait_for("first handled", T, || async { handler.count() == 1 }).await;
+    server.cli(&["SADD", &format!("{stream}:paused"), "p"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    publish(&redis, &stream, "job", "{}").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(handler.count(), 1, "a paused pool kept reading");
+    server.cli(&["SREM", &format!("{stream}:paused"), "p"]);
+    wait_for("resumed", T, || async { handler.count() == 2 }).await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_destroyed_group_is_recreated_at_the_last_delivered_id() {
+    let server = RedisServer::start();
+    let stream = stream_name("nogroup");
+    let config = config(&toml(&server, &stream, "", &pool("p", r#"["job"]"#)));
+    let handler = Recorder::ok();
+    let running = run(Engine::new(config).with_handler("p", handler.clone()));
+    let redis = server.client().await;
+    for _ in 0..5 {
+        publish(&redis, &stream, "job", "{}").await;
+    }
+    wait_for("first five", T, || async { handler.count() == 5 }).await;
+    wait_for("acknowledged", T, || async {
+        group_pending(&redis, &stream, "p").await == 0
+    })
+    .await;
+    assert_eq!(server.cli(&["XGROUP", "DESTROY", &stream, "p"]), "1");
+    for _ in 0..5 {
+        publish(&redis, &stream, "job", "{}").await;
+    }
+    wait_for("next five", T, || async { handler.count() >= 10 }).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let per_entry = handler.per_entry();
+    assert_eq!(per_entry.len(), 10, "every entry handled");
+    assert!(
+        per_entry.values().all(|n| *n == 1),
+        "nothing handled twice after the group was recreated"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn trimming_never_removes_unread_or_unacknowledged_entries() {
+    let server = RedisServer::start();
+    let stream = stream_name("trim");
+    let mut text = toml(&server, &stream, "", &pool("p", r#"["job"]"#));
+    text = text.replace(
+        &format!("name = \"{stream}\""),
+        &format!("name = \"{stream}\"\nmax_len = 10"),
+    );
+    let config = config(&text);
+    server.cli(&["SADD", &format!("{stream}:paused"), "p"]);
+    let handler = Recorder::ok();
+    let running = run(Engine::new(config).with_handler("p", handler.clone()));
+    let redis = server.client().await;
+    wait_for("group created", T, || async {
+        group_pending(&redis, &stream, "p").await == 0
+    })
+    .await;
+    for i in 0..500 {
+        publish(&redis, &stream, "job", &format!("{{\"i\":{i}}}")).await;
+    }
+    // Two trim intervals pass with the pool paused: nothing may go.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        redis.len(&stream).await.unwrap(),
+        500,
+        "unread entries were trimmed"
+    );
+    server.cli(&["SREM", &format!("{stream}:paused"), "p"]);
+    wait_for("all handled", T, || async { handler.count() >= 500 }).await;
+    assert_eq!(handler.per_entry().len(), 500);
+    wait_for("trimmed toward max_len once handled", T, || async {
+        redis.len(&stream).await.unwrap() <= 110
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_handlers_finish_and_acknowledges_them() {
+    let server = RedisServer::start();
+    let stream = stream_name("drain");
+    let config = config(&toml(&server, &stream, "", &pool("p", r#"["job"]"#)));
+    let handler = Recorder::ok().slow(Duration::from_millis(700));
+    let running = run(Engine::new(config).with_handler("p", handler.clone()));
+    let redis = server.client().await;
+    for _ in 0..3 {
+        publish(&redis, &stream, "job", "{}").await;
+    }
+    wait_for("three in flight", T, || async { handler.count() == 3 }).await;
+    running.stop().await;
+    assert_eq!(
+        group_pending(&redis, &stream, "p").await,
+        0,
+        "finished work was not acknowledged at shutdown"
+    );
+}
+
+#[tokio::test]
+async fn survives_a_redis_restart_without_losing_entries_and_reports_health() {
+    let mut server = RedisServer::start_durable();
+    let stream = stream_name("restart");
+    let port = free_port();
+    let mut text = toml(&server, &stream, "", &pool("p", r#"["job"]"#));
+    text = text.replace(
+        &text[text.find("listen = ").unwrap()..]
+            .lines()
+            .next()
+            .unwrap()
+            .to_string(),
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    let config = config(&text);
+    let handler = Recorder::ok();
+    let running = run(Engine::new(config).with_handler("p", handler.clone()));
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let status = |url: String| async move {
+        reqwest::get(url)
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    wait_for("healthy", T, || status(health.clone()).then_eq(200)).await;
+    let redis = server.client().await;
+    for _ in 0..20 {
+        publish(&redis, &stream, "job", "{}").await;
+    }
+    wait_for("first batch", T, || async { handler.count() >= 20 }).await;
+    server.kill9();
+    wait_for("unhealthy while Redis is down", T, || {
+        status(health.clone()).then_eq(503)
+    })
+    .await;
+    server.restart();
+    wait_for("healthy again", Duration::from_secs(20), || {
+        status(health.clone()).then_eq(200)
+    })
+    .await;
+    let redis = server.client().await;
+    for _ in 0..20 {
+        publish(&redis, &stream, "job", "{}").await;
+    }
+    wait_for("second batch", Duration::from_secs(20), || async {
+        handler.per_entry().len() >= 40
+    })
+    .await;
+    wait_for("nothing pending", T, || async {
+        group_pending(&redis, &stream, "p").await == 0
+    })
+    .await;
+    running.stop().await;
+}
+
+/// `future.then_eq(x)`: a future of `future's output == x`.
+trait ThenEq<T> {
+    fn then_eq(self, expected: T) -> impl std::future::Future<Output = bool>;
+}
+
+impl<F: std::future::Future<Output = T>, T: PartialEq> ThenEq<T> for F {
+    async fn then_eq(self, expected: T) -> bool {
+        self.await == expected
+    }
+}

@@ -1,0 +1,346 @@
+//! Test support: a real redis-server per test on a free loopback port, an in-process engine,
+//! a recording handler, and bounded polling.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use weir::redis::{RawEntry, Redis, StreamId};
+use weir::{Config, Delivery, Engine, Handler, Outcome};
+
+/// A free loopback port (never 6379).
+pub fn free_port() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if port != 6379 {
+            return port;
+        }
+    }
+}
+
+/// A redis-server of our own: killed on drop, restartable on the same directory.
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    aof: bool,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    /// With `appendonly yes` and `appendfsync always`: nothing accepted is lost on kill -9.
+    pub fn start_durable() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(aof: bool) -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            aof,
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let port = self.port.to_string();
+        let aof = if self.aof { "yes" } else { "no" };
+        let child = Command::new("redis-server")
+            .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", aof])
+            .args(["--appendfsync", "always", "--enable-debug-command", "yes"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}); the tests need a real Redis 7: install it with `sudo apt-get install -y redis-server`")
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.ping() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "redis-server on port {} did not answer PING within 10 s",
+            self.port
+        );
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = [0u8; 64];
+        s.write_all(b"PING\r\n").is_ok()
+            && matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.launch();
+    }
+
+    /// Runs redis-cli against this server and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli (from redis-tools) is needed by the tests");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub async fn client(&self) -> Redis {
+        let config = Config::from_toml(
+            &format!(
+                "[redis]\nurl = \"{}\"\n[[pools]]\nname = \"x\"\ntypes = [\"*\"]\n",
+                self.url()
+            ),
+            Path::new("."),
+        )
+        .unwrap();
+        let redis = Redis::new(&config.redis).unwrap();
+        redis.connect().await.unwrap();
+        redis
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A fresh stream name for one test.
+pub fn stream_name(test: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("t-{test}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds a config from TOML text, relative to `tests/fixtures` (no `schemas` folder there, so
+/// `data` is only checked to be JSON unless the test names a schemas dir).
+pub fn config(toml: &str) -> Config {
+    Config::from_toml(toml, &repo().join("tests/fixtures"))
+        .unwrap_or_else(|e| panic!("test config: {e}\n{toml}"))
+}
+
+/// The shipped schemas folder, as a `[schemas]` section.
+pub fn schemas_section() -> String {
+    format!("[schemas]\ndir = {:?}\n", repo().join("schemas"))
+}
+
+/// What a recording handler saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub entry_id: StreamId,
+    pub event_type: String,
+    pub data: String,
+    pub attempt: u64,
+    pub pool: String,
+    pub at: Instant,
+    pub fields: Vec<(String, String)>,
+    pub event_id: Option<String>,
+}
+
+type Decide = dyn Fn(&Delivery) -> Outcome + Send + Sync;
+
+/// A handler that records every delivery and answers with `decide`, after `delay`.
+#[derive(Clone)]
+pub struct Recorder {
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    decide: Arc<Decide>,
+    delay: Duration,
+}
+
+impl Recorder {
+    pub fn ok() -> Recorder {
+        Self::with(|_| Outcome::Success)
+    }
+
+    pub fn with(decide: impl Fn(&Delivery) -> Outcome + Send + Sync + 'static) -> Recorder {
+        Recorder {
+            seen: Arc::default(),
+            decide: Arc::new(decide),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn slow(mut self, delay: Duration) -> Recorder {
+        self.delay = delay;
+        self
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Deliveries per entry ID.
+    pub fn per_entry(&self) -> HashMap<StreamId, usize> {
+        let mut m = HashMap::new();
+        for s in self.seen() {
+            *m.entry(s.entry_id).or_default() += 1;
+        }
+        m
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Recorder {
+    async fn handle(&self, d: &Delivery) -> Outcome {
+        self.seen.lock().unwrap().push(Seen {
+            entry_id: d.entry_id,
+            event_type: d.event_type.clone(),
+            data: d.data.clone(),
+            attempt: d.attempt,
+            pool: d.pool.to_string(),
+            at: Instant::now(),
+            fields: d.fields.clone(),
+            event_id: d.event_id.clone(),
+        });
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        (self.decide)(d)
+    }
+}
+
+/// An engine running in this process until `stop`.
+pub struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), weir::error::EngineError>>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let result = tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("engine did not stop within 30 s");
+        result
+            .expect("engine task panicked")
+            .expect("engine failed");
+    }
+}
+
+/// Engine logs in test output; the level comes from `WEIR_TEST_LOG` (default `warn`).
+pub fn logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+pub fn run(engine: Engine) -> Running {
+    logs();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(engine.run(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        stop: Some(tx),
+        task,
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `timeout` passes (then panics with `what`).
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A field of a raw entry as text.
+pub fn field(entry: &RawEntry, name: &str) -> String {
+    entry
+        .field(name)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}
+
+pub async fn publish(redis: &Redis, stream: &str, ty: &str, data: &str) -> StreamId {
+    redis
+        .add(
+            stream,
+            &[("type", ty.as_bytes()), ("data", data.as_bytes())],
+        )
+        .await
+        .unwrap()
+}
+
+pub async fn group_pending(redis: &Redis, stream: &str, group: &str) -> u64 {
+    let Ok(groups) = redis.groups(stream).await else {
+        return u64::MAX;
+    };
+    groups
+        .into_iter()
+        .find(|g| g.name == group)
+        .map_or(u64::MAX, |g| g.pending)
+}
+
+/// A valid Integration Bus envelope of `kind`, from the fixtures, as compact JSON.
+pub fn envelope(kind: &str) -> String {
+    let text =
+        std::fs::read_to_string(repo().join(format!("tests/fixtures/valid/{kind}.json"))).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    value.to_string()
+}
