@@ -10,6 +10,9 @@ use crate::support::*;
 
 const T: Duration = Duration::from_secs(15);
 
+/// An entry's fields as written by a raw publisher.
+type Fields = Vec<(&'static str, Vec<u8>)>;
+
 /// A config for `stream` on `server` with fast timings; `pools` is appended verbatim.
 fn toml(server: &RedisServer, stream: &str, retry: &str, pools: &str) -> String {
     format!(
@@ -219,7 +222,7 @@ async fn permanent_failures_are_dead_lettered_once_without_retries() {
     let missing_field =
         std::fs::read_to_string(repo().join("tests/fixtures/invalid/missing-payload-field.json"))
             .unwrap();
-    let cases: Vec<(&str, Vec<(&str, Vec<u8>)>)> = vec![
+    let cases: Vec<(&str, Fields)> = vec![
         (
             "rejected",
             vec![
