@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Every check CI runs: formatting, lints, and the whole test suite (unit + integration tests
+# against real redis-server processes the tests start on free loopback ports).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  echo "test: redis-server not found; installing Debian's redis-server and redis-tools" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools
+fi
+
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+cargo test --locked
