@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod engine;
+mod handlers;
 mod process;
 #[allow(dead_code)]
 mod support;
