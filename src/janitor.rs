@@ -87,7 +87,16 @@ async fn reclaim_pass(
         if !page.entries.is_empty() {
             let ids: Vec<StreamId> = page.entries.iter().map(|e| e.id).collect();
             pool.leases.hold(ids.iter().copied());
-            let counts = pool.redis.delivery_counts(stream, group, &ids).await?;
+            let counts = match pool.redis.delivery_counts(stream, group, &ids).await {
+                Ok(counts) => counts,
+                Err(e) => {
+                    // Not held after all: let them go idle again for the next pass.
+                    for id in ids {
+                        pool.leases.retry_at(id, Instant::now());
+                    }
+                    return Err(e);
+                }
+            };
             metrics::reclaimed(group, ids.len() as u64);
             for entry in page.entries {
                 let Some(&count) = counts.get(&entry.id) else {

@@ -13,7 +13,6 @@ const BLOCK: Duration = Duration::from_millis(500);
 
 pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
     let mut failures = 0u32;
-    let mut nogroup_logged = false;
     while !pool.stop.is_cancelled() {
         if pool.is_paused() {
             tokio::select! {
@@ -42,14 +41,11 @@ pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
         let entries = match read {
             Ok(entries) => {
                 failures = 0;
-                nogroup_logged = false;
                 entries
             }
             Err(e) if e.is(RedisErrorKind::NoGroup) => {
-                if !nogroup_logged {
-                    nogroup_logged = true;
-                    pool.recreate_group().await;
-                }
+                // Logged once, by the call that actually recreates the group.
+                pool.recreate_group().await;
                 failures += 1;
                 backoff(failures, &pool.stop).await;
                 continue;
