@@ -50,6 +50,8 @@ pub struct RawStream {
     pub dlq: Option<String>,
     pub max_len: Option<u64>,
     pub max_entry_bytes: Option<u64>,
+    /// How long `weir publish --id` remembers an id.
+    pub dedup_window_seconds: Option<f64>,
 }
 
 /// Retry keys: the `[retry]` defaults, and the per-pool overrides.
@@ -165,6 +167,7 @@ pub struct StreamConfig {
     pub dlq: String,
     pub max_len: u64,
     pub max_entry_bytes: usize,
+    pub dedup_window: Duration,
 }
 
 impl StreamConfig {
@@ -456,6 +459,11 @@ impl RawConfig {
             dlq,
             max_len,
             max_entry_bytes: usize::try_from(max_entry_bytes).unwrap_or(usize::MAX),
+            dedup_window: seconds(
+                "stream.dedup_window_seconds",
+                self.stream.dedup_window_seconds.unwrap_or(86_400.0),
+                true,
+            )?,
         })
     }
 

@@ -19,6 +19,7 @@
 //! - [`dispatch`]: which pool is responsible for an entry and whether it can be handled.
 //! - [`handler`]: the [`Handler`] trait and the `http`, `exec`, `log` and `noop` handlers.
 //! - [`settle`]: turns an outcome into XACK, a scheduled redelivery, or an atomic DLQ move.
+//! - [`publisher`]: the only path that writes new entries; validates before writing.
 //! - [`janitor`]: reclaims idle entries, dead-letters exhausted ones, trims the stream safely.
 //! - [`metrics`]: every metric name and its recording helper.
 //! - [`health`]: `/healthz` and `/metrics`.
@@ -34,6 +35,7 @@ pub mod handler;
 pub mod health;
 pub mod janitor;
 pub mod metrics;
+pub mod publisher;
 pub mod redis;
 pub mod schema;
 pub mod settle;

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cli;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use weir::config::{Config, DEFAULT_CONFIG_PATH};
 use weir::error::EngineError;
@@ -34,6 +36,52 @@ enum Command {
         /// Run only this pool (repeatable); default: every pool.
         #[arg(long = "pool", value_name = "NAME")]
         pools: Vec<String>,
+    },
+    /// Validate and publish one event, or a batch of NDJSON lines.
+    Publish {
+        /// Event type (with --data).
+        #[arg(
+            long = "type",
+            value_name = "T",
+            required_unless_present = "ndjson",
+            requires = "data"
+        )]
+        event_type: Option<String>,
+        /// JSON text, @FILE, or - for stdin.
+        #[arg(long, value_name = "JSON|@FILE|-", conflicts_with = "ndjson")]
+        data: Option<String>,
+        /// Publisher event id: a second publish of it within the dedup window is a no-op.
+        #[arg(long, conflicts_with = "ndjson")]
+        id: Option<String>,
+        /// Pass-through field (repeatable).
+        #[arg(long = "field", value_name = "NAME=VALUE", conflicts_with = "ndjson")]
+        fields: Vec<String>,
+        /// One {"type","data","id"?,"fields"?} per line; - for stdin.
+        #[arg(long, value_name = "FILE|-")]
+        ndjson: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a JSON document against the schemas for a type (exit 0 valid, 1 invalid).
+    Validate {
+        #[arg(long = "type", value_name = "T")]
+        event_type: String,
+        /// JSON file, or - for stdin.
+        file: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a pool reading (adds it to <stream>:paused).
+    Pause {
+        pool: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a paused pool read again.
+    Resume {
+        pool: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -107,28 +155,83 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run { pools } => {
-            let config = match Config::load(&cli.config) {
+        Command::Run { pools } => run(&cli.config, &pools, &runtime),
+        Command::Validate {
+            event_type,
+            file,
+            json,
+        } => {
+            // The config only says where the schemas are; without one, ./schemas is used.
+            let config = if cli.config.is_file() {
+                match cli::load_config(&cli.config) {
+                    Ok(c) => Some(c),
+                    Err(f) => return cli::finish(Err(f)),
+                }
+            } else {
+                None
+            };
+            cli::finish(cli::validate(config.as_ref(), &event_type, &file, json))
+        }
+        command => {
+            let config = match cli::load_config(&cli.config) {
                 Ok(c) => c,
-                Err(e) => {
-                    report(&e);
-                    return ExitCode::from(2);
-                }
+                Err(f) => return cli::finish(Err(f)),
             };
-            let engine = match weir::Engine::new(config).only_pools(&pools) {
-                Ok(engine) => engine,
-                Err(e) => {
-                    report(&e);
-                    return ExitCode::from(2);
-                }
+            cli::finish(runtime.block_on(operate(&config, command)))
+        }
+    }
+}
+
+async fn operate(config: &Config, command: Command) -> cli::Outcome {
+    match command {
+        Command::Publish {
+            ndjson: Some(source),
+            json,
+            ..
+        } => cli::publish::batch(config, &source, json).await,
+        Command::Publish {
+            event_type,
+            data,
+            id,
+            fields,
+            json,
+            ..
+        } => {
+            let (Some(event_type), Some(data)) = (event_type, data) else {
+                return Err(cli::Failure::usage(
+                    "publish needs --type and --data, or --ndjson",
+                ));
             };
-            match runtime.block_on(engine.run(signal())) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    report(&e);
-                    exit_code(&e)
-                }
-            }
+            cli::publish::one(config, event_type, &data, id, &fields, json).await
+        }
+        Command::Pause { pool, json } => cli::pause(config, &pool, true, json).await,
+        Command::Resume { pool, json } => cli::pause(config, &pool, false, json).await,
+        Command::Run { .. } | Command::Validate { .. } => {
+            Err(cli::Failure::usage("unreachable command"))
+        }
+    }
+}
+
+fn run(path: &std::path::Path, pools: &[String], runtime: &tokio::runtime::Runtime) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            report(&e);
+            return ExitCode::from(2);
+        }
+    };
+    let engine = match weir::Engine::new(config).only_pools(pools) {
+        Ok(engine) => engine,
+        Err(e) => {
+            report(&e);
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(engine.run(signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            exit_code(&e)
         }
     }
 }

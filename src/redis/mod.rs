@@ -363,7 +363,7 @@ impl Redis {
                 .await
                 .map_err(|e| map_err("XPENDING", e))?;
         }
-        let replies: Vec<Value> = pipeline.all().await.map_err(|e| map_err("XPENDING", e))?;
+        let replies = pipeline_replies("XPENDING", pipeline.all().await, ids.len())?;
         let mut counts = HashMap::with_capacity(ids.len());
         for reply in replies {
             // Each reply is `[[id, consumer, idle, count]]` or empty.
@@ -573,6 +573,84 @@ impl Redis {
         reply::entries("XRANGE", reply)
     }
 
+    /// Appends many entries in one pipeline; returns their IDs in order.
+    pub async fn add_many(
+        &self,
+        stream: &str,
+        entries: &[Vec<(String, String)>],
+    ) -> Result<Vec<StreamId>, RedisError> {
+        let pipeline = self.client.pipeline();
+        for fields in entries {
+            let mut a = args([stream, "*"]);
+            for (k, v) in fields {
+                a.push(Value::from(k.as_str()));
+                a.push(Value::from(v.as_str()));
+            }
+            let _: () = pipeline
+                .custom(cmd("XADD"), a)
+                .await
+                .map_err(|e| map_err("XADD", e))?;
+        }
+        let replies = pipeline_replies("XADD", pipeline.all().await, entries.len())?;
+        replies
+            .iter()
+            .map(|r| reply::id(r).ok_or_else(|| protocol("XADD", "no ID")))
+            .collect()
+    }
+
+    /// XADD unless `dedup_key` exists; then remembers the new ID under `dedup_key` for
+    /// `ttl`. Atomic (one script), so a failed XADD never reserves the key. Returns the entry
+    /// ID and whether it was added now (`false`: an earlier publish with this key).
+    pub async fn add_once(
+        &self,
+        stream: &str,
+        dedup_key: &str,
+        ttl: Duration,
+        fields: &[(String, String)],
+    ) -> Result<(StreamId, bool), RedisError> {
+        const SCRIPT: &str = "local seen = redis.call('GET', KEYS[2]) \
+            if seen then return {seen, 0} end \
+            local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2)) \
+            redis.call('SET', KEYS[2], id, 'PX', ARGV[1]) return {id, 1}";
+        let ttl = ttl.as_millis().max(1).to_string();
+        let mut a = args([SCRIPT, "2", stream, dedup_key, &ttl]);
+        for (k, v) in fields {
+            a.push(Value::from(k.as_str()));
+            a.push(Value::from(v.as_str()));
+        }
+        let reply: Value = self
+            .client
+            .custom(
+                CustomCommand::new_static(
+                    "EVAL",
+                    fred::types::ClusterHash::Custom(stream_slot(stream)),
+                    false,
+                ),
+                a,
+            )
+            .await
+            .map_err(|e| map_err("EVAL", e))?;
+        let items = array(reply).ok_or_else(|| protocol("EVAL", "expected [id, added]"))?;
+        let id = items
+            .first()
+            .and_then(reply::id)
+            .ok_or_else(|| protocol("EVAL", "no ID"))?;
+        Ok((id, items.get(1).and_then(int) == Some(1)))
+    }
+
+    /// `SADD`/`SREM` of one member; returns whether the set changed.
+    pub async fn set_member(
+        &self,
+        key: &str,
+        member: &str,
+        present: bool,
+    ) -> Result<bool, RedisError> {
+        let reply = self
+            .call(if present { "SADD" } else { "SREM" }, args([key, member]))
+            .await?;
+        Ok(int(&reply) == Some(1))
+    }
+
     /// `INFO` fields that decide whether Redis can lose accepted entries.
     pub async fn durability(&self) -> Result<(bool, String), RedisError> {
         let reply = self.call("INFO", args(["persistence"])).await?;
@@ -587,6 +665,23 @@ impl Redis {
             .to_string();
         Ok((aof, policy))
     }
+}
+
+/// The replies of a pipeline of `n` commands, one per command.
+fn pipeline_replies(
+    command: &'static str,
+    reply: Result<Value, fred::error::Error>,
+    n: usize,
+) -> Result<Vec<Value>, RedisError> {
+    let items = array(reply.map_err(|e| map_err(command, e))?)
+        .ok_or_else(|| protocol(command, "pipeline reply is not an array"))?;
+    if items.len() != n {
+        return Err(protocol(
+            command,
+            format!("{} replies for {n} commands", items.len()),
+        ));
+    }
+    Ok(items)
 }
 
 /// The cluster hash slot of a key (hash tags honoured).

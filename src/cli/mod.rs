@@ -1,0 +1,149 @@
+//! Operator commands: thin wrappers that parse input, call the library, print a human line or
+//! `--json`, and return an exit code (0 success, 1 runtime failure or invalid data, 2 usage
+//! or config error).
+
+pub mod publish;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use weir::Config;
+use weir::redis::Redis;
+
+/// A failed command: the message to print and the exit code.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    pub fn runtime(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+pub type Outcome = Result<(), Failure>;
+
+pub fn finish(outcome: Outcome) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("weir: error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+pub fn load_config(path: &Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// Connects once; an unreachable Redis is a runtime failure naming the (redacted) URL.
+pub async fn connect(config: &Config) -> Result<Redis, Failure> {
+    let redis = Redis::new(&config.redis).map_err(|e| Failure::usage(e.to_string()))?;
+    redis.connect().await.map_err(|e| {
+        Failure::runtime(format!(
+            "{}\n  is redis-server running there? Start one with ./ops/run-local.sh or fix redis.url (WEIR_REDIS__URL)",
+            e.message
+        ))
+    })?;
+    Ok(redis)
+}
+
+pub fn print_json(value: &serde_json::Value) {
+    println!("{value}");
+}
+
+/// `weir pause POOL` / `weir resume POOL`: membership of `<stream>:paused`.
+pub async fn pause(config: &Config, pool: &str, paused: bool, json: bool) -> Outcome {
+    if config.pool(pool).is_none() {
+        let known: Vec<&str> = config.pools.iter().map(|p| p.name.as_str()).collect();
+        return Err(Failure::usage(format!(
+            "no pool named `{pool}` (configured: {})",
+            known.join(", ")
+        )));
+    }
+    let redis = connect(config).await?;
+    let key = config.stream.paused_key();
+    let changed = redis
+        .set_member(&key, pool, paused)
+        .await
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    let state = if paused { "paused" } else { "running" };
+    if json {
+        print_json(
+            &serde_json::json!({"pool": pool, "state": state, "changed": changed, "key": key}),
+        );
+    } else if changed {
+        println!("{pool}: {state} (redis-cli SMEMBERS {key})");
+    } else {
+        println!("{pool}: already {state}; nothing changed");
+    }
+    Ok(())
+}
+
+/// `weir validate --type T FILE`: every schema violation with its JSON pointer.
+pub fn validate(config: Option<&Config>, event_type: &str, file: &str, json: bool) -> Outcome {
+    let dir = match config {
+        Some(c) => c.schemas_dir.clone(),
+        None => Some(std::path::PathBuf::from("schemas")).filter(|p| p.is_dir()),
+    };
+    let schemas =
+        weir::schema::Schemas::load(dir.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
+    let source = if file == "-" {
+        file.to_string()
+    } else {
+        format!("@{file}")
+    };
+    let text = publish::read_source(&source)?;
+    let errors = match weir::schema::parse_json(&text) {
+        Ok(value) => schemas.errors(event_type, &value),
+        Err(e) => vec![e],
+    };
+    if json {
+        let list: Vec<_> = errors
+            .iter()
+            .map(
+                |e| serde_json::json!({"pointer": e.pointer, "rule": e.rule, "message": e.message}),
+            )
+            .collect();
+        print_json(
+            &serde_json::json!({"valid": errors.is_empty(), "type": event_type, "errors": list}),
+        );
+    } else if errors.is_empty() {
+        let files: Vec<String> = schemas
+            .files_for(event_type)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let against = if files.is_empty() {
+            "JSON syntax only (no schema for this type)".to_string()
+        } else {
+            files.join(", ")
+        };
+        println!("{file}: valid {event_type} (checked against {against})");
+    } else {
+        for e in &errors {
+            println!("{file}: {e}");
+        }
+        println!("{file}: {} error(s)", errors.len());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure {
+            code: 1,
+            message: format!("{file} is not a valid {event_type}"),
+        })
+    }
+}

@@ -1,0 +1,202 @@
+//! `weir publish`: one event, or an NDJSON batch. Batches are checked in full first: if any
+//! line is invalid, every bad line is reported with its number and nothing is written. Valid
+//! batches are written in pipelined chunks, in order.
+
+use std::io::{BufRead, Read};
+use std::sync::Arc;
+use std::time::Instant;
+
+use weir::Config;
+use weir::publisher::{NewEvent, Published, Publisher, Rejection};
+
+use super::{Failure, Outcome, connect, print_json};
+
+/// Events per pipeline.
+const CHUNK: usize = 1000;
+
+/// `JSON`, `@FILE` or `-` (stdin).
+pub fn read_source(spec: &str) -> Result<String, Failure> {
+    let read_file = |path: &str| {
+        std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("cannot read {path}: {e}")))
+    };
+    match spec {
+        "-" => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| Failure::usage(format!("cannot read stdin: {e}")))?;
+            Ok(text)
+        }
+        s if s.starts_with('@') => read_file(&s[1..]),
+        s => Ok(s.to_string()),
+    }
+}
+
+fn parse_field(text: &str) -> Result<(String, String), Failure> {
+    text.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| Failure::usage(format!("--field `{text}` must look like name=value")))
+}
+
+async fn publisher(config: &Config) -> Result<Publisher, Failure> {
+    let schemas = weir::schema::Schemas::load(config.schemas_dir.as_deref())
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let redis = connect(config).await?;
+    Ok(Publisher::new(redis, config, Arc::new(schemas)))
+}
+
+fn rejected(rejection: &Rejection, where_: &str) -> Failure {
+    Failure::runtime(format!("{where_}: {rejection}; nothing was written"))
+}
+
+pub async fn one(
+    config: &Config,
+    event_type: String,
+    data: &str,
+    id: Option<String>,
+    fields: &[String],
+    json: bool,
+) -> Outcome {
+    let event = NewEvent {
+        event_type,
+        data: read_source(data)?,
+        id,
+        fields: fields
+            .iter()
+            .map(|f| parse_field(f))
+            .collect::<Result<_, _>>()?,
+    };
+    let publisher = publisher(config).await?;
+    let result = publisher
+        .publish(&event)
+        .await
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    let published = result.map_err(|r| rejected(&r, "event"))?;
+    let (entry, duplicate) = match published {
+        Published::Added(id) => (id, false),
+        Published::Duplicate(id) => (id, true),
+    };
+    if json {
+        print_json(
+            &serde_json::json!({"entryId": entry.to_string(), "duplicate": duplicate, "type": event.event_type}),
+        );
+    } else if duplicate {
+        println!(
+            "duplicate: id {} was already published as {entry} within the dedup window; nothing written",
+            event.id.unwrap_or_default()
+        );
+    } else {
+        println!(
+            "published {entry} ({}) to {}",
+            event.event_type, config.stream.name
+        );
+    }
+    Ok(())
+}
+
+/// Parses and checks every line; returns the events or every error with its line number.
+fn read_batch(source: &str, publisher: &Publisher) -> Result<Vec<(usize, NewEvent)>, Failure> {
+    let reader: Box<dyn BufRead> = if source == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let file = std::fs::File::open(source)
+            .map_err(|e| Failure::usage(format!("cannot read {source}: {e}")))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let mut events = Vec::new();
+    let mut errors = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let n = i + 1;
+        let line = line.map_err(|e| Failure::usage(format!("{source}:{n}: cannot read: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<NewEvent>(&line) {
+            Err(e) => errors.push(format!(
+                "{source}:{n}: not an event line ({{\"type\",\"data\",\"id\"?,\"fields\"?}}): {e}"
+            )),
+            Ok(event) => match publisher.check(&event) {
+                Err(r) => errors.push(format!("{source}:{n}: {r}")),
+                Ok(()) => events.push((n, event)),
+            },
+        }
+    }
+    if errors.is_empty() {
+        return Ok(events);
+    }
+    for e in &errors {
+        eprintln!("{e}");
+    }
+    Err(Failure::runtime(format!(
+        "{} invalid line(s) in {source}; nothing was written",
+        errors.len()
+    )))
+}
+
+pub async fn batch(config: &Config, source: &str, json: bool) -> Outcome {
+    let publisher = publisher(config).await?;
+    let events = read_batch(source, &publisher)?;
+    let started = Instant::now();
+    let (mut published, mut duplicates) = (0usize, 0usize);
+    let mut pending: Vec<NewEvent> = Vec::new();
+    let mut first_unwritten = events.first().map_or(0, |(n, _)| *n);
+    let fail = |line: usize, published: usize, e: weir::error::RedisError| {
+        Failure::runtime(format!(
+            "{e}; {published} event(s) were written, lines from {line} on were not"
+        ))
+    };
+    for (n, event) in events {
+        if event.id.is_none() {
+            pending.push(event);
+            if pending.len() >= CHUNK {
+                publisher
+                    .publish_batch(&pending)
+                    .await
+                    .map_err(|e| fail(first_unwritten, published, e))?;
+                published += pending.len();
+                pending.clear();
+                first_unwritten = n + 1;
+            }
+            continue;
+        }
+        if !pending.is_empty() {
+            publisher
+                .publish_batch(&pending)
+                .await
+                .map_err(|e| fail(first_unwritten, published, e))?;
+            published += pending.len();
+            pending.clear();
+        }
+        match publisher
+            .publish(&event)
+            .await
+            .map_err(|e| fail(n, published, e))?
+        {
+            Ok(Published::Added(_)) => published += 1,
+            Ok(Published::Duplicate(_)) => duplicates += 1,
+            Err(r) => return Err(rejected(&r, &format!("{source}:{n}"))),
+        }
+        first_unwritten = n + 1;
+    }
+    if !pending.is_empty() {
+        publisher
+            .publish_batch(&pending)
+            .await
+            .map_err(|e| fail(first_unwritten, published, e))?;
+        published += pending.len();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if json {
+        print_json(
+            &serde_json::json!({"published": published, "duplicates": duplicates, "seconds": secs}),
+        );
+    } else {
+        println!(
+            "published {published} event(s), {duplicates} duplicate(s) skipped, to {} in {secs:.2}s",
+            config.stream.name
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The only path that writes new entries to the main stream: `weir publish`, the library, and
+//! (later) reprocess and replay. Events are validated against the schemas before anything is
+//! written, so invalid data never reaches the stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::envelope::{DATA, EVENT_ID, TYPE};
+use crate::error::RedisError;
+use crate::metrics;
+use crate::redis::{Redis, StreamId};
+use crate::schema::{Invalid, Schemas};
+
+/// An event to publish.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEvent {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The JSON body. In NDJSON input it may be a JSON value or a string holding JSON.
+    #[serde(deserialize_with = "json_text")]
+    pub data: String,
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Pass-through fields (`tenant`, `correlation_id`…).
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+fn json_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(match value {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    })
+}
+
+use serde::Deserialize;
+
+/// Why an event was refused before anything was written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    /// `data` is not JSON or breaks its schema: every violation, with JSON pointers.
+    Invalid(Vec<Invalid>),
+    /// Something other than `data` is wrong (empty type, reserved field, too large).
+    Bad(String),
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::Invalid(errors) => {
+                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                write!(f, "invalid data: {}", list.join("; "))
+            }
+            Rejection::Bad(message) => f.write_str(message),
+        }
+    }
+}
+
+impl Rejection {
+    fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Invalid(_) => "invalid",
+            Rejection::Bad(_) => "malformed",
+        }
+    }
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    Added(StreamId),
+    /// `id` was published before, within the dedup window: nothing written.
+    Duplicate(StreamId),
+}
+
+/// Field names publishers may not set: they mean something to weir.
+const RESERVED: &[&str] = &[TYPE, DATA, EVENT_ID];
+
+pub struct Publisher {
+    redis: Redis,
+    stream: String,
+    max_entry_bytes: usize,
+    dedup_window: Duration,
+    schemas: Arc<Schemas>,
+}
+
+impl Publisher {
+    pub fn new(redis: Redis, config: &Config, schemas: Arc<Schemas>) -> Publisher {
+        Publisher {
+            redis,
+            stream: config.stream.name.clone(),
+            max_entry_bytes: config.stream.max_entry_bytes,
+            dedup_window: config.stream.dedup_window,
+            schemas,
+        }
+    }
+
+    /// Every reason `event` would be refused; `Ok` means it may be written.
+    pub fn check(&self, event: &NewEvent) -> Result<(), Rejection> {
+        if event.event_type.is_empty() {
+            return Err(Rejection::Bad("`type` must not be empty".into()));
+        }
+        if let Some(name) = event
+            .fields
+            .keys()
+            .find(|k| RESERVED.contains(&k.as_str()) || k.starts_with("dlq_"))
+        {
+            return Err(Rejection::Bad(format!(
+                "field `{name}` is reserved; use --type, --data or --id"
+            )));
+        }
+        let size = self
+            .fields(event)
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+        if size > self.max_entry_bytes {
+            return Err(Rejection::Bad(format!(
+                "event is {size} bytes, above stream.max_entry_bytes = {}",
+                self.max_entry_bytes
+            )));
+        }
+        let value =
+            crate::schema::parse_json(&event.data).map_err(|e| Rejection::Invalid(vec![e]))?;
+        let errors = self.schemas.errors(&event.event_type, &value);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Rejection::Invalid(errors))
+        }
+    }
+
+    fn fields(&self, event: &NewEvent) -> Vec<(String, String)> {
+        let mut fields = vec![
+            (TYPE.to_string(), event.event_type.clone()),
+            (DATA.to_string(), event.data.clone()),
+        ];
+        if let Some(id) = &event.id {
+            fields.push((EVENT_ID.to_string(), id.clone()));
+        }
+        fields.extend(event.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        fields
+    }
+
+    fn dedup_key(&self, id: &str) -> String {
+        format!("{}:dedup:{id}", self.stream)
+    }
+
+    /// Validates and writes one event. With an `id`, a second publish within the dedup window
+    /// writes nothing and returns the first entry's ID.
+    pub async fn publish(
+        &self,
+        event: &NewEvent,
+    ) -> Result<Result<Published, Rejection>, RedisError> {
+        if let Err(rejection) = self.check(event) {
+            metrics::publish_rejected(rejection.reason());
+            return Ok(Err(rejection));
+        }
+        let fields = self.fields(event);
+        let published = match &event.id {
+            Some(id) => {
+                let (entry, added) = self
+                    .redis
+                    .add_once(
+                        &self.stream,
+                        &self.dedup_key(id),
+                        self.dedup_window,
+                        &fields,
+                    )
+                    .await?;
+                if added {
+                    Published::Added(entry)
+                } else {
+                    Published::Duplicate(entry)
+                }
+            }
+            None => Published::Added(self.redis.add_many(&self.stream, &[fields]).await?[0]),
+        };
+        if let Published::Added(_) = published {
+            metrics::published(&event.event_type);
+        }
+        Ok(Ok(published))
+    }
+
+    /// Writes already-checked events without ids in one pipeline.
+    pub async fn publish_batch(&self, events: &[NewEvent]) -> Result<Vec<StreamId>, RedisError> {
+        let all: Vec<Vec<(String, String)>> = events.iter().map(|e| self.fields(e)).collect();
+        let ids = self.redis.add_many(&self.stream, &all).await?;
+        for e in events {
+            metrics::published(&e.event_type);
+        }
+        Ok(ids)
+    }
+}
