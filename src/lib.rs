@@ -21,6 +21,7 @@
 //! - [`settle`]: turns an outcome into XACK, a scheduled redelivery, or an atomic DLQ move.
 //! - [`publisher`]: the only path that writes new entries; validates before writing.
 //! - [`janitor`]: reclaims idle entries, dead-letters exhausted ones, trims the stream safely.
+//! - [`status`]: a snapshot of stream, DLQ and pools for `weir status`.
 //! - [`metrics`]: every metric name and its recording helper.
 //! - [`health`]: `/healthz` and `/metrics`.
 //! - [`app`]: the composition root, [`Engine::run`].
@@ -39,6 +40,7 @@ pub mod publisher;
 pub mod redis;
 pub mod schema;
 pub mod settle;
+pub mod status;
 
 pub use app::Engine;
 pub use config::Config;

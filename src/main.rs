@@ -83,6 +83,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stream and DLQ length; per pool: consumers, pending, lag, oldest pending, paused.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn init_logging(format: Option<LogFormat>) {
@@ -206,6 +211,7 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
         }
         Command::Pause { pool, json } => cli::pause(config, &pool, true, json).await,
         Command::Resume { pool, json } => cli::pause(config, &pool, false, json).await,
+        Command::Status { json } => cli::status(config, json).await,
         Command::Run { .. } | Command::Validate { .. } => {
             Err(cli::Failure::usage("unreachable command"))
         }

@@ -320,3 +320,77 @@ fn an_unreachable_redis_is_exit_1_naming_the_redacted_url() {
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+#[test]
+fn status_reports_pending_lag_oldest_age_and_paused_per_pool() {
+    let server = RedisServer::start();
+    let cli = Cli::new(&server, "status");
+    let s = cli.stream.as_str();
+    for i in 0..3 {
+        server.cli(&[
+            "XADD",
+            s,
+            "*",
+            "type",
+            "x",
+            "data",
+            &format!("{{\"i\":{i}}}"),
+        ]);
+    }
+    server.cli(&[
+        "XADD",
+        &format!("{s}:dlq"),
+        "*",
+        "type",
+        "x",
+        "dlq_reason",
+        "invalid",
+    ]);
+    server.cli(&["XGROUP", "CREATE", s, "q", "0"]);
+    server.cli(&[
+        "XREADGROUP",
+        "GROUP",
+        "q",
+        "c1",
+        "COUNT",
+        "2",
+        "STREAMS",
+        s,
+        ">",
+    ]);
+    server.cli(&["XGROUP", "CREATE", s, "stranger", "$"]);
+    server.cli(&["SADD", &format!("{s}:paused"), "q"]);
+    let out = cli.run(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let report: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert_eq!(report["streamLength"], 3);
+    assert_eq!(report["dlqLength"], 1);
+    assert_eq!(report["otherGroups"], serde_json::json!(["stranger"]));
+    let pools = report["pools"].as_array().unwrap();
+    let p = pools.iter().find(|p| p["name"] == "p").unwrap();
+    assert_eq!(p["exists"], false);
+    let q = pools.iter().find(|p| p["name"] == "q").unwrap();
+    assert_eq!(
+        (q["exists"].clone(), q["paused"].clone()),
+        (serde_json::json!(true), serde_json::json!(true))
+    );
+    assert_eq!(
+        (
+            q["consumers"].as_u64(),
+            q["pending"].as_u64(),
+            q["lag"].as_u64()
+        ),
+        (Some(1), Some(2), Some(1))
+    );
+    let age = q["oldestPendingAgeSeconds"].as_f64().unwrap();
+    assert!((0.0..60.0).contains(&age), "{age}");
+    assert!(
+        report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("AOF"))
+    );
+    let human = cli.run(&["status"]);
+    assert!(text(&human).0.contains("paused"), "{}", text(&human).0);
+}

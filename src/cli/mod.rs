@@ -147,3 +147,56 @@ pub fn validate(config: Option<&Config>, event_type: &str, file: &str, json: boo
         })
     }
 }
+
+fn or_dash<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// `weir status`: a table, or `--json`.
+pub async fn status(config: &Config, json: bool) -> Outcome {
+    let redis = connect(config).await?;
+    let s = weir::status::status(&redis, config)
+        .await
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    if json {
+        print_json(&serde_json::to_value(&s).map_err(|e| Failure::runtime(e.to_string()))?);
+        return Ok(());
+    }
+    println!(
+        "stream {}: {} entries   dlq {}: {} entries",
+        s.stream, s.stream_length, s.dlq, s.dlq_length
+    );
+    println!(
+        "{:<20} {:>6} {:>9} {:>9} {:>9} {:>14}",
+        "POOL", "STATE", "CONSUMERS", "PENDING", "LAG", "OLDEST PENDING"
+    );
+    for p in &s.pools {
+        let state = if !p.exists {
+            "no-group"
+        } else if p.paused {
+            "paused"
+        } else {
+            "active"
+        };
+        let age = p.oldest_pending_age_seconds.map(|a| format!("{a:.1}s"));
+        println!(
+            "{:<20} {:>6} {:>9} {:>9} {:>9} {:>14}",
+            p.name,
+            state,
+            p.consumers,
+            p.pending,
+            or_dash(p.lag),
+            or_dash(age)
+        );
+    }
+    for g in &s.other_groups {
+        println!(
+            "note: group `{g}` on {} is not a configured pool; trimming waits for it too",
+            s.stream
+        );
+    }
+    for w in &s.warnings {
+        println!("warning: {w}");
+    }
+    Ok(())
+}

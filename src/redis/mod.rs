@@ -486,6 +486,11 @@ impl Redis {
         })
     }
 
+    pub async fn exists(&self, key: &str) -> Result<bool, RedisError> {
+        let reply = self.call("EXISTS", args([key])).await?;
+        Ok(int(&reply) == Some(1))
+    }
+
     pub async fn len(&self, key: &str) -> Result<u64, RedisError> {
         let reply = self.call("XLEN", args([key])).await?;
         Ok(int(&reply).unwrap_or(0).max(0) as u64)
