@@ -20,8 +20,10 @@
 //! - [`handler`]: the [`Handler`] trait and the `http`, `exec`, `log` and `noop` handlers.
 //! - [`settle`]: turns an outcome into XACK, a scheduled redelivery, or an atomic DLQ move.
 //! - [`publisher`]: the only path that writes new entries; validates before writing.
+//! - [`dlq`]: filtered, paged scans of the DLQ; stats; reprocess is one script per entry.
 //! - [`janitor`]: reclaims idle entries, dead-letters exhausted ones, trims the stream safely.
 //! - [`status`]: a snapshot of stream, DLQ and pools for `weir status`.
+//! - [`timespec`]: TIME arguments (RFC 3339, unix ms, stream IDs, relative).
 //! - [`metrics`]: every metric name and its recording helper.
 //! - [`health`]: `/healthz` and `/metrics`.
 //! - [`app`]: the composition root, [`Engine::run`].
@@ -30,6 +32,7 @@ pub mod app;
 pub mod config;
 pub mod consumer;
 pub mod dispatch;
+pub mod dlq;
 pub mod envelope;
 pub mod error;
 pub mod handler;
@@ -41,6 +44,7 @@ pub mod redis;
 pub mod schema;
 pub mod settle;
 pub mod status;
+pub mod timespec;
 
 pub use app::Engine;
 pub use config::Config;

@@ -83,8 +83,101 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Inspect and work the dead-letter stream.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Stream and DLQ length; per pool: consumers, pending, lag, oldest pending, paused.
     Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct Select {
+    /// Only this type (repeatable).
+    #[arg(long = "type", value_name = "T")]
+    types: Vec<String>,
+    /// Only this dlq_reason.
+    #[arg(long)]
+    reason: Option<String>,
+    /// From this time on (RFC 3339, unix ms, stream ID, or -2h); inclusive.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    since: Option<String>,
+    /// Up to this time; inclusive.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    until: Option<String>,
+}
+
+impl Select {
+    fn selection(self, grep: Option<String>) -> cli::dlq::Selection {
+        cli::dlq::Selection {
+            types: self.types,
+            reason: self.reason,
+            since: self.since,
+            until: self.until,
+            grep,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List dead letters (NDJSON with --json), streaming page by page.
+    List {
+        #[command(flatten)]
+        select: Select,
+        /// Only entries containing this text.
+        #[arg(long)]
+        grep: Option<String>,
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every field of one dead letter.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts by type, reason and pool.
+    Stats {
+        #[command(flatten)]
+        select: Select,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move dead letters back to the main stream (replay_of, replay_group = the failed pool).
+    Reprocess {
+        /// DLQ entry IDs.
+        ids: Vec<String>,
+        /// Every dead letter (with --since/--until/--reason, the matching ones).
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        select: Select,
+        /// Report what would move, by type; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete dead letters by ID.
+    Forget {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete every dead letter (or those of --type) for good.
+    Purge {
+        #[arg(long = "type", value_name = "T")]
+        types: Vec<String>,
+        #[arg(long)]
+        yes: bool,
         #[arg(long)]
         json: bool,
     },
@@ -212,9 +305,33 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
         Command::Pause { pool, json } => cli::pause(config, &pool, true, json).await,
         Command::Resume { pool, json } => cli::pause(config, &pool, false, json).await,
         Command::Status { json } => cli::status(config, json).await,
+        Command::Dlq { command } => dlq(config, command).await,
         Command::Run { .. } | Command::Validate { .. } => {
             Err(cli::Failure::usage("unreachable command"))
         }
+    }
+}
+
+async fn dlq(config: &Config, command: DlqCommand) -> cli::Outcome {
+    use cli::dlq as d;
+    match command {
+        DlqCommand::List {
+            select,
+            grep,
+            limit,
+            json,
+        } => d::list(config, &select.selection(grep), limit, json).await,
+        DlqCommand::Show { id, json } => d::show(config, &id, json).await,
+        DlqCommand::Stats { select, json } => d::stats(config, &select.selection(None), json).await,
+        DlqCommand::Reprocess {
+            ids,
+            all,
+            select,
+            dry_run,
+            json,
+        } => d::reprocess(config, &ids, all, &select.selection(None), dry_run, json).await,
+        DlqCommand::Forget { ids, json } => d::forget(config, &ids, json).await,
+        DlqCommand::Purge { types, yes, json } => d::purge(config, &types, yes, json).await,
     }
 }
 

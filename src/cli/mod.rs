@@ -2,6 +2,7 @@
 //! `--json`, and return an exit code (0 success, 1 runtime failure or invalid data, 2 usage
 //! or config error).
 
+pub mod dlq;
 pub mod publish;
 
 use std::path::Path;

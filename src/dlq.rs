@@ -1,0 +1,165 @@
+//! Reading and working the dead-letter stream: filtered scans in pages (memory stays flat on
+//! any DLQ size), atomic reprocess, forget and purge.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::RedisError;
+use crate::redis::{RawEntry, Redis, StreamId};
+
+/// Entries per XRANGE page.
+pub const PAGE: usize = 500;
+
+/// Which dead letters a command applies to. Times bound the DLQ entry ID (when it failed).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub types: Vec<String>,
+    pub reason: Option<String>,
+    pub start: Option<StreamId>,
+    pub end: Option<StreamId>,
+    /// Case-sensitive text anywhere in the entry's field values.
+    pub grep: Option<String>,
+}
+
+/// A dead letter, its `dlq_*` fields read out.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub reason: String,
+    pub group: String,
+    pub error: String,
+    pub attempts: String,
+    pub failed_at: String,
+    pub source_id: String,
+    /// Every field as it is stored, `dlq_*` included.
+    pub fields: BTreeMap<String, String>,
+}
+
+fn text(entry: &RawEntry, name: &str) -> String {
+    entry
+        .field(name)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}
+
+impl DeadLetter {
+    pub fn from_entry(entry: &RawEntry) -> DeadLetter {
+        let fields = entry
+            .fields
+            .iter()
+            .flatten()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect();
+        DeadLetter {
+            id: entry.id.to_string(),
+            event_type: text(entry, "type"),
+            reason: text(entry, "dlq_reason"),
+            group: text(entry, "dlq_group"),
+            error: text(entry, "dlq_error"),
+            attempts: text(entry, "dlq_attempts"),
+            failed_at: text(entry, "dlq_failed_at"),
+            source_id: text(entry, "dlq_source_id"),
+            fields,
+        }
+    }
+}
+
+impl Filter {
+    pub fn matches(&self, entry: &RawEntry) -> bool {
+        let field_is = |name: &str, want: &str| {
+            entry
+                .field(name)
+                .is_some_and(|v| v.as_ref() == want.as_bytes())
+        };
+        if !self.types.is_empty() && !self.types.iter().any(|t| field_is("type", t)) {
+            return false;
+        }
+        if let Some(reason) = &self.reason
+            && !field_is("dlq_reason", reason)
+        {
+            return false;
+        }
+        if let Some(needle) = &self.grep {
+            let needle = needle.as_bytes();
+            let found = entry
+                .fields
+                .iter()
+                .flatten()
+                .any(|(_, v)| v.windows(needle.len().max(1)).any(|w| w == needle));
+            if !found {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Visits matching entries in ID order, a page at a time; `visit` returns `false` to stop.
+/// Returns how many entries were scanned.
+pub async fn scan<F>(
+    redis: &Redis,
+    dlq: &str,
+    filter: &Filter,
+    mut visit: F,
+) -> Result<u64, RedisError>
+where
+    F: FnMut(RawEntry) -> bool,
+{
+    let mut start = filter.start.unwrap_or(StreamId::ZERO);
+    let end = filter
+        .end
+        .map_or_else(|| "+".to_string(), |e| e.to_string());
+    let mut scanned = 0;
+    loop {
+        let page = redis.range(dlq, &start.to_string(), &end, PAGE).await?;
+        let full = page.len() == PAGE;
+        let Some(last) = page.last().map(|e| e.id) else {
+            break;
+        };
+        for entry in page {
+            scanned += 1;
+            if filter.matches(&entry) && !visit(entry) {
+                return Ok(scanned);
+            }
+        }
+        if !full {
+            break;
+        }
+        start = last.next();
+    }
+    Ok(scanned)
+}
+
+/// Counts by type and by reason.
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    pub total: u64,
+    pub by_type: BTreeMap<String, u64>,
+    pub by_reason: BTreeMap<String, u64>,
+    pub by_group: BTreeMap<String, u64>,
+}
+
+pub async fn stats(redis: &Redis, dlq: &str, filter: &Filter) -> Result<Stats, RedisError> {
+    let mut stats = Stats::default();
+    scan(redis, dlq, filter, |entry| {
+        stats.total += 1;
+        *stats.by_type.entry(text(&entry, "type")).or_default() += 1;
+        *stats
+            .by_reason
+            .entry(text(&entry, "dlq_reason"))
+            .or_default() += 1;
+        *stats.by_group.entry(text(&entry, "dlq_group")).or_default() += 1;
+        true
+    })
+    .await?;
+    Ok(stats)
+}

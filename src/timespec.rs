@@ -1,0 +1,189 @@
+//! TIME arguments of the CLI: RFC 3339 (`2025-12-01T00:00:00Z`), unix milliseconds, a stream
+//! ID (`1700000000000-3`), or relative to now (`-2h`, `-15m`, `-30s`, `-1d`). Ranges include
+//! both ends, so a bound without a sequence covers its whole millisecond.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::redis::StreamId;
+
+/// Which end of a range a TIME is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Since,
+    Until,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn relative(text: &str) -> Option<Duration> {
+    let body = text.strip_prefix('-')?;
+    let split = body.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = body.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+/// Parses `text` as the `bound` end of a range, relative times against `now_ms`.
+pub fn parse_at(text: &str, bound: Bound, now_ms: u64) -> Result<StreamId, String> {
+    let text = text.trim();
+    let whole_ms = |ms: u64| match bound {
+        Bound::Since => StreamId { ms, seq: 0 },
+        Bound::Until => StreamId { ms, seq: u64::MAX },
+    };
+    if let Some(ago) = relative(text) {
+        return Ok(whole_ms(now_ms.saturating_sub(ago.as_millis() as u64)));
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map(whole_ms)
+            .map_err(|_| format!("`{text}` is too large for unix milliseconds"));
+    }
+    if let Some((ms, seq)) = text.split_once('-')
+        && !ms.is_empty()
+        && ms.bytes().all(|b| b.is_ascii_digit())
+        && !seq.is_empty()
+        && seq.bytes().all(|b| b.is_ascii_digit())
+    {
+        return StreamId::parse(text).ok_or_else(|| format!("`{text}` is not a valid stream ID"));
+    }
+    match humantime::parse_rfc3339_weak(text.trim_end_matches('Z')) {
+        Ok(t) if text.ends_with('Z') || !text.contains('+') => {
+            let ms = t
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            // A time with milliseconds names one millisecond; without, the whole second.
+            let ms_given = text.contains('.');
+            Ok(match (bound, ms_given) {
+                (Bound::Until, false) => StreamId {
+                    ms: ms + 999,
+                    seq: u64::MAX,
+                },
+                _ => whole_ms(ms),
+            })
+        }
+        _ => Err(format!(
+            "`{text}` is not a time: use RFC 3339 in UTC (2025-12-01T00:00:00Z), unix milliseconds, a stream ID (1700000000000-0) or a relative time (-2h, -15m, -30s, -1d)"
+        )),
+    }
+}
+
+pub fn parse(text: &str, bound: Bound) -> Result<StreamId, String> {
+    parse_at(text, bound, now_ms())
+}
+
+/// Both ends of a range, checked to be in order.
+pub fn range(since: Option<&str>, until: Option<&str>) -> Result<(StreamId, StreamId), String> {
+    let start = since
+        .map(|s| parse(s, Bound::Since))
+        .transpose()?
+        .unwrap_or(StreamId::ZERO);
+    let end = until
+        .map(|s| parse(s, Bound::Until))
+        .transpose()?
+        .unwrap_or(StreamId {
+            ms: u64::MAX,
+            seq: u64::MAX,
+        });
+    if start > end {
+        return Err(format!("--since ({start}) is after --until ({end})"));
+    }
+    Ok((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Bound::*;
+
+    #[test]
+    fn parses_every_form_inclusively() {
+        let now = 1_700_000_000_000;
+        assert_eq!(
+            parse_at("1700000000123", Since, now),
+            Ok(StreamId {
+                ms: 1_700_000_000_123,
+                seq: 0
+            })
+        );
+        assert_eq!(
+            parse_at("1700000000123", Until, now),
+            Ok(StreamId {
+                ms: 1_700_000_000_123,
+                seq: u64::MAX
+            })
+        );
+        assert_eq!(
+            parse_at("1700000000123-7", Until, now),
+            Ok(StreamId {
+                ms: 1_700_000_000_123,
+                seq: 7
+            })
+        );
+        assert_eq!(
+            parse_at("-2h", Since, now),
+            Ok(StreamId {
+                ms: now - 7_200_000,
+                seq: 0
+            })
+        );
+        assert_eq!(
+            parse_at("-15m", Since, now),
+            Ok(StreamId {
+                ms: now - 900_000,
+                seq: 0
+            })
+        );
+        assert_eq!(
+            parse_at("2023-11-14T22:13:20Z", Since, now),
+            Ok(StreamId {
+                ms: 1_700_000_000_000,
+                seq: 0
+            })
+        );
+        assert_eq!(
+            parse_at("2023-11-14T22:13:20Z", Until, now),
+            Ok(StreamId {
+                ms: 1_700_000_000_999,
+                seq: u64::MAX
+            })
+        );
+        assert_eq!(
+            parse_at("2023-11-14T22:13:20.250Z", Until, now),
+            Ok(StreamId {
+                ms: 1_700_000_000_250,
+                seq: u64::MAX
+            })
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "-2x",
+            "12-",
+            "2023-11-14T22:13:20+02:00",
+            "99999999999999999999999",
+        ] {
+            assert!(parse_at(bad, Since, now).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_range_must_be_in_order() {
+        assert!(range(Some("2000"), Some("1000")).is_err());
+        assert!(range(Some("1000"), Some("1000")).is_ok());
+        assert_eq!(range(None, None).map(|r| r.0), Ok(StreamId::ZERO));
+    }
+}
