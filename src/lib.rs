@@ -24,6 +24,7 @@
 //! - [`janitor`]: reclaims idle entries, dead-letters exhausted ones, trims the stream safely.
 //! - [`status`]: a snapshot of stream, DLQ and pools for `weir status`.
 //! - [`timespec`]: TIME arguments (RFC 3339, unix ms, stream IDs, relative).
+//! - [`replay`]: copies a time range back onto the stream, resumable via its progress hash.
 //! - [`metrics`]: every metric name and its recording helper.
 //! - [`health`]: `/healthz` and `/metrics`.
 //! - [`app`]: the composition root, [`Engine::run`].
@@ -41,6 +42,7 @@ pub mod janitor;
 pub mod metrics;
 pub mod publisher;
 pub mod redis;
+pub mod replay;
 pub mod schema;
 pub mod settle;
 pub mod status;

@@ -7,5 +7,6 @@ mod dlq;
 mod engine;
 mod handlers;
 mod process;
+mod replay;
 #[allow(dead_code)]
 mod support;

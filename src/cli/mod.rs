@@ -4,6 +4,7 @@
 
 pub mod dlq;
 pub mod publish;
+pub mod replay;
 
 use std::path::Path;
 use std::process::ExitCode;

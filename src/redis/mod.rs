@@ -696,6 +696,65 @@ return id"#;
         Ok(reply::id(&reply))
     }
 
+    /// Appends `entries` to `stream` and sets `progress` fields on the hash `job` in one
+    /// MULTI/EXEC: a crash leaves either both or neither.
+    pub async fn add_with_progress(
+        &self,
+        stream: &str,
+        entries: &[Vec<(Bytes, Bytes)>],
+        job: &str,
+        progress: &[(&str, String)],
+    ) -> Result<(), RedisError> {
+        let trx = self.client.multi();
+        for fields in entries {
+            let mut a = args([stream, "*"]);
+            for (k, v) in fields {
+                a.push(Value::Bytes(k.clone()));
+                a.push(Value::Bytes(v.clone()));
+            }
+            let _: () = trx
+                .custom(cmd("XADD"), a)
+                .await
+                .map_err(|e| map_err("MULTI", e))?;
+        }
+        let mut h = args([job]);
+        for (k, v) in progress {
+            h.push(Value::from(*k));
+            h.push(Value::from(v.as_str()));
+        }
+        let _: () = trx
+            .custom(cmd("HSET"), h)
+            .await
+            .map_err(|e| map_err("MULTI", e))?;
+        let _: Value = trx.exec(true).await.map_err(|e| map_err("EXEC", e))?;
+        Ok(())
+    }
+
+    pub async fn hash_set(&self, key: &str, fields: &[(&str, String)]) -> Result<(), RedisError> {
+        let mut a = args([key]);
+        for (k, v) in fields {
+            a.push(Value::from(*k));
+            a.push(Value::from(v.as_str()));
+        }
+        self.call("HSET", a).await.map(|_| ())
+    }
+
+    pub async fn hash_get_all(&self, key: &str) -> Result<HashMap<String, String>, RedisError> {
+        let reply = self.call("HGETALL", args([key])).await?;
+        Ok(pairs("HGETALL", reply)?
+            .into_iter()
+            .map(|(k, v)| (k, text(&v).unwrap_or_default()))
+            .collect())
+    }
+
+    /// The ID of the newest entry, if any.
+    pub async fn last_id(&self, stream: &str) -> Result<Option<StreamId>, RedisError> {
+        let reply = self
+            .call("XREVRANGE", args([stream, "+", "-", "COUNT", "1"]))
+            .await?;
+        Ok(reply::entries("XREVRANGE", reply)?.first().map(|e| e.id))
+    }
+
     /// `SADD`/`SREM` of one member; returns whether the set changed.
     pub async fn set_member(
         &self,

@@ -1,0 +1,123 @@
+//! `weir replay`: a new job from flags, or `--resume JOB`.
+
+use std::io::IsTerminal;
+
+use weir::Config;
+use weir::replay::{Job, Progress, ReplayError, Spec};
+use weir::timespec;
+
+use super::{Failure, Outcome, connect, print_json};
+
+pub struct Args {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub types: Vec<String>,
+    pub group: Option<String>,
+    pub limit: Option<u64>,
+    pub batch_size: usize,
+    pub rate: Option<u64>,
+    pub dry_run: bool,
+    pub resume: Option<String>,
+    pub include_replays: bool,
+    pub json: bool,
+}
+
+fn spec(config: &Config, a: &Args) -> Result<Spec, Failure> {
+    let (Some(since), Some(until)) = (&a.since, &a.until) else {
+        return Err(Failure::usage(
+            "replay needs --since and --until (or --resume JOB)",
+        ));
+    };
+    let (start, end) = timespec::range(Some(since), Some(until)).map_err(Failure::usage)?;
+    if let Some(g) = &a.group
+        && config.pool(g).is_none()
+    {
+        return Err(Failure::usage(format!(
+            "--group `{g}` is not a configured pool"
+        )));
+    }
+    if a.batch_size == 0 || a.batch_size > 10_000 {
+        return Err(Failure::usage("--batch-size must be between 1 and 10000"));
+    }
+    if a.rate == Some(0) {
+        return Err(Failure::usage("--rate must be at least 1 entry per second"));
+    }
+    let batch_size = a
+        .rate
+        .map_or(a.batch_size, |r| a.batch_size.min(r.max(1) as usize));
+    Ok(Spec {
+        start,
+        end,
+        types: a.types.clone(),
+        group: a.group.clone(),
+        limit: a.limit,
+        batch_size,
+        rate: a.rate,
+        include_replays: a.include_replays,
+    })
+}
+
+fn failure(e: ReplayError) -> Failure {
+    match e {
+        ReplayError::Redis(e) => Failure::runtime(e.to_string()),
+        other => Failure::usage(other.to_string()),
+    }
+}
+
+pub async fn replay(config: &Config, a: Args) -> Outcome {
+    let stream = &config.stream.name;
+    let redis = connect(config).await?;
+    let mut job = match &a.resume {
+        Some(id) => Job::resume(&redis, stream, id).await.map_err(failure)?,
+        None => Job::create(&redis, stream, spec(config, &a)?, a.dry_run)
+            .await
+            .map_err(failure)?,
+    };
+    let key = weir::replay::job_key(stream, &job.id);
+    if !a.dry_run && !a.json {
+        eprintln!(
+            "replay job {} (progress: redis-cli HGETALL {key}; resume with --resume {})",
+            job.id, job.id
+        );
+    }
+    let live = std::io::stderr().is_terminal();
+    let show = |p: &Progress| {
+        if live {
+            eprint!(
+                "\rscanned {}  matched {}  published {}   ",
+                p.scanned, p.matched, p.published
+            );
+        }
+    };
+    let result = job.run(&redis, stream, a.dry_run, show).await;
+    if live {
+        eprintln!();
+    }
+    if let Err(e) = result {
+        return Err(Failure::runtime(format!(
+            "{e}; progress is saved, continue with: weir replay --resume {}",
+            job.id
+        )));
+    }
+    let p = &job.progress;
+    if a.json {
+        print_json(&serde_json::json!({
+            "job": job.id, "dryRun": a.dry_run, "status": p.status, "scanned": p.scanned,
+            "matched": p.matched, "published": p.published, "byType": p.by_type, "key": key,
+        }));
+    } else if a.dry_run {
+        println!(
+            "dry run: {} scanned, {} would be replayed",
+            p.scanned, p.matched
+        );
+        for (t, n) in &p.by_type {
+            println!("  {t:<24} {n}");
+        }
+    } else {
+        println!(
+            "replay {} done: {} scanned, {} matched, {} published to {stream}",
+            job.id, p.scanned, p.matched, p.published
+        );
+    }
+    Ok(())
+}
