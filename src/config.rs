@@ -241,12 +241,22 @@ impl Config {
         let overrides: config::Map<String, String> = std::env::vars()
             .filter(|(k, _)| k.starts_with("WEIR_") && !NOT_CONFIG.contains(&k.as_str()))
             .collect();
+        let names: Vec<String> = overrides.keys().cloned().collect();
         let env = config::Environment::with_prefix("WEIR")
             .prefix_separator("_")
             .separator("__")
             .try_parsing(true)
             .source(Some(overrides));
-        Self::load_with(path, env)
+        Self::load_with(path, env).map_err(|e| match e {
+            ConfigError::Parse { path, message } if !names.is_empty() => ConfigError::Parse {
+                path,
+                message: format!(
+                    "{message} (environment overrides in effect: {})",
+                    names.join(", ")
+                ),
+            },
+            other => other,
+        })
     }
 
     fn load_with(path: &Path, env: config::Environment) -> Result<Config, ConfigError> {

@@ -8,5 +8,6 @@ mod engine;
 mod handlers;
 mod process;
 mod replay;
+mod runbook;
 #[allow(dead_code)]
 mod support;
