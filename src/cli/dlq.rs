@@ -222,7 +222,9 @@ pub async fn reprocess(
     };
     let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
     let (mut moved, mut missing) = (0u64, Vec::new());
+    let bar = super::progress(Some(targets.len() as u64), "reprocess");
     for (id, ty) in &targets {
+        bar.inc(1);
         if dry_run {
             *by_type.entry(ty.clone()).or_default() += 1;
             continue;

@@ -62,6 +62,29 @@ pub async fn connect(config: &Config) -> Result<Redis, Failure> {
     Ok(redis)
 }
 
+/// A progress bar on stderr when it is a terminal; hidden (and free) when piped.
+pub fn progress(total: Option<u64>, what: &'static str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    let template = if total.is_some() {
+        "{spinner} {msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})"
+    } else {
+        "{spinner} {msg} {pos} ({per_sec})"
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what);
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
 pub fn print_json(value: &serde_json::Value) {
     println!("{value}");
 }

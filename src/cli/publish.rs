@@ -139,6 +139,7 @@ pub async fn batch(config: &Config, source: &str, json: bool) -> Outcome {
     let publisher = publisher(config).await?;
     let events = read_batch(source, &publisher)?;
     let started = Instant::now();
+    let bar = super::progress(Some(events.len() as u64), "publish");
     let (mut published, mut duplicates) = (0usize, 0usize);
     let mut pending: Vec<NewEvent> = Vec::new();
     let mut first_unwritten = events.first().map_or(0, |(n, _)| *n);
@@ -148,6 +149,7 @@ pub async fn batch(config: &Config, source: &str, json: bool) -> Outcome {
         ))
     };
     for (n, event) in events {
+        bar.inc(1);
         if event.id.is_none() {
             pending.push(event);
             if pending.len() >= CHUNK {
@@ -187,6 +189,7 @@ pub async fn batch(config: &Config, source: &str, json: bool) -> Outcome {
             .map_err(|e| fail(first_unwritten, published, e))?;
         published += pending.len();
     }
+    bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     if json {
         print_json(

@@ -1,7 +1,5 @@
 //! `weir replay`: a new job from flags, or `--resume JOB`.
 
-use std::io::IsTerminal;
-
 use weir::Config;
 use weir::replay::{Job, Progress, ReplayError, Spec};
 use weir::timespec;
@@ -80,19 +78,16 @@ pub async fn replay(config: &Config, a: Args) -> Outcome {
             job.id, job.id
         );
     }
-    let live = std::io::stderr().is_terminal();
+    let bar = super::progress(None, "replay: scanned");
     let show = |p: &Progress| {
-        if live {
-            eprint!(
-                "\rscanned {}  matched {}  published {}   ",
-                p.scanned, p.matched, p.published
-            );
-        }
+        bar.set_position(p.scanned);
+        bar.set_message(format!(
+            "replay: matched {}, published {}; scanned",
+            p.matched, p.published
+        ));
     };
     let result = job.run(&redis, stream, a.dry_run, show).await;
-    if live {
-        eprintln!();
-    }
+    bar.finish_and_clear();
     if let Err(e) = result {
         return Err(Failure::runtime(format!(
             "{e}; progress is saved, continue with: weir replay --resume {}",
