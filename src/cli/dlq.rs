@@ -223,24 +223,30 @@ pub async fn reprocess(
     let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
     let (mut moved, mut missing) = (0u64, Vec::new());
     let bar = super::progress(Some(targets.len() as u64), "reprocess");
-    for (id, ty) in &targets {
-        bar.inc(1);
+    for chunk in targets.chunks(dlq::PAGE) {
+        bar.inc(chunk.len() as u64);
         if dry_run {
-            *by_type.entry(ty.clone()).or_default() += 1;
-            continue;
-        }
-        match redis
-            .reprocess(&config.stream.dlq, &config.stream.name, *id)
-            .await
-            .map_err(runtime)?
-        {
-            Some(_) => {
-                moved += 1;
+            for (_, ty) in chunk {
                 *by_type.entry(ty.clone()).or_default() += 1;
             }
-            None => missing.push(id.to_string()),
+            continue;
+        }
+        let ids: Vec<StreamId> = chunk.iter().map(|(id, _)| *id).collect();
+        let results = redis
+            .reprocess(&config.stream.dlq, &config.stream.name, &ids)
+            .await
+            .map_err(runtime)?;
+        for ((id, ty), result) in chunk.iter().zip(results) {
+            match result {
+                Some(_) => {
+                    moved += 1;
+                    *by_type.entry(ty.clone()).or_default() += 1;
+                }
+                None => missing.push(id.to_string()),
+            }
         }
     }
+    bar.finish_and_clear();
     if json {
         print_json(
             &serde_json::json!({"dryRun": dry_run, "matched": targets.len(), "reprocessed": moved, "missing": missing, "byType": by_type}),
@@ -306,12 +312,15 @@ pub async fn purge(config: &Config, types: &[String], yes: bool, json: bool) -> 
         .map(|(id, _)| id)
         .collect();
     let mut deleted = 0;
+    let bar = super::progress(Some(ids.len() as u64), "purge");
     for chunk in ids.chunks(dlq::PAGE) {
         deleted += redis
             .delete(&config.stream.dlq, chunk)
             .await
             .map_err(runtime)?;
+        bar.inc(chunk.len() as u64);
     }
+    bar.finish_and_clear();
     if json {
         print_json(&serde_json::json!({"purged": deleted}));
     } else {

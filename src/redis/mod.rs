@@ -654,46 +654,35 @@ impl Redis {
         Ok(int(&reply).unwrap_or(0).max(0) as u64)
     }
 
-    /// Moves DLQ entry `id` back to `stream` in one script: the original fields without
-    /// `dlq_*` (and without old replay markers), plus `replay_of` = `dlq_source_id` and
-    /// `replay_group` = `dlq_group`; then deletes it from the DLQ. `None` if it is gone
+    /// Moves DLQ entries back to `stream`, each in one script (see [`REPROCESS`]), pipelined.
+    /// One result per ID: the new entry's ID, or `None` if it was no longer in the DLQ
     /// (already reprocessed or forgotten).
     pub async fn reprocess(
         &self,
         dlq: &str,
         stream: &str,
-        id: StreamId,
-    ) -> Result<Option<StreamId>, RedisError> {
-        const SCRIPT: &str = r#"
-local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
-if #e == 0 then return false end
-local f, out, src, grp = e[1][2], {}, nil, nil
-for i = 1, #f, 2 do
-  local k, v = f[i], f[i + 1]
-  if k == 'dlq_source_id' then src = v
-  elseif k == 'dlq_group' then grp = v
-  elseif string.sub(k, 1, 4) ~= 'dlq_' and k ~= 'replay_of' and k ~= 'replay_group' and k ~= 'replay_job' then
-    out[#out + 1] = k; out[#out + 1] = v
-  end
-end
-if src then out[#out + 1] = 'replay_of'; out[#out + 1] = src end
-if grp then out[#out + 1] = 'replay_group'; out[#out + 1] = grp end
-local id = redis.call('XADD', KEYS[2], '*', unpack(out))
-redis.call('XDEL', KEYS[1], ARGV[1])
-return id"#;
-        let reply: Value = self
-            .client
-            .custom(
-                CustomCommand::new_static(
-                    "EVAL",
-                    fred::types::ClusterHash::Custom(stream_slot(dlq)),
-                    false,
-                ),
-                args([SCRIPT, "2", dlq, stream, &id.to_string()]),
-            )
-            .await
-            .map_err(|e| map_err("EVAL", e))?;
-        Ok(reply::id(&reply))
+        ids: &[StreamId],
+    ) -> Result<Vec<Option<StreamId>>, RedisError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pipeline = self.client.pipeline();
+        let slot = stream_slot(dlq);
+        for id in ids {
+            let _: () = pipeline
+                .custom(
+                    CustomCommand::new_static(
+                        "EVAL",
+                        fred::types::ClusterHash::Custom(slot),
+                        false,
+                    ),
+                    args([REPROCESS, "2", dlq, stream, &id.to_string()]),
+                )
+                .await
+                .map_err(|e| map_err("EVAL", e))?;
+        }
+        let replies = pipeline_replies("EVAL", pipeline.all().await, ids.len())?;
+        Ok(replies.iter().map(reply::id).collect())
     }
 
     /// Appends `entries` to `stream` and sets `progress` fields on the hash `job` in one
@@ -783,6 +772,27 @@ return id"#;
         Ok((aof, policy))
     }
 }
+
+/// Moves one DLQ entry back to the main stream: the original fields without `dlq_*` (and
+/// without old replay markers), plus `replay_of` = `dlq_source_id` and `replay_group` =
+/// `dlq_group`; then deletes it from the DLQ. Nil if the entry is gone.
+const REPROCESS: &str = r#"
+local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #e == 0 then return false end
+local f, out, src, grp = e[1][2], {}, nil, nil
+for i = 1, #f, 2 do
+  local k, v = f[i], f[i + 1]
+  if k == 'dlq_source_id' then src = v
+  elseif k == 'dlq_group' then grp = v
+  elseif string.sub(k, 1, 4) ~= 'dlq_' and k ~= 'replay_of' and k ~= 'replay_group' and k ~= 'replay_job' then
+    out[#out + 1] = k; out[#out + 1] = v
+  end
+end
+if src then out[#out + 1] = 'replay_of'; out[#out + 1] = src end
+if grp then out[#out + 1] = 'replay_group'; out[#out + 1] = grp end
+local id = redis.call('XADD', KEYS[2], '*', unpack(out))
+redis.call('XDEL', KEYS[1], ARGV[1])
+return id"#;
 
 /// The replies of a pipeline of `n` commands, one per command.
 fn pipeline_replies(
