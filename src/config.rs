@@ -30,6 +30,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub http: RawHttp,
     #[serde(default)]
+    pub health: RawHealth,
+    #[serde(default)]
     pub pools: Vec<RawPool>,
 }
 
@@ -82,6 +84,14 @@ pub struct RawSchemas {
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub listen: Option<String>,
+}
+
+/// When `/healthz` says `degraded` (the seeds' warning levels by default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub degraded_dlq_length: Option<u64>,
+    pub degraded_lag: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +158,7 @@ pub struct Config {
     /// `None`: `data` is only checked to be JSON.
     pub schemas_dir: Option<PathBuf>,
     pub http_listen: SocketAddr,
+    pub health: HealthConfig,
     pub shutdown_grace: Duration,
     pub pools: Vec<PoolConfig>,
 }
@@ -175,6 +186,14 @@ impl StreamConfig {
     pub fn paused_key(&self) -> String {
         format!("{}:paused", self.name)
     }
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// `degraded` when the DLQ holds more entries than this.
+    pub degraded_dlq_length: u64,
+    /// `degraded` when any pool's lag is above this.
+    pub degraded_lag: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -431,6 +450,10 @@ impl RawConfig {
             janitor,
             schemas_dir,
             http_listen,
+            health: HealthConfig {
+                degraded_dlq_length: self.health.degraded_dlq_length.unwrap_or(100),
+                degraded_lag: self.health.degraded_lag.unwrap_or(1000),
+            },
             shutdown_grace,
             pools,
         })

@@ -22,9 +22,6 @@ use crate::consumer::{Activity, Pool};
 use crate::metrics;
 use crate::redis::Redis;
 
-/// `degraded` above these (the seeds' warning levels).
-pub const DEGRADED_DLQ: u64 = 100;
-pub const DEGRADED_LAG: u64 = 1000;
 /// A health check never waits longer than this on Redis.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -109,8 +106,10 @@ impl Health {
                 }
             })
             .collect();
-        let degraded =
-            dlq > DEGRADED_DLQ || pools.iter().any(|p| p.lag.unwrap_or(0) > DEGRADED_LAG);
+        let degraded = dlq > self.config.health.degraded_dlq_length
+            || pools
+                .iter()
+                .any(|p| p.lag.unwrap_or(0) > self.config.health.degraded_lag);
         Ok(Report {
             status: if degraded { "degraded" } else { "healthy" },
             stream_length: Some(len),
@@ -223,6 +222,16 @@ async fn refresh_gauges(health: &Health, paused: &HashSet<String>) {
     let running = health.pools.borrow().clone();
     for pool in running.iter() {
         let g = groups.iter().find(|g| g.name == *pool.name);
+        let oldest = match g {
+            Some(g) if g.pending > 0 => health
+                .redis
+                .pending_summary(&stream.name, &g.name)
+                .await
+                .ok()
+                .and_then(|(_, min)| min),
+            _ => None,
+        };
+        metrics::oldest_pending(&pool.name, oldest);
         metrics::pool_state(
             &pool.name,
             g.map_or(0, |g| g.pending),

@@ -97,7 +97,18 @@ async fn reclaim_pass(
                     return Err(e);
                 }
             };
-            metrics::reclaimed(group, ids.len() as u64);
+            let taken_over = ids
+                .iter()
+                .filter(|id| !pool.leases.was_scheduled(**id))
+                .count();
+            if taken_over > 0 {
+                metrics::reclaimed(group, taken_over as u64);
+                tracing::info!(
+                    pool = group,
+                    entries = taken_over,
+                    "reclaimed entries idle past the visibility timeout (a worker died or hung)"
+                );
+            }
             for entry in page.entries {
                 let Some(&count) = counts.get(&entry.id) else {
                     pool.leases.release(&[entry.id]);

@@ -23,6 +23,11 @@ pub const GROUP_PENDING: &str = "weir_group_pending";
 pub const GROUP_LAG: &str = "weir_group_lag";
 pub const IN_FLIGHT: &str = "weir_in_flight";
 pub const POOL_PAUSED: &str = "weir_pool_paused";
+pub const OLDEST_PENDING_AGE: &str = "weir_oldest_pending_age_seconds";
+pub const DELIVERY_ATTEMPTS: &str = "weir_delivery_attempts";
+
+/// Which delivery settled an entry: 1 is first time.
+const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 13.0, 21.0];
 
 /// Handler durations from 1 ms to 15 min.
 const DURATION_BUCKETS: &[f64] = &[
@@ -39,6 +44,8 @@ pub fn install() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(HANDLER_DURATION.into()), DURATION_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(DELIVERY_ATTEMPTS.into()), ATTEMPT_BUCKETS)
                 .ok()?
                 .install_recorder()
                 .ok()
@@ -94,4 +101,19 @@ pub fn pool_state(pool: &str, pending: u64, lag: Option<u64>, in_flight: usize, 
     }
     gauge!(IN_FLIGHT, "pool" => pool.to_string()).set(in_flight as f64);
     gauge!(POOL_PAUSED, "pool" => pool.to_string()).set(if paused { 1.0 } else { 0.0 });
+}
+
+/// The delivery number at which an entry was settled (success, DLQ or retry decision).
+pub fn attempt(pool: &str, attempt: u64) {
+    histogram!(DELIVERY_ATTEMPTS, "pool" => pool.to_string()).record(attempt as f64);
+}
+
+/// Age of the oldest unacknowledged entry (0 when nothing is pending).
+pub fn oldest_pending(pool: &str, oldest: Option<crate::redis::StreamId>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let age = oldest.map_or(0.0, |id| now.saturating_sub(id.ms) as f64 / 1000.0);
+    gauge!(OLDEST_PENDING_AGE, "pool" => pool.to_string()).set(age);
 }

@@ -48,6 +48,7 @@ pub async fn outcome(
     took: Duration,
 ) {
     pool.activity.touch();
+    metrics::attempt(&pool.name, d.attempt);
     match outcome {
         Outcome::Success => {
             metrics::processed(&pool.name, &d.event_type, took);

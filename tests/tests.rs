@@ -6,6 +6,7 @@ mod cli;
 mod dlq;
 mod engine;
 mod handlers;
+mod observability;
 mod process;
 mod replay;
 mod runbook;

@@ -24,6 +24,9 @@ enum Hold {
 #[derive(Default)]
 pub struct Leases {
     held: Mutex<HashMap<StreamId, Hold>>,
+    /// Retries this process handed over to the PEL schedule: when the janitor claims one
+    /// back it is a retry, not a reclaim from a dead worker.
+    scheduled: Mutex<std::collections::HashSet<StreamId>>,
     wake: Notify,
 }
 
@@ -52,6 +55,14 @@ impl Leases {
             held.insert(id, Hold::RetryAt(at));
         }
         self.wake.notify_one();
+    }
+
+    /// Whether `id` is a retry this process scheduled (forgets it).
+    pub fn was_scheduled(&self, id: StreamId) -> bool {
+        self.scheduled
+            .lock()
+            .map(|mut s| s.remove(&id))
+            .unwrap_or(false)
     }
 
     pub fn len(&self) -> usize {
@@ -129,6 +140,9 @@ pub(super) async fn keep_loop(pool: Arc<Pool>) {
             _ = pool.abandon.cancelled() => break,
         }
         let (keep, hand_over) = pool.leases.plan(visibility, false);
+        if let Ok(mut scheduled) = pool.leases.scheduled.lock() {
+            scheduled.extend(hand_over.iter().map(|(id, _)| *id));
+        }
         tracing::trace!(pool = %pool.name, keep = keep.len(), hand_over = ?hand_over, "leases");
         write(&pool, &keep, &hand_over).await;
     }
