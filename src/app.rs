@@ -180,6 +180,7 @@ impl Engine {
                 abandon: abandon.child_token(),
                 workers: TaskTracker::new(),
             });
+            metrics::register_pool(&pool.name);
             consumer::spawn_pool_tasks(&pool, acks_rx, &background);
             let reader = pool.clone();
             let redis = redis.clone();

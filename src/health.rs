@@ -232,6 +232,7 @@ async fn refresh_gauges(health: &Health, paused: &HashSet<String>) {
             _ => None,
         };
         metrics::oldest_pending(&pool.name, oldest);
+        metrics::group_consumers(&pool.name, g.map_or(0, |g| g.consumers));
         metrics::pool_state(
             &pool.name,
             g.map_or(0, |g| g.pending),

@@ -23,6 +23,7 @@ pub const GROUP_PENDING: &str = "weir_group_pending";
 pub const GROUP_LAG: &str = "weir_group_lag";
 pub const IN_FLIGHT: &str = "weir_in_flight";
 pub const POOL_PAUSED: &str = "weir_pool_paused";
+pub const GROUP_CONSUMERS: &str = "weir_group_consumers";
 pub const OLDEST_PENDING_AGE: &str = "weir_oldest_pending_age_seconds";
 pub const DELIVERY_ATTEMPTS: &str = "weir_delivery_attempts";
 
@@ -92,6 +93,17 @@ pub fn publish_rejected(reason: &str) {
 pub fn stream_lengths(stream: u64, dlq: u64) {
     gauge!(STREAM_LENGTH).set(stream as f64);
     gauge!(DLQ_LENGTH).set(dlq as f64);
+}
+
+/// Creates the pool's counters at zero, so alerts on `increase()` and dashboards see a series
+/// from the start instead of an absent one.
+pub fn register_pool(pool: &str) {
+    counter!(LOST, "pool" => pool.to_string()).increment(0);
+    counter!(RECLAIMED, "pool" => pool.to_string()).increment(0);
+}
+
+pub fn group_consumers(pool: &str, consumers: u64) {
+    gauge!(GROUP_CONSUMERS, "pool" => pool.to_string()).set(consumers as f64);
 }
 
 pub fn pool_state(pool: &str, pending: u64, lag: Option<u64>, in_flight: usize, paused: bool) {

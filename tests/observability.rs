@@ -144,8 +144,70 @@ async fn counters_after_a_scripted_run_are_exact() {
     assert_eq!(m("weir_in_flight", &[p]), Some(0.0));
     assert_eq!(m("weir_pool_paused", &[p]), Some(0.0));
     assert_eq!(m("weir_oldest_pending_age_seconds", &[p]), Some(0.0));
-    assert!(m("weir_entries_lost_total", &[p]).is_none_or(|v| v == 0.0));
+    assert_eq!(
+        m("weir_entries_lost_total", &[p]),
+        Some(0.0),
+        "registered at zero from the start"
+    );
+    assert_eq!(
+        m("weir_group_consumers", &[p]),
+        Some(2.0),
+        "this engine and the dead worker"
+    );
+    assert_every_ops_metric_is_exported(&metrics);
     running.stop().await;
+}
+
+/// Every `weir_*` metric named in the alert rules and the dashboard is one the engine exports.
+fn assert_every_ops_metric_is_exported(metrics: &str) {
+    let exported: std::collections::HashSet<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for file in [
+        "ops/prometheus/weir-alerts.yml",
+        "ops/grafana/weir-dashboard.json",
+    ] {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        let mut named = 0;
+        for (i, _) in text.match_indices("weir_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|b| exported.contains(b))
+                .unwrap_or(&name);
+            assert!(
+                exported.contains(base),
+                "{file} uses `{name}`, which the engine does not export; exported: {exported:?}"
+            );
+            named += 1;
+        }
+        assert!(named >= 8, "{file} names only {named} metrics");
+    }
+}
+
+#[test]
+fn alert_rules_pass_promtool_check_and_unit_tests() {
+    let dir = repo().join("ops/prometheus");
+    for args in [
+        vec!["check", "rules", "weir-alerts.yml"],
+        vec!["test", "rules", "weir-alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool").args(&args).current_dir(&dir).output().unwrap_or_else(|e| {
+            panic!("promtool not found ({e}); install it with `sudo apt-get install -y prometheus` (./ops/test.sh does)")
+        });
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[tokio::test]
