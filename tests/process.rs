@@ -291,3 +291,42 @@ fn the_shipped_streams_toml_is_the_integration_bus_topology() {
         );
     }
 }
+
+#[test]
+fn systemd_units_stop_with_sigterm_and_outlast_the_drain_grace() {
+    let config = Config::load(&repo().join("streams.toml")).unwrap();
+    for unit in ["weir.service", "weir@.service"] {
+        let text = std::fs::read_to_string(repo().join("ops/systemd").join(unit)).unwrap();
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("{unit} has no {key}"))
+        };
+        assert_eq!(value("KillSignal"), "SIGTERM", "{unit}");
+        let stop: f64 = value("TimeoutStopSec").parse().unwrap();
+        assert!(
+            stop > config.shutdown_grace.as_secs_f64() + 5.0,
+            "{unit}: TimeoutStopSec {stop} must exceed shutdown_grace_seconds"
+        );
+        let exec = value("ExecStart");
+        assert!(exec.contains(" run -c "), "{unit}: {exec}");
+        // The unit's command line parses: same flags, our binary.
+        let args: Vec<&str> = exec
+            .split_whitespace()
+            .skip(1)
+            .map(|a| if a == "%i" { "bus-general" } else { a })
+            .collect();
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args[2] = repo().join("streams.toml").display().to_string();
+        args.push("--help".into());
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{unit}: `weir {}` is not a valid command line",
+            args.join(" ")
+        );
+    }
+}

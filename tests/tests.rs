@@ -2,6 +2,7 @@
 //! redis-server (see `support`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod acl;
 mod cli;
 mod dlq;
 mod engine;

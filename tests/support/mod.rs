@@ -34,6 +34,7 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     aof: bool,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -46,12 +47,26 @@ impl RedisServer {
         Self::start_with(true)
     }
 
+    /// With extra `redis-server` arguments (e.g. `--aclfile`).
+    pub fn start_args(extra: &[&str]) -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            aof: false,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.launch();
+        server
+    }
+
     fn start_with(aof: bool) -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
             aof,
+            extra: Vec::new(),
         };
         server.launch();
         server
@@ -63,6 +78,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", aof])
             .args(["--appendfsync", "always", "--enable-debug-command", "yes"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
