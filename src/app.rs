@@ -143,6 +143,8 @@ impl Engine {
         };
 
         let background = TaskTracker::new();
+        // Readers and janitors: everything that hands entries to workers.
+        let feeders = TaskTracker::new();
         let (paused_tx, paused_rx) = watch::channel(Arc::new(HashSet::new()));
         let consumer = consumer_name();
         let mut pools = Vec::new();
@@ -155,6 +157,7 @@ impl Engine {
                 continue;
             }
             let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+            let (jobs_tx, jobs_rx) = async_channel::unbounded();
             let pool = Arc::new(Pool {
                 index,
                 name: pool_config.name.as_str().into(),
@@ -166,7 +169,13 @@ impl Engine {
                 handler,
                 leases: Leases::default(),
                 acks: acks_tx,
-                permits: Arc::new(Semaphore::new(pool_config.concurrency)),
+                // Running plus queued: the reader may read one batch ahead of the workers,
+                // so a round trip to Redis is never waited for while workers sit idle.
+                permits: Arc::new(Semaphore::new(
+                    pool_config.concurrency + pool_config.read_count,
+                )),
+                jobs: jobs_tx,
+                metrics: metrics::PoolMetrics::new(&pool_config.name),
                 in_flight: AtomicUsize::new(0),
                 last_delivered: Mutex::new(
                     positions
@@ -182,9 +191,13 @@ impl Engine {
             });
             metrics::register_pool(&pool.name);
             consumer::spawn_pool_tasks(&pool, acks_rx, &background);
+            for _ in 0..pool.config.concurrency {
+                pool.workers
+                    .spawn(consumer::worker_loop(pool.clone(), jobs_rx.clone()));
+            }
             let reader = pool.clone();
             let redis = redis.clone();
-            background.spawn(async move {
+            feeders.spawn(async move {
                 match dedicated(&redis, &reader.stop).await {
                     Some(conn) => {
                         consumer::read_loop(reader, conn.clone()).await;
@@ -195,7 +208,7 @@ impl Engine {
                     }
                 }
             });
-            background.spawn(janitor::reclaim_loop(
+            feeders.spawn(janitor::reclaim_loop(
                 pool.clone(),
                 config.janitor.interval,
                 config.janitor.consumer_gc,
@@ -209,6 +222,19 @@ impl Engine {
             config.clone(),
             stop.clone(),
         ));
+        if let Some(handle) = health.prometheus.clone() {
+            // Histograms keep raw samples until upkeep folds them into buckets: without this,
+            // an engine nobody scrapes would grow without bound.
+            let cancel = stop.clone();
+            background.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => handle.run_upkeep(),
+                        _ = cancel.cancelled() => break,
+                    }
+                }
+            });
+        }
         background.spawn(health::watch_loop(
             health.clone(),
             paused_tx,
@@ -217,7 +243,7 @@ impl Engine {
         ));
 
         shutdown.await;
-        drain(&pools, &stop, &abandon, config.shutdown_grace).await;
+        drain(&pools, &feeders, &stop, &abandon, config.shutdown_grace).await;
         background.close();
         if tokio::time::timeout(Duration::from_secs(10), background.wait())
             .await
@@ -233,9 +259,11 @@ impl Engine {
     }
 }
 
-/// Stop reading, let in-flight handlers finish within `grace`, then abandon the rest.
+/// Stop reading, let in-flight and queued entries finish within `grace`, then abandon the
+/// rest (they stay pending for another consumer).
 async fn drain(
     pools: &[Arc<Pool>],
+    feeders: &TaskTracker,
     stop: &CancellationToken,
     abandon: &CancellationToken,
     grace: Duration,
@@ -248,7 +276,12 @@ async fn drain(
     );
     stop.cancel();
     let wait_all = async {
+        // A read in progress finishes (≤ its BLOCK) and its entries are queued; then no one
+        // feeds the workers any more and they drain the queue.
+        feeders.close();
+        feeders.wait().await;
         for pool in pools {
+            pool.jobs.close();
             pool.workers.close();
             pool.workers.wait().await;
         }
@@ -260,6 +293,8 @@ async fn drain(
     }
     abandon.cancel();
     for pool in pools {
+        pool.jobs.close();
+        pool.workers.close();
         pool.workers.wait().await;
     }
 }

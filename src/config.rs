@@ -625,7 +625,7 @@ impl RawPool {
             handler: self.handler.clone(),
             start,
             read_count: if read_count == 0 {
-                (concurrency as usize * 2).clamp(16, 512)
+                (concurrency as usize * 2).clamp(64, 512)
             } else {
                 read_count
             },

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::consumer::{Pool, backoff, spawn_worker};
+use crate::consumer::{Pool, backoff, enqueue};
 use crate::dispatch::DlqReason;
 use crate::error::RedisErrorKind;
 use crate::metrics;
@@ -122,7 +122,15 @@ async fn reclaim_pass(
                     );
                     settle::dead_letter(pool, &entry, made, DlqReason::MaxAttempts, &error).await;
                 } else {
-                    spawn_worker(pool, entry, count);
+                    let permit = tokio::select! {
+                        permit = pool.permits.clone().acquire_owned() => permit.ok(),
+                        _ = pool.stop.cancelled() => None,
+                    };
+                    match permit {
+                        Some(permit) => enqueue(pool, entry, count, permit),
+                        // Shutting down: give it back to the PEL for another consumer.
+                        None => pool.leases.retry_at(entry.id, Instant::now()),
+                    }
                 }
             }
         }

@@ -4,7 +4,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::dispatch::DlqReason;
@@ -54,21 +57,6 @@ pub fn install() -> Option<PrometheusHandle> {
         .clone()
 }
 
-pub fn processed(pool: &str, ty: &str, took: Duration) {
-    counter!(PROCESSED, "pool" => pool.to_string(), "type" => ty.to_string()).increment(1);
-    handler_duration(pool, ty, took);
-}
-
-pub fn failed(pool: &str, ty: &str, took: Duration) {
-    counter!(FAILED, "pool" => pool.to_string(), "type" => ty.to_string()).increment(1);
-    handler_duration(pool, ty, took);
-}
-
-fn handler_duration(pool: &str, ty: &str, took: Duration) {
-    histogram!(HANDLER_DURATION, "pool" => pool.to_string(), "type" => ty.to_string())
-        .record(took.as_secs_f64());
-}
-
 pub fn dead_lettered(pool: &str, ty: &str, reason: DlqReason) {
     counter!(DEAD_LETTERED, "pool" => pool.to_string(), "type" => ty.to_string(), "reason" => reason.as_str())
         .increment(1);
@@ -115,11 +103,6 @@ pub fn pool_state(pool: &str, pending: u64, lag: Option<u64>, in_flight: usize, 
     gauge!(POOL_PAUSED, "pool" => pool.to_string()).set(if paused { 1.0 } else { 0.0 });
 }
 
-/// The delivery number at which an entry was settled (success, DLQ or retry decision).
-pub fn attempt(pool: &str, attempt: u64) {
-    histogram!(DELIVERY_ATTEMPTS, "pool" => pool.to_string()).record(attempt as f64);
-}
-
 /// Age of the oldest unacknowledged entry (0 when nothing is pending).
 pub fn oldest_pending(pool: &str, oldest: Option<crate::redis::StreamId>) {
     let now = std::time::SystemTime::now()
@@ -128,4 +111,66 @@ pub fn oldest_pending(pool: &str, oldest: Option<crate::redis::StreamId>) {
         .unwrap_or(0);
     let age = oldest.map_or(0.0, |id| now.saturating_sub(id.ms) as f64 / 1000.0);
     gauge!(OLDEST_PENDING_AGE, "pool" => pool.to_string()).set(age);
+}
+
+/// Types tracked per pool before further types share the label `other`: a `"*"` pool sees
+/// whatever publishers send, and label cardinality must stay bounded.
+const MAX_TYPES: usize = 500;
+
+struct TypeMetrics {
+    processed: Counter,
+    failed: Counter,
+    duration: Histogram,
+}
+
+/// A pool's metric handles, resolved once per type: recording is then an atomic add, with
+/// no label strings built on the hot path.
+pub struct PoolMetrics {
+    pool: String,
+    attempts: Histogram,
+    by_type: Mutex<HashMap<String, Arc<TypeMetrics>>>,
+}
+
+impl PoolMetrics {
+    pub fn new(pool: &str) -> PoolMetrics {
+        PoolMetrics {
+            pool: pool.to_string(),
+            attempts: histogram!(DELIVERY_ATTEMPTS, "pool" => pool.to_string()),
+            by_type: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn for_type(&self, ty: &str) -> Option<Arc<TypeMetrics>> {
+        let mut map = self.by_type.lock().ok()?;
+        if let Some(m) = map.get(ty) {
+            return Some(m.clone());
+        }
+        let label = if map.len() >= MAX_TYPES { "other" } else { ty };
+        let labels = [("pool", self.pool.clone()), ("type", label.to_string())];
+        let m = Arc::new(TypeMetrics {
+            processed: counter!(PROCESSED, &labels),
+            failed: counter!(FAILED, &labels),
+            duration: histogram!(HANDLER_DURATION, &labels),
+        });
+        map.insert(label.to_string(), m.clone());
+        Some(m)
+    }
+
+    pub fn processed(&self, ty: &str, took: Duration) {
+        if let Some(m) = self.for_type(ty) {
+            m.processed.increment(1);
+            m.duration.record(took.as_secs_f64());
+        }
+    }
+
+    pub fn failed(&self, ty: &str, took: Duration) {
+        if let Some(m) = self.for_type(ty) {
+            m.failed.increment(1);
+            m.duration.record(took.as_secs_f64());
+        }
+    }
+
+    pub fn attempt(&self, attempt: u64) {
+        self.attempts.record(attempt as f64);
+    }
 }

@@ -48,20 +48,20 @@ pub async fn outcome(
     took: Duration,
 ) {
     pool.activity.touch();
-    metrics::attempt(&pool.name, d.attempt);
+    pool.metrics.attempt(d.attempt);
     match outcome {
         Outcome::Success => {
-            metrics::processed(&pool.name, &d.event_type, took);
+            pool.metrics.processed(&d.event_type, took);
             log_settled(d, "processed", took, None);
             ack(pool, entry.id);
         }
         Outcome::Permanent { error } => {
-            metrics::failed(&pool.name, &d.event_type, took);
+            pool.metrics.failed(&d.event_type, took);
             log_settled(d, "rejected", took, Some(&error));
             dead_letter(pool, entry, d.attempt, DlqReason::Rejected, &error).await;
         }
         Outcome::Retry { after, error } => {
-            metrics::failed(&pool.name, &d.event_type, took);
+            pool.metrics.failed(&d.event_type, took);
             let policy = &pool.config.retry;
             if d.attempt >= u64::from(policy.max_attempts) {
                 log_settled(d, "dead_lettered", took, Some(&error));

@@ -87,6 +87,7 @@ async fn users_have_exactly_the_rights_they_need() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _reaper = Reaper(run.id());
     let redis = server.client().await;
     wait_for("the engine created its group", T, || async {
         group_pending(&redis, "integration-bus", "p").await == 0

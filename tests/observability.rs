@@ -233,6 +233,7 @@ async fn json_logs_parse_carry_the_fields_and_never_show_payloads_or_passwords()
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    let _reaper = Reaper(child.id());
     let redis = server.client().await;
     wait_for("group created", T, || async {
         group_pending(&redis, &stream, "logpool").await == 0

@@ -93,6 +93,7 @@ async fn kill_9_with_entries_in_flight_hands_them_all_to_another_process() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let _reaper = Reaper(first.id());
     let redis = server.client().await;
     let mut ids = Vec::new();
     for i in 0..8 {
@@ -142,6 +143,7 @@ async fn sigterm_drains_in_flight_work_and_exits_0() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let _reaper = Reaper(child.id());
     let redis = server.client().await;
     for _ in 0..3 {
         publish(&redis, &stream, "job", "{}").await;

@@ -266,6 +266,7 @@ async fn a_killed_replay_resumes_with_no_duplicates_and_no_gaps() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _reaper = Reaper(child.id());
     let pattern = format!("{}:replay:*", s.stream);
     let mut key = String::new();
     wait_for(

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 pub use lease::Leases;
 pub(crate) use reader::read_loop;
-pub(crate) use worker::spawn_worker;
+pub(crate) use worker::{Job, enqueue, worker_loop};
 
 use crate::config::{PoolConfig, StreamConfig};
 use crate::dispatch::Router;
@@ -61,8 +61,13 @@ pub struct Pool {
     pub handler: Arc<dyn Handler>,
     pub leases: Leases,
     pub acks: mpsc::UnboundedSender<StreamId>,
-    /// One permit per worker slot: the reader and the janitor take one per entry.
+    /// One permit per worker slot: the reader and the janitor take one per entry they hand
+    /// to the workers, and the job carries it until the entry is settled.
     pub permits: Arc<Semaphore>,
+    /// The workers' queue; closed at shutdown once the reader and janitor have stopped.
+    pub jobs: async_channel::Sender<Job>,
+    /// Metric handles of this pool, resolved once per type instead of per entry.
+    pub metrics: crate::metrics::PoolMetrics,
     pub in_flight: AtomicUsize,
     /// The newest ID this process received from the group: where a vanished group is
     /// recreated.

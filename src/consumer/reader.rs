@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Pool, backoff, spawn_worker};
+use super::{Pool, backoff, enqueue};
 use crate::error::RedisErrorKind;
 use crate::redis::Redis;
 
@@ -63,8 +63,23 @@ pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
             pool.note_delivered(last.id);
         }
         pool.leases.hold(entries.iter().map(|e| e.id));
+        if entries.is_empty() {
+            continue;
+        }
+        // Slots for what was read (the janitor may have taken some meanwhile: then wait).
+        let Ok(mut permits) = pool
+            .permits
+            .clone()
+            .acquire_many_owned(entries.len() as u32)
+            .await
+        else {
+            break;
+        };
         for entry in entries {
-            spawn_worker(&pool, entry, 1);
+            let Some(permit) = permits.split(1) else {
+                break;
+            };
+            enqueue(&pool, entry, 1, permit);
         }
     }
     tracing::debug!(pool = %pool.name, "reader stopped");

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use futures::FutureExt;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::Pool;
 use crate::dispatch::Decision;
@@ -13,16 +14,42 @@ use crate::handler::{Delivery, Outcome};
 use crate::redis::RawEntry;
 use crate::settle;
 
-/// Runs `entry` (delivery number `attempt`) once a worker slot is free. The entry is leased
-/// already, so waiting for a slot cannot get it reclaimed.
-pub(crate) fn spawn_worker(pool: &Arc<Pool>, entry: RawEntry, attempt: u64) {
-    let pool = pool.clone();
-    pool.workers.clone().spawn(async move {
-        let Ok(_permit) = pool.permits.clone().acquire_owned().await else {
-            return;
-        };
-        process(&pool, entry, attempt).await;
-    });
+/// An entry on its way to a worker, with the worker slot it holds.
+pub struct Job {
+    pub entry: RawEntry,
+    /// Delivery number: 1 from the reader, the delivery count from the janitor.
+    pub attempt: u64,
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// Hands `entry` to the pool's workers. The entry is leased already, so waiting in the
+/// queue cannot get it reclaimed. At shutdown (queue closed) it stays pending.
+pub(crate) fn enqueue(pool: &Pool, entry: RawEntry, attempt: u64, permit: OwnedSemaphorePermit) {
+    let id = entry.id;
+    if pool
+        .jobs
+        .try_send(Job {
+            entry,
+            attempt,
+            permit,
+        })
+        .is_err()
+    {
+        tracing::debug!(pool = %pool.name, entry_id = %id, "worker queue closed; the entry stays pending");
+    }
+}
+
+/// One of the pool's `concurrency` long-lived workers: runs jobs until the queue is closed
+/// and empty. Long-lived tasks, not one task per entry: spawning copies the whole
+/// (large) future each time.
+pub(crate) async fn worker_loop(pool: Arc<Pool>, jobs: async_channel::Receiver<Job>) {
+    while let Ok(job) = jobs.recv().await {
+        if pool.abandon.is_cancelled() {
+            break; // shutdown grace is over: what is still queued stays pending
+        }
+        process(&pool, job.entry, job.attempt).await;
+        drop(job.permit);
+    }
 }
 
 async fn process(pool: &Pool, entry: RawEntry, attempt: u64) {

@@ -360,3 +360,15 @@ pub fn envelope(kind: &str) -> String {
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     value.to_string()
 }
+
+/// Kills a spawned process when dropped, so a failing test leaves no `weir run` behind.
+pub struct Reaper(pub u32);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.0.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
