@@ -6,6 +6,11 @@ use std::process::ExitCode;
 
 mod cli;
 
+/// mimalloc: allocation was ~15% of the consume path's CPU with glibc malloc
+/// (benches/consume.sh); see BENCHMARKS.md for the measured difference.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use weir::config::{Config, DEFAULT_CONFIG_PATH};
 use weir::error::EngineError;
