@@ -6,6 +6,7 @@ mod acl;
 mod cli;
 mod dlq;
 mod engine;
+mod faults;
 mod handlers;
 mod observability;
 mod process;

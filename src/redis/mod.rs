@@ -24,6 +24,10 @@ use reply::{array, int, pairs, protocol, text};
 use crate::config::RedisConfig;
 use crate::error::{RedisError, RedisErrorKind};
 
+/// Lua 5.1's `unpack` handles ~8000 values; entries with more fields than this are moved
+/// with MULTI/EXEC instead of a script.
+const SCRIPT_MAX_FIELDS: usize = 3500;
+
 /// How long any single command may take before it counts as a connection failure.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -380,9 +384,46 @@ impl Redis {
         Ok(counts)
     }
 
-    /// Moves an entry to the DLQ in one MULTI/EXEC: XADD to `dlq` and XACK in `group`.
-    /// Either both happen or neither does. Returns the DLQ entry's ID.
+    /// Moves an entry to the DLQ: XADD to `dlq`, then XACK in `group`, in one script. A
+    /// failing XADD (say the DLQ key holds a string) stops the script before the XACK, so
+    /// an entry is never acknowledged without its DLQ copy. (MULTI/EXEC would not do: Redis
+    /// does not roll back, and the XACK would still run.) Returns the DLQ entry's ID.
     pub async fn dead_letter(
+        &self,
+        stream: &str,
+        group: &str,
+        dlq: &str,
+        id: StreamId,
+        fields: &[(Bytes, Bytes)],
+    ) -> Result<String, RedisError> {
+        const SCRIPT: &str = "local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3)) \
+            redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) return id";
+        if fields.len() > SCRIPT_MAX_FIELDS {
+            return self.dead_letter_multi(stream, group, dlq, id, fields).await;
+        }
+        let mut a = args([SCRIPT, "2", dlq, stream, group, &id.to_string()]);
+        for (k, v) in fields {
+            a.push(Value::Bytes(k.clone()));
+            a.push(Value::Bytes(v.clone()));
+        }
+        let reply: Value = self
+            .client
+            .custom(
+                CustomCommand::new_static(
+                    "EVAL",
+                    fred::types::ClusterHash::Custom(stream_slot(dlq)),
+                    false,
+                ),
+                a,
+            )
+            .await
+            .map_err(|e| map_err("EVAL (dead letter)", e))?;
+        text(&reply).ok_or_else(|| protocol("EVAL", "XADD returned no ID"))
+    }
+
+    /// The same move for entries with more fields than a script can pass to one command:
+    /// MULTI/EXEC, atomic except that a runtime XADD error would not stop the XACK.
+    async fn dead_letter_multi(
         &self,
         stream: &str,
         group: &str,
@@ -685,9 +726,54 @@ impl Redis {
         Ok(replies.iter().map(reply::id).collect())
     }
 
-    /// Appends `entries` to `stream` and sets `progress` fields on the hash `job` in one
-    /// MULTI/EXEC: a crash leaves either both or neither.
+    /// Appends `entries` to `stream`, then sets `progress` on the hash `job`, in one script:
+    /// a failing XADD stops it before the progress moves, so a resumed job never skips
+    /// entries. (Entries with more than `SCRIPT_MAX_FIELDS` fields fall back to MULTI.)
     pub async fn add_with_progress(
+        &self,
+        stream: &str,
+        entries: &[Vec<(Bytes, Bytes)>],
+        job: &str,
+        progress: &[(&str, String)],
+    ) -> Result<(), RedisError> {
+        const SCRIPT: &str = "local i, n = 2, tonumber(ARGV[1]) \
+            for e = 1, n do local c = tonumber(ARGV[i]) \
+              redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + c)) i = i + c + 1 end \
+            redis.call('HSET', KEYS[2], unpack(ARGV, i)) return n";
+        if entries.iter().any(|e| e.len() > SCRIPT_MAX_FIELDS) {
+            return self
+                .add_with_progress_multi(stream, entries, job, progress)
+                .await;
+        }
+        let mut a = args([SCRIPT, "2", stream, job]);
+        a.push(Value::from(entries.len().to_string()));
+        for fields in entries {
+            a.push(Value::from((fields.len() * 2).to_string()));
+            for (k, v) in fields {
+                a.push(Value::Bytes(k.clone()));
+                a.push(Value::Bytes(v.clone()));
+            }
+        }
+        for (k, v) in progress {
+            a.push(Value::from(*k));
+            a.push(Value::from(v.as_str()));
+        }
+        let _: Value = self
+            .client
+            .custom(
+                CustomCommand::new_static(
+                    "EVAL",
+                    fred::types::ClusterHash::Custom(stream_slot(stream)),
+                    false,
+                ),
+                a,
+            )
+            .await
+            .map_err(|e| map_err("EVAL (replay batch)", e))?;
+        Ok(())
+    }
+
+    async fn add_with_progress_multi(
         &self,
         stream: &str,
         entries: &[Vec<(Bytes, Bytes)>],
