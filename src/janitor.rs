@@ -42,6 +42,9 @@ pub(crate) async fn reclaim_loop(pool: Arc<Pool>, interval: Duration, consumer_g
             }
             Err(e) => {
                 failures += 1;
+                if e.is(RedisErrorKind::Protocol) {
+                    pool.redis.reset_connection();
+                }
                 if failures == 1 || failures.is_power_of_two() {
                     tracing::warn!(pool = %pool.name, error = %e, "reclaim pass failed");
                 }
@@ -176,6 +179,9 @@ pub(crate) async fn trim_loop(redis: Redis, config: Arc<Config>, cancel: Cancell
             Ok(_) => failures = 0,
             Err(e) => {
                 failures += 1;
+                if e.is(RedisErrorKind::Protocol) {
+                    redis.reset_connection();
+                }
                 if failures == 1 || failures.is_power_of_two() {
                     tracing::warn!(error = %e, "trimming failed");
                 }

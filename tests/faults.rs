@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use weir::{Engine, Outcome};
 
+use crate::support::proxy;
 use crate::support::*;
 
 const T: Duration = Duration::from_secs(20);
@@ -57,5 +58,271 @@ async fn a_dlq_move_that_cannot_write_the_dlq_acknowledges_nothing() {
     assert_eq!(field(entry, "dlq_source_id"), id.to_string());
     assert_eq!(field(entry, "dlq_reason"), "invalid");
     assert_eq!(handler.count(), 0);
+    running.stop().await;
+}
+
+fn engine_toml(url: &str, stream: &str, http: u16, extra: &str) -> String {
+    format!(
+        "shutdown_grace_seconds = 5\n[redis]\nurl = \"{url}\"\n[stream]\nname = \"{stream}\"\n[retry]\nmax_attempts = 10\nretry_seconds = 0.1\nvisibility_timeout_seconds = 1\n[janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:{http}\"\n[[pools]]\nname = \"p\"\nconcurrency = 8\ntypes = [\"*\"]\n{extra}"
+    )
+}
+
+async fn healthz(port: u16) -> u16 {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Waits until every accepted entry is handled or dead-lettered, then checks the ledger.
+async fn settle_and_check(
+    handler: &Recorder,
+    redis: &weir::redis::Redis,
+    stream: &str,
+    accepted: &[u64],
+    within: Duration,
+) -> usize {
+    let dlq = format!("{stream}:dlq");
+    wait_for(
+        "every accepted entry handled or dead-lettered",
+        within,
+        || async { ledger(handler, redis, &dlq, accepted).await.0.is_empty() },
+    )
+    .await;
+    wait_for("nothing left pending", within, || async {
+        group_pending(redis, stream, "p").await == 0
+    })
+    .await;
+    let (lost, duplicates) = ledger(handler, redis, &dlq, accepted).await;
+    assert!(lost.is_empty(), "lost entries: {lost:?}");
+    duplicates
+}
+
+#[tokio::test]
+async fn lost_replies_for_two_seconds_lose_nothing() {
+    let server = RedisServer::start();
+    let proxy = proxy::Proxy::start(server.port).await;
+    let stream = stream_name("dropreplies");
+    let handler = Recorder::ok();
+    let running = run(
+        Engine::new(config(&engine_toml(&proxy.url(), &stream, free_port(), "")))
+            .with_handler("p", handler.clone()),
+    );
+    let redis = server.client().await;
+    wait_for("group created", T, || async {
+        group_pending(&redis, &stream, "p").await == 0
+    })
+    .await;
+    let publisher = {
+        let redis = server.client().await;
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            publish_numbered(&redis, &stream, 0..400, Duration::from_millis(5)).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // XREADGROUP replies (entries delivered but never seen) and XACK replies vanish.
+    proxy.set(proxy::Mode::DropReplies);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.set(proxy::Mode::Pass);
+    let accepted = publisher.await.unwrap();
+    assert_eq!(accepted.len(), 400);
+    let duplicates = settle_and_check(
+        &handler,
+        &redis,
+        &stream,
+        &accepted,
+        Duration::from_secs(40),
+    )
+    .await;
+    eprintln!("lost replies: 0 lost, {duplicates} duplicate deliveries");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_black_holed_connection_turns_health_to_503_and_recovers() {
+    let server = RedisServer::start();
+    let proxy = proxy::Proxy::start(server.port).await;
+    let stream = stream_name("blackhole");
+    let http = free_port();
+    let handler = Recorder::ok();
+    let running = run(
+        Engine::new(config(&engine_toml(&proxy.url(), &stream, http, "")))
+            .with_handler("p", handler.clone()),
+    );
+    let redis = server.client().await;
+    wait_for("healthy", T, || async { healthz(http).await == 200 }).await;
+    let before = publish_numbered(&redis, &stream, 0..50, Duration::ZERO).await;
+    proxy.set(proxy::Mode::BlackHole);
+    let during = publish_numbered(&redis, &stream, 50..100, Duration::ZERO).await;
+    wait_for("503 while black-holed", T, || async {
+        healthz(http).await == 503
+    })
+    .await;
+    proxy.set(proxy::Mode::Pass);
+    wait_for("healthy again", Duration::from_secs(30), || async {
+        healthz(http).await == 200
+    })
+    .await;
+    let after = publish_numbered(&redis, &stream, 100..150, Duration::ZERO).await;
+    let accepted: Vec<u64> = before.into_iter().chain(during).chain(after).collect();
+    settle_and_check(
+        &handler,
+        &redis,
+        &stream,
+        &accepted,
+        Duration::from_secs(40),
+    )
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn client_kill_every_500ms_under_load_loses_nothing() {
+    let server = RedisServer::start();
+    let stream = stream_name("clientkill");
+    let handler = Recorder::ok();
+    let running = run(Engine::new(config(&engine_toml(
+        &server.url(),
+        &stream,
+        free_port(),
+        "",
+    )))
+    .with_handler("p", handler.clone()));
+    let redis = server.client().await;
+    wait_for("group created", T, || async {
+        group_pending(&redis, &stream, "p").await == 0
+    })
+    .await;
+    let publisher = {
+        let redis = server.client().await;
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            publish_numbered(&redis, &stream, 0..600, Duration::from_millis(5)).await
+        })
+    };
+    let mut kills = 0;
+    while !publisher.is_finished() {
+        server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+        kills += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(kills >= 4, "the load ended before the kills began");
+    let accepted = publisher.await.unwrap();
+    let duplicates = settle_and_check(
+        &handler,
+        &redis,
+        &stream,
+        &accepted,
+        Duration::from_secs(40),
+    )
+    .await;
+    eprintln!("CLIENT KILL x{kills}: 0 lost, {duplicates} duplicate deliveries");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn redis_stalls_client_pause_and_debug_sleep_lose_nothing() {
+    let server = RedisServer::start();
+    let stream = stream_name("stalls");
+    let handler = Recorder::ok();
+    let running = run(Engine::new(config(&engine_toml(
+        &server.url(),
+        &stream,
+        free_port(),
+        "",
+    )))
+    .with_handler("p", handler.clone()));
+    let redis = server.client().await;
+    wait_for("group created", T, || async {
+        group_pending(&redis, &stream, "p").await == 0
+    })
+    .await;
+    let publisher = {
+        let redis = server.client().await;
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            publish_numbered(&redis, &stream, 0..300, Duration::from_millis(10)).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.cli(&["CLIENT", "PAUSE", "1500", "WRITE"]), "OK");
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert_eq!(server.cli(&["DEBUG", "SLEEP", "1.5"]), "OK");
+    let accepted = publisher.await.unwrap();
+    settle_and_check(
+        &handler,
+        &redis,
+        &stream,
+        &accepted,
+        Duration::from_secs(40),
+    )
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn out_of_memory_refuses_publishes_clearly_while_consumers_keep_acking() {
+    let server = RedisServer::start();
+    let stream = stream_name("oom");
+    let handler = Recorder::ok().slow(Duration::from_millis(800));
+    let running = run(Engine::new(config(&engine_toml(
+        &server.url(),
+        &stream,
+        free_port(),
+        "",
+    )))
+    .with_handler("p", handler.clone()));
+    let redis = server.client().await;
+    wait_for("group created", T, || async {
+        group_pending(&redis, &stream, "p").await == 0
+    })
+    .await;
+    let accepted = publish_numbered(&redis, &stream, 0..8, Duration::ZERO).await;
+    wait_for("eight in flight", T, || async { handler.count() == 8 }).await;
+    let used: u64 = server
+        .cli(&["INFO", "memory"])
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    server.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    server.cli(&["CONFIG", "SET", "maxmemory", &(used / 2).to_string()]);
+    // Publishing fails with a clear error and writes nothing…
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streams.toml");
+    std::fs::write(
+        &path,
+        engine_toml(
+            &server.url(),
+            &stream,
+            free_port(),
+            "handler = { kind = \"log\" }\n",
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("-c")
+        .arg(&path)
+        .args(["publish", "--type", "job", "--data", "{\"n\":99}"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("out of memory") && stderr.contains("maxmemory"),
+        "{stderr}"
+    );
+    // …while the entries in flight are still acknowledged.
+    settle_and_check(&handler, &redis, &stream, &accepted, T).await;
+    server.cli(&["CONFIG", "SET", "maxmemory", "0"]);
     running.stop().await;
 }

@@ -85,6 +85,19 @@ pub fn progress(total: Option<u64>, what: &'static str) -> indicatif::ProgressBa
     bar
 }
 
+/// A Redis error as the operator should read it.
+pub fn redis_failure(e: weir::error::RedisError) -> Failure {
+    use weir::error::RedisErrorKind as K;
+    let hint = if e.is(K::OutOfMemory) {
+        "; Redis is out of memory (maxmemory reached with maxmemory-policy noeviction): free memory, trim or raise maxmemory. Nothing was written"
+    } else if e.is(K::NoPermission) {
+        "; the Redis user lacks a permission (see ops/redis/README.md)"
+    } else {
+        ""
+    };
+    Failure::runtime(format!("{e}{hint}"))
+}
+
 pub fn print_json(value: &serde_json::Value) {
     println!("{value}");
 }

@@ -72,7 +72,7 @@ pub async fn one(
     let result = publisher
         .publish(&event)
         .await
-        .map_err(|e| Failure::runtime(e.to_string()))?;
+        .map_err(super::redis_failure)?;
     let published = result.map_err(|r| rejected(&r, "event"))?;
     let (entry, duplicate) = match published {
         Published::Added(id) => (id, false),
@@ -144,8 +144,9 @@ pub async fn batch(config: &Config, source: &str, json: bool) -> Outcome {
     let mut pending: Vec<NewEvent> = Vec::new();
     let mut first_unwritten = events.first().map_or(0, |(n, _)| *n);
     let fail = |line: usize, published: usize, e: weir::error::RedisError| {
+        let base = super::redis_failure(e).message;
         Failure::runtime(format!(
-            "{e}; {published} event(s) were written, lines from {line} on were not"
+            "{base}; {published} event(s) were written, lines from {line} on were not"
         ))
     };
     for (n, event) in events {

@@ -18,6 +18,9 @@ async fn flush(pool: &Pool, batch: &[StreamId]) -> bool {
             true
         }
         Err(e) => {
+            if e.is(crate::error::RedisErrorKind::Protocol) {
+                pool.redis.reset_connection();
+            }
             tracing::warn!(pool = %pool.name, entries = batch.len(), error = %e, "XACK failed; retrying");
             false
         }

@@ -52,6 +52,9 @@ pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
             }
             Err(e) => {
                 failures += 1;
+                if e.is(RedisErrorKind::Protocol) {
+                    conn.reset_connection();
+                }
                 if failures == 1 || failures.is_power_of_two() {
                     tracing::warn!(pool = %pool.name, error = %e, failures, "XREADGROUP failed; backing off");
                 }

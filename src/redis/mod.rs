@@ -37,6 +37,8 @@ pub struct Redis {
     client: Client,
     /// The URL with any password replaced, for messages.
     url: String,
+    /// When the connection was last reset on purpose (unix ms), to rate-limit resets.
+    last_reset: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One consumer group as XINFO GROUPS reports it.
@@ -141,8 +143,10 @@ impl Redis {
             // two entries. Callers retry what is safe to retry.
             max_command_attempts: 1,
             unresponsive: UnresponsiveConfig {
-                max_timeout: Some(Duration::from_secs(6)),
-                interval: Duration::from_secs(1),
+                // Below COMMAND_TIMEOUT: a silent connection is replaced before commands on
+                // it time out one by one.
+                max_timeout: Some(Duration::from_secs(3)),
+                interval: Duration::from_millis(500),
             },
             ..Default::default()
         };
@@ -152,7 +156,11 @@ impl Redis {
             .set_connection_config(connection)
             .build()
             .map_err(|e| map_err("connect", e))?;
-        Ok(Redis { client, url })
+        Ok(Redis {
+            client,
+            url,
+            last_reset: Default::default(),
+        })
     }
 
     /// Connects; from then on reconnects happen in the background (capped, jittered backoff).
@@ -181,6 +189,7 @@ impl Redis {
         let other = Redis {
             client: self.client.clone_new(),
             url: self.url.clone(),
+            last_reset: Default::default(),
         };
         other.connect().await?;
         Ok(other)
@@ -198,11 +207,44 @@ impl Redis {
         let _ = self.client.quit().await;
     }
 
+    /// Maps a client error; after a timeout the connection may hold a reply that will be
+    /// matched to the next command, so it is reset.
+    fn fail(&self, command: &'static str, e: fred::error::Error) -> RedisError {
+        if matches!(e.kind(), fred::error::ErrorKind::Timeout) {
+            self.reset_connection();
+        }
+        map_err(command, e)
+    }
+
+    /// Drops the connection and reconnects (at most once a second). Callers use it when a
+    /// reply did not fit its command: requests and replies are out of step.
+    pub fn reset_connection(&self) {
+        use std::sync::atomic::Ordering;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let last = self.last_reset.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 1000
+            || self
+                .last_reset
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        tracing::warn!(redis = %self.url, "resetting the Redis connection after a timeout or an out-of-step reply");
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let _ = client.force_reconnection().await;
+        });
+    }
+
     async fn call(&self, name: &'static str, args: Vec<Value>) -> Result<Value, RedisError> {
         self.client
             .custom::<Value, Value>(cmd(name), args)
             .await
-            .map_err(|e| map_err(name, e))
+            .map_err(|e| self.fail(name, e))
     }
 
     async fn call_timeout(
@@ -222,7 +264,7 @@ impl Redis {
                 args,
             )
             .await
-            .map_err(|e| map_err(name, e))
+            .map_err(|e| self.fail(name, e))
     }
 
     pub async fn ping(&self, timeout: Duration) -> Result<(), RedisError> {
@@ -278,7 +320,7 @@ impl Redis {
                 ]),
             )
             .await
-            .map_err(|e| map_err("XREADGROUP", e))?;
+            .map_err(|e| self.fail("XREADGROUP", e))?;
         reply::xread(reply)
     }
 
@@ -365,9 +407,13 @@ impl Redis {
             let _: () = pipeline
                 .custom(cmd("XPENDING"), args([stream, group, &id, &id, "1"]))
                 .await
-                .map_err(|e| map_err("XPENDING", e))?;
+                .map_err(|e| self.fail("XPENDING", e))?;
         }
-        let replies = pipeline_replies("XPENDING", pipeline.all().await, ids.len())?;
+        let replies = pipeline_replies(
+            "XPENDING",
+            pipeline.all().await.map_err(|e| self.fail("XPENDING", e)),
+            ids.len(),
+        )?;
         let mut counts = HashMap::with_capacity(ids.len());
         for reply in replies {
             // Each reply is `[[id, consumer, idle, count]]` or empty.
@@ -417,7 +463,7 @@ impl Redis {
                 a,
             )
             .await
-            .map_err(|e| map_err("EVAL (dead letter)", e))?;
+            .map_err(|e| self.fail("EVAL (dead letter)", e))?;
         text(&reply).ok_or_else(|| protocol("EVAL", "XADD returned no ID"))
     }
 
@@ -440,12 +486,12 @@ impl Redis {
         let _: () = trx
             .custom(cmd("XADD"), xadd)
             .await
-            .map_err(|e| map_err("MULTI", e))?;
+            .map_err(|e| self.fail("MULTI", e))?;
         let _: () = trx
             .custom(cmd("XACK"), args([stream, group, &id.to_string()]))
             .await
-            .map_err(|e| map_err("MULTI", e))?;
-        let reply: Value = trx.exec(true).await.map_err(|e| map_err("EXEC", e))?;
+            .map_err(|e| self.fail("MULTI", e))?;
+        let reply: Value = trx.exec(true).await.map_err(|e| self.fail("EXEC", e))?;
         let items = array(reply).ok_or_else(|| protocol("EXEC", "expected an array"))?;
         items
             .first()
@@ -577,7 +623,7 @@ impl Redis {
                 args([SCRIPT, "1", stream, &count]),
             )
             .await
-            .map_err(|e| map_err("EVAL", e))?;
+            .map_err(|e| self.fail("EVAL", e))?;
         Ok(reply::id(&reply))
     }
 
@@ -635,9 +681,13 @@ impl Redis {
             let _: () = pipeline
                 .custom(cmd("XADD"), a)
                 .await
-                .map_err(|e| map_err("XADD", e))?;
+                .map_err(|e| self.fail("XADD", e))?;
         }
-        let replies = pipeline_replies("XADD", pipeline.all().await, entries.len())?;
+        let replies = pipeline_replies(
+            "XADD",
+            pipeline.all().await.map_err(|e| self.fail("XADD", e)),
+            entries.len(),
+        )?;
         replies
             .iter()
             .map(|r| reply::id(r).ok_or_else(|| protocol("XADD", "no ID")))
@@ -675,7 +725,7 @@ impl Redis {
                 a,
             )
             .await
-            .map_err(|e| map_err("EVAL", e))?;
+            .map_err(|e| self.fail("EVAL", e))?;
         let items = array(reply).ok_or_else(|| protocol("EVAL", "expected [id, added]"))?;
         let id = items
             .first()
@@ -720,9 +770,13 @@ impl Redis {
                     args([REPROCESS, "2", dlq, stream, &id.to_string()]),
                 )
                 .await
-                .map_err(|e| map_err("EVAL", e))?;
+                .map_err(|e| self.fail("EVAL", e))?;
         }
-        let replies = pipeline_replies("EVAL", pipeline.all().await, ids.len())?;
+        let replies = pipeline_replies(
+            "EVAL",
+            pipeline.all().await.map_err(|e| self.fail("EVAL", e)),
+            ids.len(),
+        )?;
         Ok(replies.iter().map(reply::id).collect())
     }
 
@@ -769,7 +823,7 @@ impl Redis {
                 a,
             )
             .await
-            .map_err(|e| map_err("EVAL (replay batch)", e))?;
+            .map_err(|e| self.fail("EVAL (replay batch)", e))?;
         Ok(())
     }
 
@@ -790,7 +844,7 @@ impl Redis {
             let _: () = trx
                 .custom(cmd("XADD"), a)
                 .await
-                .map_err(|e| map_err("MULTI", e))?;
+                .map_err(|e| self.fail("MULTI", e))?;
         }
         let mut h = args([job]);
         for (k, v) in progress {
@@ -800,8 +854,8 @@ impl Redis {
         let _: () = trx
             .custom(cmd("HSET"), h)
             .await
-            .map_err(|e| map_err("MULTI", e))?;
-        let _: Value = trx.exec(true).await.map_err(|e| map_err("EXEC", e))?;
+            .map_err(|e| self.fail("MULTI", e))?;
+        let _: Value = trx.exec(true).await.map_err(|e| self.fail("EXEC", e))?;
         Ok(())
     }
 
@@ -883,11 +937,10 @@ return id"#;
 /// The replies of a pipeline of `n` commands, one per command.
 fn pipeline_replies(
     command: &'static str,
-    reply: Result<Value, fred::error::Error>,
+    reply: Result<Value, RedisError>,
     n: usize,
 ) -> Result<Vec<Value>, RedisError> {
-    let items = array(reply.map_err(|e| map_err(command, e))?)
-        .ok_or_else(|| protocol(command, "pipeline reply is not an array"))?;
+    let items = array(reply?).ok_or_else(|| protocol(command, "pipeline reply is not an array"))?;
     if items.len() != n {
         return Err(protocol(
             command,

@@ -1,5 +1,7 @@
 //! Test support: a real redis-server per test on a free loopback port, an in-process engine,
-//! a recording handler, and bounded polling.
+//! a recording handler, bounded polling, a fault proxy and a delivery ledger.
+
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -371,4 +373,68 @@ impl Drop for Reaper {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// `n` of a `{"n": …}` payload.
+pub fn n_of(data: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(data).ok()?["n"].as_u64()
+}
+
+/// The fault suite's verdict on published entries `0..count`: each must be handled at least
+/// once or be in the DLQ. Returns (lost, duplicated deliveries).
+pub async fn ledger(
+    handler: &Recorder,
+    redis: &Redis,
+    dlq: &str,
+    published: &[u64],
+) -> (Vec<u64>, usize) {
+    let mut handled: HashMap<u64, usize> = HashMap::new();
+    for s in handler.seen() {
+        if let Some(n) = n_of(&s.data) {
+            *handled.entry(n).or_default() += 1;
+        }
+    }
+    let dead: std::collections::HashSet<u64> = redis
+        .range(dlq, "-", "+", 100_000)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| n_of(&field(e, "data")))
+        .collect();
+    let lost = published
+        .iter()
+        .copied()
+        .filter(|n| !handled.contains_key(n) && !dead.contains(n))
+        .collect();
+    let duplicates = handled.values().map(|c| c.saturating_sub(1)).sum();
+    (lost, duplicates)
+}
+
+/// Publishes `{"n": i}` for `range`, retrying an XADD whose reply was lost (a retry may
+/// duplicate an entry, which the ledger tolerates). Returns the `n`s Redis accepted.
+pub async fn publish_numbered(
+    redis: &Redis,
+    stream: &str,
+    range: std::ops::Range<u64>,
+    pause: Duration,
+) -> Vec<u64> {
+    let mut accepted = Vec::new();
+    for n in range {
+        let data = format!("{{\"n\":{n}}}");
+        for _ in 0..100 {
+            if redis
+                .add(stream, &[("type", b"job"), ("data", data.as_bytes())])
+                .await
+                .is_ok()
+            {
+                accepted.push(n);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    accepted
 }
