@@ -86,9 +86,14 @@ async fn kill_9_with_entries_in_flight_hands_them_all_to_another_process() {
         dir.path(),
         &server,
         &stream,
-        r#"{ kind = "exec", command = ["sleep", "60"] }"#,
+        r#"{ kind = "exec", command = ["sleep", "30"] }"#,
         "",
     );
+    // Hundreds in flight at once: one exec child per entry.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("concurrency = 8", "concurrency = 200");
+    std::fs::write(&path, text).unwrap();
     let mut first = weir(dir.path(), &["run", "-c", path.to_str().unwrap()])
         .stderr(Stdio::null())
         .spawn()
@@ -96,11 +101,11 @@ async fn kill_9_with_entries_in_flight_hands_them_all_to_another_process() {
     let _reaper = Reaper(first.id());
     let redis = server.client().await;
     let mut ids = Vec::new();
-    for i in 0..8 {
+    for i in 0..200 {
         ids.push(publish(&redis, &stream, "job", &format!("{{\"i\":{i}}}")).await);
     }
-    wait_for("all 8 in flight in the first process", T, || async {
-        pending_count(&server, &stream) == 8
+    wait_for("all 200 in flight in the first process", T, || async {
+        pending_count(&server, &stream) == 200
     })
     .await;
     first.kill().unwrap(); // SIGKILL
@@ -109,8 +114,8 @@ async fn kill_9_with_entries_in_flight_hands_them_all_to_another_process() {
     let config = Config::load(&path).unwrap();
     let handler = Recorder::ok();
     let running = run(Engine::new(config).with_handler("p", handler.clone()));
-    wait_for("all 8 redelivered to the second process", T, || async {
-        handler.per_entry().len() == 8
+    wait_for("all 200 redelivered to the second process", T, || async {
+        handler.per_entry().len() == 200
     })
     .await;
     let mut got: Vec<_> = handler.per_entry().into_keys().collect();

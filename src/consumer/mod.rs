@@ -101,7 +101,9 @@ impl Pool {
             .unwrap_or(StreamId::ZERO)
     }
 
-    /// Recreates the group after NOGROUP at the last ID this process saw delivered.
+    /// Recreates the group after NOGROUP at the last ID this process saw delivered, and
+    /// says what was lost when the stream itself went back (Redis restarted without
+    /// persistence, or someone deleted the stream).
     pub async fn recreate_group(&self) {
         let at = self.last_delivered();
         let start = if at == StreamId::ZERO {
@@ -109,16 +111,23 @@ impl Pool {
         } else {
             at.to_string()
         };
-        match self
-            .redis
-            .create_group(&self.stream.name, &self.name, &start)
-            .await
-        {
-            Ok(true) => tracing::warn!(
-                pool = %self.name,
-                at = %start,
-                "consumer group was gone (NOGROUP); recreated it at the last delivered ID"
-            ),
+        let stream = &self.stream.name;
+        let before = self.redis.stream_info(stream).await.ok();
+        match self.redis.create_group(stream, &self.name, &start).await {
+            Ok(true) => {
+                tracing::warn!(pool = %self.name, at = %start, "consumer group was gone (NOGROUP); recreated it at the last delivered ID");
+                let went_back = before.as_ref().is_none_or(|i| i.last_generated < at);
+                if at != StreamId::ZERO && went_back {
+                    let held = self.leases.len();
+                    tracing::error!(
+                        pool = %self.name,
+                        last_delivered = %at,
+                        stream_ends_at = %before.map(|i| i.last_generated).unwrap_or(StreamId::ZERO),
+                        pending_here = held,
+                        "Redis lost data: the stream now ends before the last entry this pool read (restart without persistence, or the stream was deleted). Entries published after {at} that no pool had read, and entries pending in other processes, are gone; the {held} entries in flight here finish but cannot be acknowledged or retried"
+                    );
+                }
+            }
             Ok(false) => {}
             Err(e) => {
                 tracing::warn!(pool = %self.name, error = %e, "could not recreate the consumer group")
