@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod acl;
+mod bad_input;
 mod cli;
 mod dlq;
 mod engine;
@@ -10,6 +11,7 @@ mod faults;
 mod handlers;
 mod observability;
 mod process;
+mod props;
 mod replay;
 mod runbook;
 #[allow(dead_code)]

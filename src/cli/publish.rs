@@ -16,16 +16,23 @@ const CHUNK: usize = 1000;
 
 /// `JSON`, `@FILE` or `-` (stdin).
 pub fn read_source(spec: &str) -> Result<String, Failure> {
-    let read_file = |path: &str| {
-        std::fs::read_to_string(path)
-            .map_err(|e| Failure::usage(format!("cannot read {path}: {e}")))
+    // Unreadable input is a usage error (2); input that is not UTF-8 is invalid data (1).
+    let read_failure = |what: &str, e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            Failure::runtime(format!(
+                "{what} is not valid UTF-8 text; event data must be UTF-8 JSON. Nothing was written"
+            ))
+        } else {
+            Failure::usage(format!("cannot read {what}: {e}"))
+        }
     };
+    let read_file = |path: &str| std::fs::read_to_string(path).map_err(|e| read_failure(path, e));
     match spec {
         "-" => {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
-                .map_err(|e| Failure::usage(format!("cannot read stdin: {e}")))?;
+                .map_err(|e| read_failure("stdin", e))?;
             Ok(text)
         }
         s if s.starts_with('@') => read_file(&s[1..]),
