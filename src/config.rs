@@ -384,12 +384,6 @@ fn validate_url(url: &str) -> Result<(), ConfigError> {
             ),
         ));
     }
-    if url.starts_with("rediss://") {
-        return Err(invalid(
-            "redis.url",
-            "TLS (rediss://) is not supported by this build yet; use redis:// on a trusted network or a TLS tunnel",
-        ));
-    }
     fred::types::config::Config::from_url(url)
         .map(|_| ())
         .map_err(|e| {
@@ -410,6 +404,26 @@ impl RawConfig {
             .unwrap_or_else(|| "redis://127.0.0.1:6379/0".to_string());
         validate_url(&url)?;
         let resolve = |p: &PathBuf| base.join(p);
+        for (key, path) in [
+            ("redis.ca_file", &self.redis.ca_file),
+            ("redis.cert_file", &self.redis.cert_file),
+            ("redis.key_file", &self.redis.key_file),
+        ] {
+            if let Some(path) = path.as_ref().map(resolve)
+                && !path.is_file()
+            {
+                return Err(invalid(key, format!("{} does not exist", path.display())));
+            }
+        }
+        let tls_keys = self.redis.ca_file.is_some()
+            || self.redis.cert_file.is_some()
+            || self.redis.insecure_skip_verify == Some(true);
+        if tls_keys && !url.starts_with("rediss://") {
+            return Err(invalid(
+                "redis.url",
+                "TLS options are set but the URL is not rediss://; use rediss://host:port for TLS",
+            ));
+        }
         let redis = RedisConfig {
             url,
             ca_file: self.redis.ca_file.as_ref().map(resolve),

@@ -16,3 +16,4 @@ mod replay;
 mod runbook;
 #[allow(dead_code)]
 mod support;
+mod tls;

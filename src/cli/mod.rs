@@ -54,10 +54,14 @@ pub fn load_config(path: &Path) -> Result<Config, Failure> {
 pub async fn connect(config: &Config) -> Result<Redis, Failure> {
     let redis = Redis::new(&config.redis).map_err(|e| Failure::usage(e.to_string()))?;
     redis.connect().await.map_err(|e| {
-        Failure::runtime(format!(
-            "{}\n  is redis-server running there? Start one with ./ops/run-local.sh or fix redis.url (WEIR_REDIS__URL)",
-            e.message
-        ))
+        let hint = if e.message.contains("Certificate") || e.message.contains("certificate") {
+            "Redis's TLS certificate is not trusted: set redis.ca_file to the CA that signed it (or fix the host name in redis.url)"
+        } else if e.is(weir::error::RedisErrorKind::NoPermission) {
+            "check the user and password in redis.url (WEIR_REDIS__URL)"
+        } else {
+            "is redis-server running there (and is it the right scheme: redis:// or rediss://)? Start one with ./ops/run-local.sh or fix redis.url (WEIR_REDIS__URL)"
+        };
+        Failure::runtime(format!("{}\n  {hint}", e.message))
     })?;
     Ok(redis)
 }

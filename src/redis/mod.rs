@@ -4,6 +4,7 @@
 
 mod id;
 mod reply;
+mod tls;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -125,11 +126,21 @@ impl Redis {
     /// Builds a client for `config` without connecting; see [`Redis::connect`].
     pub fn new(config: &RedisConfig) -> Result<Redis, RedisError> {
         let url = crate::redact_url(&config.url);
-        let fred_config = FredConfig::from_url(&config.url).map_err(|e| RedisError {
+        let mut fred_config = FredConfig::from_url(&config.url).map_err(|e| RedisError {
             command: "connect",
             message: format!("{url}: {}", e.details()),
             kind: RedisErrorKind::Server,
         })?;
+        fred_config.tls = if config.url.starts_with("rediss://") {
+            let tls = tls::client_config(config).map_err(|(key, message)| RedisError {
+                command: "connect",
+                message: format!("TLS setup ({key}): {message}"),
+                kind: RedisErrorKind::Server,
+            })?;
+            Some(fred::types::config::TlsConnector::from(tls).into())
+        } else {
+            None
+        };
         let mut policy = ReconnectPolicy::new_exponential(0, 100, 5_000, 2);
         policy.set_jitter(250);
         let performance = PerformanceConfig {
