@@ -170,10 +170,14 @@ async fn collect_consumers(pool: &Pool, idle: Duration) {
 pub(crate) async fn trim_loop(redis: Redis, config: Arc<Config>, cancel: CancellationToken) {
     let every = config.janitor.interval.max(Duration::from_secs(1));
     let mut failures = 0u32;
+    let mut reported = HashMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = cancel.cancelled() => break,
+        }
+        if let Err(e) = detect_unread_deletions(&redis, &config, &mut reported).await {
+            tracing::debug!(error = %e, "could not check for entries deleted before they were read");
         }
         match trim_once(&redis, &config).await {
             Ok(_) => failures = 0,
@@ -189,6 +193,57 @@ pub(crate) async fn trim_loop(redis: Redis, config: Arc<Config>, cancel: Cancell
             }
         }
     }
+}
+
+/// Entries removed from the stream before a configured pool read them (XTRIM or XDEL by
+/// hand, or `MAXLEN` on publish): the stream's first recorded entry is newer than the
+/// group's last-delivered ID. Logged at WARN with the ID range and counted as lost, each
+/// entry once. The count is estimated from Redis's counters: entries added, minus entries still
+/// there, minus entries the group had read.
+async fn detect_unread_deletions(
+    redis: &Redis,
+    config: &Config,
+    reported: &mut HashMap<String, u64>,
+) -> Result<(), crate::error::RedisError> {
+    let stream = &config.stream.name;
+    let info = redis.stream_info(stream).await?;
+    if info.recorded_first == StreamId::ZERO {
+        return Ok(());
+    }
+    for group in redis.groups(stream).await? {
+        // A group that never read anything (a pool added to an old, trimmed stream) missed
+        // nothing that existed in its lifetime.
+        if config.pool(&group.name).is_none() || group.last_delivered == StreamId::ZERO {
+            continue;
+        }
+        // IDs are sparse, so the counters decide: more entries removed than the group had
+        // read means some were removed unread. Without a read counter (after a restart),
+        // a deletion past the group's position is the sign, count unknown.
+        let removed = info.entries_added.saturating_sub(info.length);
+        let missed = match group.entries_read {
+            Some(read) => removed.saturating_sub(read),
+            None if info.max_deleted > group.last_delivered => 1,
+            None => 0,
+        };
+        // Count each missed entry once: only what grew since the last report.
+        let already = reported.get(&group.name).copied().unwrap_or(0);
+        if missed <= already {
+            if missed == 0 {
+                reported.remove(&group.name);
+            }
+            continue;
+        }
+        reported.insert(group.name.clone(), missed);
+        metrics::lost(&group.name, missed - already);
+        tracing::warn!(
+            pool = %group.name,
+            after = %group.last_delivered,
+            before = %info.recorded_first,
+            missed = if group.entries_read.is_some() { (missed - already).to_string() } else { "unknown".to_string() },
+            "entries were deleted from the stream before this pool read them (XTRIM/XDEL by hand, or MAXLEN on publish); counted as lost"
+        );
+    }
+    Ok(())
 }
 
 /// The oldest entry any group still needs, or `None` when trimming must not happen at all

@@ -95,8 +95,11 @@ async fn settle_and_check(
         || async { ledger(handler, redis, &dlq, accepted).await.0.is_empty() },
     )
     .await;
-    wait_for("nothing left pending", within, || async {
-        group_pending(redis, stream, "p").await == 0
+    wait_for("nothing left pending in any group", within, || async {
+        redis
+            .groups(stream)
+            .await
+            .is_ok_and(|groups| !groups.is_empty() && groups.iter().all(|g| g.pending == 0))
     })
     .await;
     let (lost, duplicates) = ledger(handler, redis, &dlq, accepted).await;
@@ -467,5 +470,50 @@ async fn a_restart_without_persistence_recreates_groups_at_the_last_delivered_id
         group.last_delivered > last_delivered,
         "the group moved on from where it was recreated"
     );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn entries_trimmed_before_a_pool_read_them_are_reported_and_counted_once() {
+    let server = RedisServer::start();
+    let stream = stream_name("trimmedunread");
+    let http = free_port();
+    let handler = Recorder::ok();
+    let text =
+        engine_toml(&server.url(), &stream, http, "").replace("name = \"p\"", "name = \"unread\"");
+    let running = run(Engine::new(config(&text)).with_handler("unread", handler.clone()));
+    let redis = server.client().await;
+    wait_for("group created", T, || async {
+        group_pending(&redis, &stream, "unread").await == 0
+    })
+    .await;
+    publish_numbered(&redis, &stream, 0..3, Duration::ZERO).await;
+    wait_for("first three handled", T, || async { handler.count() == 3 }).await;
+    server.cli(&["SADD", &format!("{stream}:paused"), "unread"]);
+    tokio::time::sleep(Duration::from_millis(600)).await; // paused within a second
+    publish_numbered(&redis, &stream, 3..13, Duration::ZERO).await;
+    // Someone trims by hand past the ten unread entries, then more arrive.
+    assert_eq!(server.cli(&["XTRIM", &stream, "MAXLEN", "0"]), "13");
+    let late = publish_numbered(&redis, &stream, 13..15, Duration::ZERO).await;
+    let metrics_url = format!("http://127.0.0.1:{http}/metrics");
+    let lost = || async {
+        let text = reqwest::get(&metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with("weir_entries_lost_total{pool=\"unread\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    wait_for("the ten unread entries counted as lost", T, || async {
+        lost().await == Some(10.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await; // two more trim ticks: not counted again
+    assert_eq!(lost().await, Some(10.0));
+    server.cli(&["SREM", &format!("{stream}:paused"), "unread"]);
+    settle_and_check(&handler, &redis, &stream, &late, T).await;
     running.stop().await;
 }

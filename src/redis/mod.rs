@@ -51,6 +51,8 @@ pub struct GroupInfo {
     pub last_delivered: StreamId,
     /// `None` when Redis cannot compute it (after deletions, or right after a restart).
     pub lag: Option<u64>,
+    /// The group's logical read counter (`entries-read`), when Redis knows it.
+    pub entries_read: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +70,8 @@ pub struct StreamInfo {
     pub last_generated: StreamId,
     pub max_deleted: StreamId,
     pub recorded_first: StreamId,
+    /// Entries ever added (`entries-added`).
+    pub entries_added: u64,
 }
 
 /// The reply of one XAUTOCLAIM page.
@@ -526,6 +530,7 @@ impl Redis {
                     .and_then(reply::id)
                     .unwrap_or(StreamId::ZERO),
                 lag: get_int("lag").map(|l| l.max(0) as u64),
+                entries_read: get_int("entries-read").map(|l| l.max(0) as u64),
             });
         }
         Ok(out)
@@ -581,6 +586,11 @@ impl Redis {
             last_generated: get_id("last-generated-id"),
             max_deleted: get_id("max-deleted-entry-id"),
             recorded_first: get_id("recorded-first-entry-id"),
+            entries_added: fields
+                .get("entries-added")
+                .and_then(int)
+                .unwrap_or(0)
+                .max(0) as u64,
         })
     }
 
