@@ -67,6 +67,22 @@ fn engine_toml(url: &str, stream: &str, http: u16, extra: &str) -> String {
     )
 }
 
+/// `engine_toml` (pool handler given) written to `dir/streams.toml`, for `weir` processes.
+fn config_file(
+    dir: &std::path::Path,
+    server: &RedisServer,
+    stream: &str,
+    handler: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("streams.toml");
+    std::fs::write(
+        &path,
+        engine_toml(&server.url(), stream, free_port(), handler),
+    )
+    .unwrap();
+    path
+}
+
 async fn healthz(port: u16) -> u16 {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
@@ -301,17 +317,12 @@ async fn out_of_memory_refuses_publishes_clearly_while_consumers_keep_acking() {
     server.cli(&["CONFIG", "SET", "maxmemory", &(used / 2).to_string()]);
     // Publishing fails with a clear error and writes nothing…
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("streams.toml");
-    std::fs::write(
-        &path,
-        engine_toml(
-            &server.url(),
-            &stream,
-            free_port(),
-            "handler = { kind = \"log\" }\n",
-        ),
-    )
-    .unwrap();
+    let path = config_file(
+        dir.path(),
+        &server,
+        &stream,
+        "handler = { kind = \"log\" }\n",
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
         .arg("-c")
         .arg(&path)
@@ -516,4 +527,198 @@ async fn entries_trimmed_before_a_pool_read_them_are_reported_and_counted_once()
     server.cli(&["SREM", &format!("{stream}:paused"), "unread"]);
     settle_and_check(&handler, &redis, &stream, &late, T).await;
     running.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_the_stream_or_the_consumer_while_running_causes_no_error_storm() {
+    let server = RedisServer::start();
+    let stream = stream_name("deletions");
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(
+        dir.path(),
+        &server,
+        &stream,
+        "handler = { kind = \"noop\" }\n",
+    );
+    let log = std::fs::File::create(dir.path().join("weir.log")).unwrap();
+    let mut weir = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("-c")
+        .arg(&path)
+        .args(["run", "--log-format", "json"])
+        .env("WEIR_LOG", "info")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _reaper = Reaper(weir.id());
+    let redis = server.client().await;
+    let caught_up = |last: weir::redis::StreamId| {
+        let redis = &redis;
+        let stream = &stream;
+        async move {
+            redis
+                .groups(stream)
+                .await
+                .is_ok_and(|g| g.len() == 1 && g[0].last_delivered == last && g[0].pending == 0)
+        }
+    };
+    let mut last = weir::redis::StreamId::ZERO;
+    for _ in 0..5 {
+        last = publish(&redis, &stream, "job", "{}").await;
+    }
+    wait_for("first five handled", T, || caught_up(last)).await;
+
+    // The stream disappears under the engine.
+    assert_eq!(server.cli(&["DEL", &stream]), "1");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..5 {
+        last = publish(&redis, &stream, "job", "{}").await;
+    }
+    wait_for("handled after the stream was deleted", T, || {
+        caught_up(last)
+    })
+    .await;
+
+    // The engine's consumer is deleted (with its pending list).
+    let consumers = redis.consumers(&stream, "p").await.unwrap();
+    assert_eq!(
+        server.cli(&["XGROUP", "DELCONSUMER", &stream, "p", &consumers[0].name]),
+        "0"
+    );
+    for _ in 0..5 {
+        last = publish(&redis, &stream, "job", "{}").await;
+    }
+    wait_for("handled after the consumer was deleted", T, || {
+        caught_up(last)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &weir.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(weir.wait().unwrap().code(), Some(0));
+    let text = std::fs::read_to_string(dir.path().join("weir.log")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let loud: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["level"] == "WARN" || l["level"] == "ERROR")
+        .collect();
+    let recreated = loud
+        .iter()
+        .filter(|l| l["message"].as_str().unwrap_or("").contains("recreated"))
+        .count();
+    assert_eq!(
+        recreated, 1,
+        "the group recreation is logged once: {loud:#?}"
+    );
+    assert!(
+        loud.iter().any(|l| l["level"] == "ERROR"
+            && l["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Redis lost data")),
+        "the deleted stream is reported"
+    );
+    // Besides the start-up durability warning and those two lines, a few transient errors at most.
+    assert!(
+        loud.len() <= 8,
+        "error storm: {} WARN/ERROR lines: {loud:#?}",
+        loud.len()
+    );
+}
+
+/// Memory stays flat under steady load. Long, so it runs only with WEIR_SOAK_SECONDS set
+/// (e.g. 300); CI runs the other scenarios. Prints RSS at start and end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_memory_stays_flat_under_steady_load() {
+    let Some(seconds) = std::env::var("WEIR_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        eprintln!("soak skipped: set WEIR_SOAK_SECONDS=300 to run it");
+        return;
+    };
+    let server = RedisServer::start();
+    let stream = stream_name("soak");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streams.toml");
+    let text = engine_toml(
+        &server.url(),
+        &stream,
+        free_port(),
+        "handler = { kind = \"noop\" }\n",
+    )
+    .replace("[stream]\n", "[stream]\nmax_len = 10000\n");
+    std::fs::write(&path, text).unwrap();
+    let mut weir = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("-c")
+        .arg(&path)
+        .arg("run")
+        .env("WEIR_LOG", "warn")
+        .env_remove("WEIR_SOAK_SECONDS") // a WEIR_* variable would read as a config key
+        .spawn()
+        .unwrap();
+    let _reaper = Reaper(weir.id());
+    let rss = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches(" kB")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let redis = server.client().await;
+    let load = |secs: u64| {
+        let redis = redis.clone();
+        let stream = stream.clone();
+        async move {
+            let end = std::time::Instant::now() + Duration::from_secs(secs);
+            let mut n = 0u64;
+            while std::time::Instant::now() < end {
+                for _ in 0..100 {
+                    let _ = redis
+                        .add(
+                            &stream,
+                            &[
+                                ("type", b"job"),
+                                ("data", format!("{{\"n\":{n}}}").as_bytes()),
+                            ],
+                        )
+                        .await;
+                    n += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await; // ~2000 entries/s
+            }
+            n
+        }
+    };
+    load(10).await; // warm-up
+    let start = rss(weir.id());
+    let published = load(seconds).await;
+    wait_for("caught up", T, || async {
+        redis
+            .groups(&stream)
+            .await
+            .is_ok_and(|g| g[0].pending == 0 && g[0].lag == Some(0))
+    })
+    .await;
+    let end = rss(weir.id());
+    eprintln!("soak {seconds}s, {published} entries: RSS {start} kB at start, {end} kB at end");
+    std::process::Command::new("kill")
+        .args(["-TERM", &weir.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(weir.wait().unwrap().code(), Some(0));
+    assert!(
+        end < start * 3 / 2 + 8 * 1024,
+        "RSS grew from {start} kB to {end} kB"
+    );
 }
