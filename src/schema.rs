@@ -33,11 +33,15 @@ impl fmt::Display for Invalid {
 
 /// Parses `data` as JSON.
 pub fn parse_json(data: &str) -> Result<serde_json::Value, Invalid> {
-    serde_json::from_str(data).map_err(|e| Invalid {
+    serde_json::from_str(data).map_err(|e| json_error(&e))
+}
+
+fn json_error(e: &serde_json::Error) -> Invalid {
+    Invalid {
         pointer: String::new(),
         rule: "json".into(),
         message: format!("not valid JSON: {e}"),
-    })
+    }
 }
 
 struct Compiled {
@@ -106,12 +110,26 @@ impl Schemas {
     }
 
     /// Parses and validates `data` for `event_type`; the first violation wins.
-    pub fn check(&self, event_type: &str, data: &str) -> Result<serde_json::Value, Invalid> {
-        let value = parse_json(data)?;
-        if let Some(first) = self.errors(event_type, &value).into_iter().next() {
-            return Err(first);
+    pub fn check(&self, event_type: &str, data: &str) -> Result<(), Invalid> {
+        let mut applicable = self
+            .envelope
+            .iter()
+            .chain(self.by_type.get(event_type))
+            .peekable();
+        if applicable.peek().is_none() {
+            // No schema: only the syntax matters, so build no document.
+            return serde_json::from_str::<serde::de::IgnoredAny>(data)
+                .map(|_| ())
+                .map_err(|e| json_error(&e));
         }
-        Ok(value)
+        let value = parse_json(data)?;
+        if applicable.all(|c| c.validator.is_valid(&value)) {
+            return Ok(());
+        }
+        match self.errors(event_type, &value).into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(()),
+        }
     }
 
     /// Every violation of every schema that applies, in schema order.
