@@ -463,10 +463,7 @@ impl Redis {
             return self.dead_letter_multi(stream, group, dlq, id, fields).await;
         }
         let mut a = args([SCRIPT, "2", dlq, stream, group, &id.to_string()]);
-        for (k, v) in fields {
-            a.push(Value::Bytes(k.clone()));
-            a.push(Value::Bytes(v.clone()));
-        }
+        push_pairs(&mut a, fields);
         let reply: Value = self
             .client
             .custom(
@@ -494,10 +491,7 @@ impl Redis {
     ) -> Result<String, RedisError> {
         let trx = self.client.multi();
         let mut xadd = args([dlq, "*"]);
-        for (k, v) in fields {
-            xadd.push(Value::Bytes(k.clone()));
-            xadd.push(Value::Bytes(v.clone()));
-        }
+        push_pairs(&mut xadd, fields);
         let _: () = trx
             .custom(cmd("XADD"), xadd)
             .await
@@ -695,10 +689,7 @@ impl Redis {
         let pipeline = self.client.pipeline();
         for fields in entries {
             let mut a = args([stream, "*"]);
-            for (k, v) in fields {
-                a.push(Value::from(k.as_str()));
-                a.push(Value::from(v.as_str()));
-            }
+            push_text_pairs(&mut a, fields);
             let _: () = pipeline
                 .custom(cmd("XADD"), a)
                 .await
@@ -731,10 +722,7 @@ impl Redis {
             redis.call('SET', KEYS[2], id, 'PX', ARGV[1]) return {id, 1}";
         let ttl = ttl.as_millis().max(1).to_string();
         let mut a = args([SCRIPT, "2", stream, dedup_key, &ttl]);
-        for (k, v) in fields {
-            a.push(Value::from(k.as_str()));
-            a.push(Value::from(v.as_str()));
-        }
+        push_text_pairs(&mut a, fields);
         let reply: Value = self
             .client
             .custom(
@@ -824,10 +812,7 @@ impl Redis {
         a.push(Value::from(entries.len().to_string()));
         for fields in entries {
             a.push(Value::from((fields.len() * 2).to_string()));
-            for (k, v) in fields {
-                a.push(Value::Bytes(k.clone()));
-                a.push(Value::Bytes(v.clone()));
-            }
+            push_pairs(&mut a, fields);
         }
         for (k, v) in progress {
             a.push(Value::from(*k));
@@ -858,10 +843,7 @@ impl Redis {
         let trx = self.client.multi();
         for fields in entries {
             let mut a = args([stream, "*"]);
-            for (k, v) in fields {
-                a.push(Value::Bytes(k.clone()));
-                a.push(Value::Bytes(v.clone()));
-            }
+            push_pairs(&mut a, fields);
             let _: () = trx
                 .custom(cmd("XADD"), a)
                 .await
@@ -954,6 +936,23 @@ if grp then out[#out + 1] = 'replay_group'; out[#out + 1] = grp end
 local id = redis.call('XADD', KEYS[2], '*', unpack(out))
 redis.call('XDEL', KEYS[1], ARGV[1])
 return id"#;
+
+/// Appends field/value pairs as command arguments.
+fn push_pairs(args: &mut Vec<Value>, fields: &[(Bytes, Bytes)]) {
+    args.reserve(fields.len() * 2);
+    for (k, v) in fields {
+        args.push(Value::Bytes(k.clone()));
+        args.push(Value::Bytes(v.clone()));
+    }
+}
+
+fn push_text_pairs(args: &mut Vec<Value>, fields: &[(String, String)]) {
+    args.reserve(fields.len() * 2);
+    for (k, v) in fields {
+        args.push(Value::from(k.as_str()));
+        args.push(Value::from(v.as_str()));
+    }
+}
 
 /// The replies of a pipeline of `n` commands, one per command.
 fn pipeline_replies(
