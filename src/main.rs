@@ -94,40 +94,7 @@ enum Command {
         command: DlqCommand,
     },
     /// Copy a time range of the main stream back onto it (resumable).
-    Replay {
-        /// Start of the range (RFC 3339, unix ms, stream ID, or -2h); inclusive.
-        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-        since: Option<String>,
-        /// End of the range; inclusive.
-        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-        until: Option<String>,
-        /// Only this type (repeatable).
-        #[arg(long = "type", value_name = "T")]
-        types: Vec<String>,
-        /// Only this pool handles the copies (replay_group).
-        #[arg(long, value_name = "POOL")]
-        group: Option<String>,
-        /// Stop after this many matching entries.
-        #[arg(long)]
-        limit: Option<u64>,
-        /// Entries per XRANGE page and per MULTI.
-        #[arg(long, default_value_t = 500)]
-        batch_size: usize,
-        /// At most this many entries published per second.
-        #[arg(long)]
-        rate: Option<u64>,
-        /// Count what would be replayed, by type; write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Continue an interrupted job where it stopped.
-        #[arg(long, value_name = "JOB", conflicts_with_all = ["since", "until", "types", "group", "limit"])]
-        resume: Option<String>,
-        /// Also replay entries that are themselves replays.
-        #[arg(long)]
-        include_replays: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Replay(cli::replay::Args),
     /// Stream and DLQ length; per pool: consumers, pending, lag, oldest pending, paused.
     Status {
         #[arg(long)]
@@ -346,34 +313,7 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
         Command::Resume { pool, json } => cli::pause(config, &pool, false, json).await,
         Command::Status { json } => cli::status(config, json).await,
         Command::Dlq { command } => dlq(config, command).await,
-        Command::Replay {
-            since,
-            until,
-            types,
-            group,
-            limit,
-            batch_size,
-            rate,
-            dry_run,
-            resume,
-            include_replays,
-            json,
-        } => {
-            let args = cli::replay::Args {
-                since,
-                until,
-                types,
-                group,
-                limit,
-                batch_size,
-                rate,
-                dry_run,
-                resume,
-                include_replays,
-                json,
-            };
-            cli::replay::replay(config, args).await
-        }
+        Command::Replay(args) => cli::replay::replay(config, args).await,
         Command::Run { .. } | Command::Validate { .. } => {
             Err(cli::Failure::usage("unreachable command"))
         }

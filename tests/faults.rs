@@ -83,6 +83,38 @@ fn config_file(
     path
 }
 
+/// An engine running pool `p` with `handler` against `url`, and a client of `server`, once
+/// the pool's group exists.
+async fn start_engine(
+    server: &RedisServer,
+    url: &str,
+    stream: &str,
+    handler: &Recorder,
+) -> (Running, weir::redis::Redis) {
+    let running = run(
+        Engine::new(config(&engine_toml(url, stream, free_port(), "")))
+            .with_handler("p", handler.clone()),
+    );
+    let redis = server.client().await;
+    wait_for("group created", T, || async {
+        group_pending(&redis, stream, "p").await == 0
+    })
+    .await;
+    (running, redis)
+}
+
+/// Publishes `{"n": …}` for `range` in the background; the task returns the accepted `n`s.
+async fn spawn_publisher(
+    server: &RedisServer,
+    stream: &str,
+    range: std::ops::Range<u64>,
+    pause: Duration,
+) -> tokio::task::JoinHandle<Vec<u64>> {
+    let redis = server.client().await;
+    let stream = stream.to_string();
+    tokio::spawn(async move { publish_numbered(&redis, &stream, range, pause).await })
+}
+
 async fn healthz(port: u16) -> u16 {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
@@ -138,13 +170,7 @@ async fn lost_replies_for_two_seconds_lose_nothing() {
         group_pending(&redis, &stream, "p").await == 0
     })
     .await;
-    let publisher = {
-        let redis = server.client().await;
-        let stream = stream.clone();
-        tokio::spawn(async move {
-            publish_numbered(&redis, &stream, 0..400, Duration::from_millis(5)).await
-        })
-    };
+    let publisher = spawn_publisher(&server, &stream, 0..400, Duration::from_millis(5)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // XREADGROUP replies (entries delivered but never seen) and XACK replies vanish.
     proxy.set(proxy::Mode::DropReplies);
@@ -207,25 +233,8 @@ async fn client_kill_every_500ms_under_load_loses_nothing() {
     let server = RedisServer::start();
     let stream = stream_name("clientkill");
     let handler = Recorder::ok();
-    let running = run(Engine::new(config(&engine_toml(
-        &server.url(),
-        &stream,
-        free_port(),
-        "",
-    )))
-    .with_handler("p", handler.clone()));
-    let redis = server.client().await;
-    wait_for("group created", T, || async {
-        group_pending(&redis, &stream, "p").await == 0
-    })
-    .await;
-    let publisher = {
-        let redis = server.client().await;
-        let stream = stream.clone();
-        tokio::spawn(async move {
-            publish_numbered(&redis, &stream, 0..600, Duration::from_millis(5)).await
-        })
-    };
+    let (running, redis) = start_engine(&server, &server.url(), &stream, &handler).await;
+    let publisher = spawn_publisher(&server, &stream, 0..600, Duration::from_millis(5)).await;
     let mut kills = 0;
     while !publisher.is_finished() {
         server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
@@ -251,25 +260,8 @@ async fn redis_stalls_client_pause_and_debug_sleep_lose_nothing() {
     let server = RedisServer::start();
     let stream = stream_name("stalls");
     let handler = Recorder::ok();
-    let running = run(Engine::new(config(&engine_toml(
-        &server.url(),
-        &stream,
-        free_port(),
-        "",
-    )))
-    .with_handler("p", handler.clone()));
-    let redis = server.client().await;
-    wait_for("group created", T, || async {
-        group_pending(&redis, &stream, "p").await == 0
-    })
-    .await;
-    let publisher = {
-        let redis = server.client().await;
-        let stream = stream.clone();
-        tokio::spawn(async move {
-            publish_numbered(&redis, &stream, 0..300, Duration::from_millis(10)).await
-        })
-    };
+    let (running, redis) = start_engine(&server, &server.url(), &stream, &handler).await;
+    let publisher = spawn_publisher(&server, &stream, 0..300, Duration::from_millis(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(server.cli(&["CLIENT", "PAUSE", "1500", "WRITE"]), "OK");
     tokio::time::sleep(Duration::from_millis(1800)).await;
@@ -291,18 +283,7 @@ async fn out_of_memory_refuses_publishes_clearly_while_consumers_keep_acking() {
     let server = RedisServer::start();
     let stream = stream_name("oom");
     let handler = Recorder::ok().slow(Duration::from_millis(800));
-    let running = run(Engine::new(config(&engine_toml(
-        &server.url(),
-        &stream,
-        free_port(),
-        "",
-    )))
-    .with_handler("p", handler.clone()));
-    let redis = server.client().await;
-    wait_for("group created", T, || async {
-        group_pending(&redis, &stream, "p").await == 0
-    })
-    .await;
+    let (running, redis) = start_engine(&server, &server.url(), &stream, &handler).await;
     let accepted = publish_numbered(&redis, &stream, 0..8, Duration::ZERO).await;
     wait_for("eight in flight", T, || async { handler.count() == 8 }).await;
     let used: u64 = server
@@ -442,18 +423,7 @@ async fn a_restart_without_persistence_recreates_groups_at_the_last_delivered_id
     let mut server = RedisServer::start();
     let stream = stream_name("nopersist");
     let handler = Recorder::ok();
-    let running = run(Engine::new(config(&engine_toml(
-        &server.url(),
-        &stream,
-        free_port(),
-        "",
-    )))
-    .with_handler("p", handler.clone()));
-    let redis = server.client().await;
-    wait_for("group created", T, || async {
-        group_pending(&redis, &stream, "p").await == 0
-    })
-    .await;
+    let (running, redis) = start_engine(&server, &server.url(), &stream, &handler).await;
     let first = publish_numbered(&redis, &stream, 0..50, Duration::ZERO).await;
     settle_and_check(&handler, &redis, &stream, &first, T).await;
     let last_delivered = redis.groups(&stream).await.unwrap()[0].last_delivered;

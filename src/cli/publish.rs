@@ -142,61 +142,79 @@ fn read_batch(source: &str, publisher: &Publisher) -> Result<Vec<(usize, NewEven
     )))
 }
 
+/// Events without an id, written a pipeline at a time, and what has been written so far.
+struct Batch<'a> {
+    publisher: &'a Publisher,
+    pending: Vec<NewEvent>,
+    published: usize,
+    duplicates: usize,
+    /// The first input line not yet written, for the error message.
+    first_unwritten: usize,
+}
+
+impl Batch<'_> {
+    fn failure(&self, line: usize, e: weir::error::RedisError) -> Failure {
+        let base = super::redis_failure(e).message;
+        Failure::runtime(format!(
+            "{base}; {} event(s) were written, lines from {line} on were not",
+            self.published
+        ))
+    }
+
+    /// Writes what is pending; `next` is the first line after it.
+    async fn flush(&mut self, next: usize) -> Outcome {
+        if !self.pending.is_empty() {
+            if let Err(e) = self.publisher.publish_batch(&self.pending).await {
+                return Err(self.failure(self.first_unwritten, e));
+            }
+            self.published += self.pending.len();
+            self.pending.clear();
+        }
+        self.first_unwritten = next;
+        Ok(())
+    }
+
+    /// Adds line `n`: events without an id are batched, events with one go alone (in order)
+    /// through the dedup script.
+    async fn add(&mut self, n: usize, event: NewEvent, source: &str) -> Outcome {
+        if event.id.is_none() {
+            self.pending.push(event);
+            if self.pending.len() >= CHUNK {
+                self.flush(n + 1).await?;
+            }
+            return Ok(());
+        }
+        self.flush(n).await?;
+        match self.publisher.publish(&event).await {
+            Err(e) => return Err(self.failure(n, e)),
+            Ok(Ok(Published::Added(_))) => self.published += 1,
+            Ok(Ok(Published::Duplicate(_))) => self.duplicates += 1,
+            Ok(Err(r)) => return Err(rejected(&r, &format!("{source}:{n}"))),
+        }
+        self.first_unwritten = n + 1;
+        Ok(())
+    }
+}
+
 pub async fn batch(config: &Config, source: &str, json: bool) -> Outcome {
     let publisher = publisher(config).await?;
     let events = read_batch(source, &publisher)?;
     let started = Instant::now();
     let bar = super::progress(Some(events.len() as u64), "publish");
-    let (mut published, mut duplicates) = (0usize, 0usize);
-    let mut pending: Vec<NewEvent> = Vec::new();
-    let mut first_unwritten = events.first().map_or(0, |(n, _)| *n);
-    let fail = |line: usize, published: usize, e: weir::error::RedisError| {
-        let base = super::redis_failure(e).message;
-        Failure::runtime(format!(
-            "{base}; {published} event(s) were written, lines from {line} on were not"
-        ))
+    let mut batch = Batch {
+        publisher: &publisher,
+        pending: Vec::new(),
+        published: 0,
+        duplicates: 0,
+        first_unwritten: events.first().map_or(0, |(n, _)| *n),
     };
+    let last = events.last().map_or(0, |(n, _)| *n);
     for (n, event) in events {
         bar.inc(1);
-        if event.id.is_none() {
-            pending.push(event);
-            if pending.len() >= CHUNK {
-                publisher
-                    .publish_batch(&pending)
-                    .await
-                    .map_err(|e| fail(first_unwritten, published, e))?;
-                published += pending.len();
-                pending.clear();
-                first_unwritten = n + 1;
-            }
-            continue;
-        }
-        if !pending.is_empty() {
-            publisher
-                .publish_batch(&pending)
-                .await
-                .map_err(|e| fail(first_unwritten, published, e))?;
-            published += pending.len();
-            pending.clear();
-        }
-        match publisher
-            .publish(&event)
-            .await
-            .map_err(|e| fail(n, published, e))?
-        {
-            Ok(Published::Added(_)) => published += 1,
-            Ok(Published::Duplicate(_)) => duplicates += 1,
-            Err(r) => return Err(rejected(&r, &format!("{source}:{n}"))),
-        }
-        first_unwritten = n + 1;
+        batch.add(n, event, source).await?;
     }
-    if !pending.is_empty() {
-        publisher
-            .publish_batch(&pending)
-            .await
-            .map_err(|e| fail(first_unwritten, published, e))?;
-        published += pending.len();
-    }
+    batch.flush(last + 1).await?;
+    let (published, duplicates) = (batch.published, batch.duplicates);
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     if json {

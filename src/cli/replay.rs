@@ -6,17 +6,40 @@ use weir::timespec;
 
 use super::{Failure, Outcome, connect, print_json};
 
+/// The flags of `weir replay`.
+#[derive(clap::Args)]
 pub struct Args {
+    /// Start of the range (RFC 3339, unix ms, stream ID, or -2h); inclusive.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
+    /// End of the range; inclusive.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
+    /// Only this type (repeatable).
+    #[arg(long = "type", value_name = "T")]
     pub types: Vec<String>,
+    /// Only this pool handles the copies (replay_group).
+    #[arg(long, value_name = "POOL")]
     pub group: Option<String>,
+    /// Stop after this many matching entries.
+    #[arg(long)]
     pub limit: Option<u64>,
+    /// Entries per XRANGE page and per write (one script with the progress update).
+    #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
+    /// At most this many entries published per second.
+    #[arg(long)]
     pub rate: Option<u64>,
+    /// Count what would be replayed, by type; write nothing.
+    #[arg(long)]
     pub dry_run: bool,
+    /// Continue an interrupted job where it stopped.
+    #[arg(long, value_name = "JOB", conflicts_with_all = ["since", "until", "types", "group", "limit"])]
     pub resume: Option<String>,
+    /// Also replay entries that are themselves replays.
+    #[arg(long)]
     pub include_replays: bool,
+    #[arg(long)]
     pub json: bool,
 }
 

@@ -222,6 +222,19 @@ impl Redis {
         let _ = self.client.quit().await;
     }
 
+    /// `EVAL script`, routed by the hash slot of `key` (every key of one script shares it).
+    async fn eval(
+        &self,
+        name: &'static str,
+        key: &str,
+        args: Vec<Value>,
+    ) -> Result<Value, RedisError> {
+        self.client
+            .custom::<Value, Value>(eval_command(key), args)
+            .await
+            .map_err(|e| self.fail(name, e))
+    }
+
     /// Maps a client error; after a timeout the connection may hold a reply that will be
     /// matched to the next command, so it is reset.
     fn fail(&self, command: &'static str, e: fred::error::Error) -> RedisError {
@@ -464,18 +477,7 @@ impl Redis {
         }
         let mut a = args([SCRIPT, "2", dlq, stream, group, &id.to_string()]);
         push_pairs(&mut a, fields);
-        let reply: Value = self
-            .client
-            .custom(
-                CustomCommand::new_static(
-                    "EVAL",
-                    fred::types::ClusterHash::Custom(stream_slot(dlq)),
-                    false,
-                ),
-                a,
-            )
-            .await
-            .map_err(|e| self.fail("EVAL (dead letter)", e))?;
+        let reply: Value = self.eval("EVAL (dead letter)", dlq, a).await?;
         text(&reply).ok_or_else(|| protocol("EVAL", "XADD returned no ID"))
     }
 
@@ -628,17 +630,8 @@ impl Redis {
             if #r < tonumber(ARGV[1]) then return false end return r[#r][1]";
         let count = n.to_string();
         let reply: Value = self
-            .client
-            .custom(
-                CustomCommand::new_static(
-                    "EVAL",
-                    fred::types::ClusterHash::Custom(stream_slot(stream)),
-                    false,
-                ),
-                args([SCRIPT, "1", stream, &count]),
-            )
-            .await
-            .map_err(|e| self.fail("EVAL", e))?;
+            .eval("EVAL", stream, args([SCRIPT, "1", stream, &count]))
+            .await?;
         Ok(reply::id(&reply))
     }
 
@@ -723,18 +716,7 @@ impl Redis {
         let ttl = ttl.as_millis().max(1).to_string();
         let mut a = args([SCRIPT, "2", stream, dedup_key, &ttl]);
         push_text_pairs(&mut a, fields);
-        let reply: Value = self
-            .client
-            .custom(
-                CustomCommand::new_static(
-                    "EVAL",
-                    fred::types::ClusterHash::Custom(stream_slot(stream)),
-                    false,
-                ),
-                a,
-            )
-            .await
-            .map_err(|e| self.fail("EVAL", e))?;
+        let reply: Value = self.eval("EVAL", stream, a).await?;
         let items = array(reply).ok_or_else(|| protocol("EVAL", "expected [id, added]"))?;
         let id = items
             .first()
@@ -767,15 +749,10 @@ impl Redis {
             return Ok(Vec::new());
         }
         let pipeline = self.client.pipeline();
-        let slot = stream_slot(dlq);
         for id in ids {
             let _: () = pipeline
                 .custom(
-                    CustomCommand::new_static(
-                        "EVAL",
-                        fred::types::ClusterHash::Custom(slot),
-                        false,
-                    ),
+                    eval_command(dlq),
                     args([REPROCESS, "2", dlq, stream, &id.to_string()]),
                 )
                 .await
@@ -818,18 +795,7 @@ impl Redis {
             a.push(Value::from(*k));
             a.push(Value::from(v.as_str()));
         }
-        let _: Value = self
-            .client
-            .custom(
-                CustomCommand::new_static(
-                    "EVAL",
-                    fred::types::ClusterHash::Custom(stream_slot(stream)),
-                    false,
-                ),
-                a,
-            )
-            .await
-            .map_err(|e| self.fail("EVAL (replay batch)", e))?;
+        let _: Value = self.eval("EVAL (replay batch)", stream, a).await?;
         Ok(())
     }
 
@@ -936,6 +902,14 @@ if grp then out[#out + 1] = 'replay_group'; out[#out + 1] = grp end
 local id = redis.call('XADD', KEYS[2], '*', unpack(out))
 redis.call('XDEL', KEYS[1], ARGV[1])
 return id"#;
+
+fn eval_command(key: &str) -> CustomCommand {
+    CustomCommand::new_static(
+        "EVAL",
+        fred::types::ClusterHash::Custom(stream_slot(key)),
+        false,
+    )
+}
 
 /// Appends field/value pairs as command arguments.
 fn push_pairs(args: &mut Vec<Value>, fields: &[(Bytes, Bytes)]) {
