@@ -14,17 +14,21 @@ use crate::consumer::{Pool, backoff, enqueue};
 use crate::dispatch::DlqReason;
 use crate::error::RedisErrorKind;
 use crate::metrics;
-use crate::redis::{Redis, StreamId};
+use crate::redis::{IdleSweep, Redis, StreamId, SweepResult};
 use crate::settle;
 
 /// XAUTOCLAIM pages per pass, so one pass never monopolises Redis.
 const PAGES_PER_PASS: usize = 10;
 const PAGE: usize = 100;
+/// Dead-letter sweep: XPENDING rows per page, pages per tick, IDs per script.
+const SWEEP_PAGE: usize = 1000;
+const SWEEP_PAGES: usize = 200;
+const SWEEP_BATCH: usize = 250;
 /// How often dead consumers are looked for.
 const GC_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) async fn reclaim_loop(pool: Arc<Pool>, interval: Duration, consumer_gc: Duration) {
-    let mut cursor = StreamId::ZERO;
+    let (mut cursor, mut sweep_cursor) = (StreamId::ZERO, StreamId::ZERO);
     let mut failures = 0u32;
     let mut last_gc = Instant::now();
     loop {
@@ -35,7 +39,12 @@ pub(crate) async fn reclaim_loop(pool: Arc<Pool>, interval: Duration, consumer_g
         if pool.is_paused() {
             continue;
         }
-        match reclaim_pass(&pool, cursor).await {
+        let swept = sweep(&pool, &mut sweep_cursor).await;
+        let reclaimed = match swept {
+            Ok(()) => reclaim_pass(&pool, cursor).await,
+            Err(e) => Err(e),
+        };
+        match reclaimed {
             Ok(next) => {
                 cursor = next;
                 failures = 0;
@@ -49,7 +58,7 @@ pub(crate) async fn reclaim_loop(pool: Arc<Pool>, interval: Duration, consumer_g
                     tracing::warn!(pool = %pool.name, error = %e, "reclaim pass failed");
                 }
                 if e.is(RedisErrorKind::NoGroup) {
-                    cursor = StreamId::ZERO;
+                    (cursor, sweep_cursor) = (StreamId::ZERO, StreamId::ZERO);
                 }
                 backoff(failures, &pool.stop).await;
                 continue;
@@ -60,6 +69,69 @@ pub(crate) async fn reclaim_loop(pool: Arc<Pool>, interval: Duration, consumer_g
             collect_consumers(&pool, consumer_gc).await;
         }
     }
+}
+
+/// The dead-letter sweep: scans the pending entries idle past the visibility timeout
+/// (XPENDING IDLE, no claim) from `cursor` and moves those that used up `max_attempts` to the
+/// DLQ in batches, one script per batch. It needs no worker slots, so a large backlog of
+/// over-attempted entries (after a crash, or a handler that was down) drains at Redis speed
+/// instead of at the pace of the reclaim pass. At most [`SWEEP_PAGES`] pages per tick.
+async fn sweep(pool: &Pool, cursor: &mut StreamId) -> Result<(), crate::error::RedisError> {
+    let (stream, group) = (&pool.stream.name, &*pool.name);
+    let retry = &pool.config.retry;
+    let job = IdleSweep {
+        stream,
+        dlq: &pool.stream.dlq,
+        group,
+        min_idle: retry.visibility_timeout,
+        max_attempts: retry.max_attempts,
+        error: "no success after {n} deliveries; the last one timed out or its worker stopped (visibility timeout)",
+    };
+    for _ in 0..SWEEP_PAGES {
+        let rows = pool
+            .redis
+            .idle_pending(stream, group, job.min_idle, *cursor, SWEEP_PAGE)
+            .await?;
+        let over: Vec<StreamId> = rows
+            .iter()
+            .filter(|(_, count)| *count >= u64::from(retry.max_attempts))
+            .map(|(id, _)| *id)
+            .collect();
+        for batch in over.chunks(SWEEP_BATCH) {
+            let result = pool.redis.dead_letter_idle(&job, batch).await?;
+            report_swept(pool, &result);
+        }
+        match rows.last() {
+            Some((last, _)) if rows.len() == SWEEP_PAGE => *cursor = last.next(),
+            _ => {
+                *cursor = StreamId::ZERO;
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report_swept(pool: &Pool, result: &SweepResult) {
+    if !result.lost.is_empty() {
+        settle::report_lost(pool, &result.lost);
+    }
+    if result.moved.is_empty() {
+        return;
+    }
+    let ids: Vec<StreamId> = result.moved.iter().map(|e| e.id).collect();
+    pool.leases.release(&ids);
+    for entry in &result.moved {
+        metrics::dead_lettered(&pool.name, &entry.event_type, DlqReason::MaxAttempts);
+        tracing::debug!(pool = %pool.name, r#type = %entry.event_type, entry_id = %entry.id, dlq_id = %entry.dlq_id, attempts = entry.attempts, "entry dead-lettered by the sweep");
+    }
+    tracing::warn!(
+        pool = %pool.name,
+        count = ids.len(),
+        ids = %settle::first_ids(&ids),
+        reason = DlqReason::MaxAttempts.as_str(),
+        "entries idle past the visibility timeout after their last attempt were dead-lettered (their worker died or hung on the final delivery)"
+    );
 }
 
 /// One pass: up to [`PAGES_PER_PASS`] pages from `cursor`; returns where to continue.

@@ -160,13 +160,23 @@ pub async fn lost(pool: &Pool, ids: &[StreamId]) {
     if let Err(e) = pool.redis.ack(&pool.stream.name, &pool.name, ids).await {
         tracing::debug!(pool = %pool.name, error = %e, "XACK of lost entries failed");
     }
+    report_lost(pool, ids);
+}
+
+/// Release, count and log entries found deleted (and already acknowledged).
+pub fn report_lost(pool: &Pool, ids: &[StreamId]) {
     pool.leases.release(ids);
     metrics::lost(&pool.name, ids.len() as u64);
-    let list: Vec<String> = ids.iter().take(100).map(|id| id.to_string()).collect();
     tracing::warn!(
         pool = %pool.name,
         count = ids.len(),
-        ids = %list.join(","),
+        ids = %first_ids(ids),
         "pending entries were deleted from the stream before they were handled (XDEL/XTRIM by hand?); acknowledged and counted as lost"
     );
+}
+
+/// The first 100 IDs, comma-separated, for a log line.
+pub fn first_ids(ids: &[StreamId]) -> String {
+    let list: Vec<String> = ids.iter().take(100).map(|id| id.to_string()).collect();
+    list.join(",")
 }

@@ -573,3 +573,137 @@ impl<F: std::future::Future<Output = T>, T: PartialEq> ThenEq<T> for F {
         self.await == expected
     }
 }
+
+/// A handler that records each delivery and then holds it until the test opens the gate.
+#[derive(Clone)]
+struct Gated {
+    seen: Recorder,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl weir::Handler for Gated {
+    async fn handle(&self, d: &weir::Delivery) -> Outcome {
+        let _ = weir::Handler::handle(&self.seen, d).await;
+        if let Ok(permit) = self.gate.acquire().await {
+            permit.forget();
+        }
+        Outcome::Success
+    }
+}
+
+#[tokio::test]
+async fn sweep_dead_letters_an_over_attempted_backlog_without_worker_slots() {
+    // The pool's worker slots are all held by gated entries, so nothing can be redelivered.
+    // Meanwhile 2000 entries get their last allowed delivery on a consumer that dies, and
+    // one of them is deleted by hand: the sweep must still move the whole backlog to the
+    // DLQ with every field, and acknowledge the deleted one.
+    let server = RedisServer::start();
+    let stream = stream_name("sweep");
+    let redis = server.client().await;
+    let pools = "[[pools]]\nname = \"p\"\nconcurrency = 1\nread_count = 1\ntypes = [\"job\"]\n";
+    let toml = toml(&server, &stream, "max_attempts = 2\n", pools)
+        .replace("max_attempts = 3\n", "")
+        .replace(
+            "visibility_timeout_seconds = 2",
+            "visibility_timeout_seconds = 1",
+        );
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let handler = Gated {
+        seen: Recorder::ok(),
+        gate: gate.clone(),
+    };
+    let running = run(Engine::new(config(&toml)).with_handler("p", handler.clone()));
+    wait_for("the group exists", T, || async {
+        server.cli(&["XINFO", "GROUPS", &stream]).contains("p")
+    })
+    .await;
+    let add = |i: usize| {
+        let redis = &redis;
+        let stream = &stream;
+        async move {
+            let data = format!("{{\"n\":{i}}}");
+            let fields: [(&str, &[u8]); 3] = [
+                ("type", b"job"),
+                ("data", data.as_bytes()),
+                ("tenant", b"acme"),
+            ];
+            redis.add(stream, &fields).await.unwrap();
+        }
+    };
+    add(0).await;
+    add(1).await;
+    wait_for("both slots (worker and read-ahead) taken", T, || async {
+        handler.seen.count() == 1 && group_pending(&redis, &stream, "p").await == 2
+    })
+    .await;
+
+    const OVER: usize = 2000;
+    for i in 2..OVER + 2 {
+        add(i).await;
+    }
+    server.cli(&[
+        "XREADGROUP",
+        "GROUP",
+        "p",
+        "dead",
+        "COUNT",
+        "100000",
+        "STREAMS",
+        &stream,
+        ">",
+    ]);
+    // A second delivery of each (max_attempts = 2), then one deletion.
+    let bumped = server.cli(&[
+        "EVAL",
+        "local p = redis.call('XPENDING', KEYS[1], 'p', '-', '+', 100000, 'dead') \
+         for _, r in ipairs(p) do redis.call('XCLAIM', KEYS[1], 'p', 'dead', 0, r[1]) end \
+         redis.call('XDEL', KEYS[1], p[1][1]) return #p",
+        "1",
+        &stream,
+    ]);
+    assert_eq!(bumped, OVER.to_string());
+    let dlq = format!("{stream}:dlq");
+    wait_for("the over-attempted backlog dead-lettered", T, || async {
+        redis.len(&dlq).await.unwrap() == (OVER - 1) as u64
+            && group_pending(&redis, &stream, "p").await == 2
+    })
+    .await;
+    assert_eq!(handler.seen.count(), 1, "nothing was redelivered");
+    let first = redis.range(&dlq, "-", "+", 1).await.unwrap();
+    let first = &first[0];
+    assert_eq!(field(first, "type"), "job");
+    assert_eq!(field(first, "tenant"), "acme");
+    assert_eq!(field(first, "data"), "{\"n\":3}");
+    assert_eq!(field(first, "dlq_group"), "p");
+    assert_eq!(field(first, "dlq_reason"), "max_attempts");
+    assert_eq!(field(first, "dlq_attempts"), "2");
+    assert!(field(first, "dlq_error").contains("after 2 deliveries"));
+    assert_eq!(
+        server
+            .cli(&[
+                "XRANGE",
+                &stream,
+                &field(first, "dlq_source_id"),
+                "+",
+                "COUNT",
+                "1"
+            ])
+            .lines()
+            .nth(4),
+        Some("{\"n\":3}"),
+    );
+
+    // Opening the gate lets the two held entries finish, each on its first attempt.
+    gate.add_permits(100);
+    wait_for("the held entries handled", T, || async {
+        group_pending(&redis, &stream, "p").await == 0
+    })
+    .await;
+    let seen = handler.seen.seen();
+    let data: Vec<&str> = seen.iter().map(|s| s.data.as_str()).collect();
+    assert_eq!(data, ["{\"n\":0}", "{\"n\":1}"]);
+    assert!(seen.iter().all(|s| s.attempt == 1), "{seen:?}");
+    assert_eq!(redis.len(&dlq).await.unwrap(), (OVER - 1) as u64);
+    running.stop().await;
+}

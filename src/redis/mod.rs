@@ -83,6 +83,33 @@ pub struct AutoClaim {
     pub deleted: Vec<StreamId>,
 }
 
+/// What a dead-letter sweep works on.
+pub struct IdleSweep<'a> {
+    pub stream: &'a str,
+    pub dlq: &'a str,
+    pub group: &'a str,
+    pub min_idle: Duration,
+    pub max_attempts: u32,
+    /// `dlq_error`, with `{n}` standing for the delivery count.
+    pub error: &'a str,
+}
+
+/// One entry a sweep moved to the DLQ.
+#[derive(Debug)]
+pub struct SweptEntry {
+    pub id: StreamId,
+    pub event_type: String,
+    pub dlq_id: String,
+    pub attempts: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct SweepResult {
+    pub moved: Vec<SweptEntry>,
+    /// Pending entries that no longer existed in the stream (acknowledged).
+    pub lost: Vec<StreamId>,
+}
+
 fn cmd(name: &'static str) -> CustomCommand {
     CustomCommand::new_static(name, fred::types::ClusterHash::FirstKey, false)
 }
@@ -456,6 +483,93 @@ impl Redis {
             }
         }
         Ok(counts)
+    }
+
+    /// `XPENDING stream group IDLE min_idle start + count`: pending entries idle at least
+    /// `min_idle`, with their delivery counts, without claiming them.
+    pub async fn idle_pending(
+        &self,
+        stream: &str,
+        group: &str,
+        min_idle: Duration,
+        start: StreamId,
+        count: usize,
+    ) -> Result<Vec<(StreamId, u64)>, RedisError> {
+        let min_idle = min_idle.as_millis().to_string();
+        let (start, count) = (start.to_string(), count.to_string());
+        let reply = self
+            .call(
+                "XPENDING",
+                args([stream, group, "IDLE", &min_idle, &start, "+", &count]),
+            )
+            .await?;
+        let rows = array(reply).ok_or_else(|| protocol("XPENDING", "expected an array"))?;
+        rows.into_iter()
+            .map(|row| {
+                let row = array(row).ok_or_else(|| protocol("XPENDING", "row is not an array"))?;
+                match (row.first().and_then(reply::id), row.get(3).and_then(int)) {
+                    (Some(id), Some(count)) => Ok((id, count.max(0) as u64)),
+                    _ => Err(protocol(
+                        "XPENDING",
+                        "row without an ID and a delivery count",
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    /// Dead-letters, in one script, those of `ids` that are still pending in `group`, idle
+    /// at least `min_idle` and delivered at least `max_attempts` times: each is copied to
+    /// `dlq` with the `dlq_*` fields (reason `max_attempts`, `error` with `{n}` replaced by
+    /// the delivery count) and acknowledged. Entries deleted from the stream meanwhile are
+    /// acknowledged and reported as lost; entries too wide for a script are left alone.
+    pub async fn dead_letter_idle(
+        &self,
+        sweep: &IdleSweep<'_>,
+        ids: &[StreamId],
+    ) -> Result<SweepResult, RedisError> {
+        let min_idle = sweep.min_idle.as_millis().to_string();
+        let max = sweep.max_attempts.to_string();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+            .to_string();
+        let limit = (SCRIPT_MAX_FIELDS * 2).to_string();
+        let mut a = args([
+            SWEEP,
+            "2",
+            sweep.stream,
+            sweep.dlq,
+            sweep.group,
+            &min_idle,
+            &max,
+            &now,
+            sweep.error,
+            &limit,
+        ]);
+        a.extend(ids.iter().map(|id| Value::from(id.to_string())));
+        let reply: Value = self.eval("EVAL (dead-letter sweep)", sweep.dlq, a).await?;
+        let mut parts = array(reply)
+            .ok_or_else(|| protocol("EVAL", "expected an array"))?
+            .into_iter();
+        let mut moved = Vec::new();
+        for row in array(parts.next().unwrap_or(Value::Null)).unwrap_or_default() {
+            let row = array(row).ok_or_else(|| protocol("EVAL", "row is not an array"))?;
+            let id = row.first().and_then(reply::id);
+            let attempts = row.get(3).and_then(int);
+            match (id, attempts) {
+                (Some(id), Some(attempts)) => moved.push(SweptEntry {
+                    id,
+                    event_type: row.get(1).and_then(text).unwrap_or_default(),
+                    dlq_id: row.get(2).and_then(text).unwrap_or_default(),
+                    attempts: attempts.max(0) as u64,
+                }),
+                _ => return Err(protocol("EVAL", "moved entry without an ID")),
+            }
+        }
+        let lost = reply::ids("EVAL", parts.next().unwrap_or(Value::Null))?;
+        Ok(SweepResult { moved, lost })
     }
 
     /// Moves an entry to the DLQ: XADD to `dlq`, then XACK in `group`, in one script. A
@@ -885,6 +999,44 @@ impl Redis {
 /// Moves one DLQ entry back to the main stream: the original fields without `dlq_*` (and
 /// without old replay markers), plus `replay_of` = `dlq_source_id` and `replay_group` =
 /// `dlq_group`; then deletes it from the DLQ. Nil if the entry is gone.
+/// KEYS: stream, dlq. ARGV: group, min idle ms, max attempts, now ms, error template,
+/// field limit, then IDs. Re-checks each ID with XPENDING so an entry another consumer
+/// claimed or acknowledged since the scan is left alone.
+const SWEEP: &str = r#"
+local group, idle, max = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local moved, lost = {}, {}
+for i = 7, #ARGV do
+  local id = ARGV[i]
+  local p = redis.call('XPENDING', KEYS[1], group, 'IDLE', idle, id, id, 1)
+  if #p == 1 and tonumber(p[1][4]) >= max then
+    local n = p[1][4]
+    local e = redis.call('XRANGE', KEYS[1], id, id)
+    if #e == 0 then
+      redis.call('XACK', KEYS[1], group, id)
+      lost[#lost + 1] = id
+    elseif #e[1][2] <= tonumber(ARGV[6]) then
+      local f, out, ty = e[1][2], {}, ''
+      for j = 1, #f, 2 do
+        if string.sub(f[j], 1, 4) ~= 'dlq_' then
+          out[#out + 1] = f[j]
+          out[#out + 1] = f[j + 1]
+        end
+        if f[j] == 'type' then ty = f[j + 1] end
+      end
+      local err = string.gsub(ARGV[5], '{n}', tostring(n))
+      for _, v in ipairs({'dlq_source_id', id, 'dlq_group', group, 'dlq_reason', 'max_attempts',
+          'dlq_error', err, 'dlq_attempts', tostring(n), 'dlq_failed_at', ARGV[4]}) do
+        out[#out + 1] = v
+      end
+      local dlq_id = redis.call('XADD', KEYS[2], '*', unpack(out))
+      redis.call('XACK', KEYS[1], group, id)
+      moved[#moved + 1] = {id, ty, dlq_id, n}
+    end
+  end
+end
+return {moved, lost}
+"#;
+
 const REPROCESS: &str = r#"
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #e == 0 then return false end
