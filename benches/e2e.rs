@@ -1,0 +1,793 @@
+//! End-to-end benchmark: the `weir` binary (and, for latency, the library) against its own
+//! redis-server, next to a same-run `redis-benchmark XADD -P16` reference. Each figure is
+//! printed with its ratio to that reference (throughputs) or its target (times, sizes).
+//!
+//! ```sh
+//! cargo bench --bench e2e                # every scenario, no persistence
+//! cargo bench --bench e2e -- --aof       # the same with appendonly yes, appendfsync always
+//! cargo bench --bench e2e -- --quick     # a tenth of the entries, for a smoke run
+//! cargo bench --bench e2e -- latency reclaim   # only the named scenarios
+//! ```
+//!
+//! Scenarios: consume, e2e, latency, http, publish, reclaim, janitor, replay, rss.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use weir::redis::Redis;
+use weir::{Config, Delivery, Engine, Handler, Outcome};
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+const STREAM: &str = "bench";
+
+// ---------------------------------------------------------------------------------------
+// redis-server, redis-benchmark and the weir binary
+
+struct Server {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    fn start(aof: bool) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let persistence: &[&str] = if aof {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(persistence)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is needed: apt-get install -y redis-server redis-tools");
+        let server = Server { port, dir, child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.cli(&["PING"]) != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli is needed: apt-get install -y redis-tools");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `redis-benchmark -P16` of `XADD key * type <ty> data {"i":1}`: entries/s.
+    fn xadd_benchmark(&self, key: &str, ty: &str, n: u64) -> f64 {
+        let out = Command::new("redis-benchmark")
+            .args(["-p", &self.port.to_string(), "-q", "-P", "16", "-n"])
+            .arg(n.to_string())
+            .args(["XADD", key, "*", "type", ty, "data", r#"{"i":1}"#])
+            .output()
+            .expect("redis-benchmark is needed: apt-get install -y redis-tools");
+        let text = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
+        text.lines()
+            .filter_map(|l| l.split_whitespace().find_map(|w| w.parse::<f64>().ok()))
+            .next_back()
+            .unwrap_or(0.0)
+    }
+
+    /// Microseconds Redis spent in `commands` since the last CONFIG RESETSTAT.
+    fn usec(&self, commands: &[&str]) -> u64 {
+        let info = self.cli(&["INFO", "commandstats"]);
+        info.lines()
+            .filter(|l| {
+                commands
+                    .iter()
+                    .any(|c| l.starts_with(&format!("cmdstat_{c}:")))
+            })
+            .filter_map(|l| {
+                l.split("usec=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
+    fn config(&self, pools: &str, extra: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("weir-{}.toml", free_port()));
+        std::fs::write(
+            &path,
+            format!(
+                "shutdown_grace_seconds = 2\n[redis]\nurl = \"{}\"\n[stream]\nname = \"{STREAM}\"\n\
+                 max_len = 100000000\n{extra}[http]\nlisten = \"127.0.0.1:{}\"\n{pools}",
+                self.url(),
+                free_port()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    async fn client(&self) -> Redis {
+        let config = Config::from_toml(
+            &format!(
+                "[redis]\nurl = \"{}\"\n[stream]\nname = \"{STREAM}\"\n[[pools]]\nname = \"x\"\ntypes = [\"*\"]\n",
+                self.url()
+            ),
+            self.dir.path(),
+        )
+        .unwrap();
+        let redis = Redis::new(&config.redis).unwrap();
+        redis.connect().await.unwrap();
+        redis
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `weir run` process.
+struct Weir(Child);
+
+impl Weir {
+    fn start(config: &Path) -> Weir {
+        Weir(
+            Command::new(WEIR)
+                .arg("-c")
+                .arg(config)
+                .arg("run")
+                .env(
+                    "WEIR_LOG",
+                    std::env::var("BENCH_WEIR_LOG").unwrap_or_else(|_| "error".into()),
+                )
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn pool(concurrency: usize, handler: &str) -> String {
+    format!(
+        "[[pools]]\nname = \"p\"\nconcurrency = {concurrency}\ntypes = [\"*\"]\nhandler = {handler}\n"
+    )
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether group `p` has read everything and acknowledged it.
+async fn drained(redis: &Redis) -> bool {
+    match redis.groups(STREAM).await {
+        Ok(groups) => groups
+            .iter()
+            .any(|g| g.name == "p" && g.lag == Some(0) && g.pending == 0),
+        Err(_) => false,
+    }
+}
+
+async fn pending(redis: &Redis) -> u64 {
+    redis
+        .groups(STREAM)
+        .await
+        .ok()
+        .and_then(|g| g.into_iter().find(|g| g.name == "p"))
+        .map_or(0, |g| g.pending)
+}
+
+// ---------------------------------------------------------------------------------------
+// A local HTTP endpoint for the `http` handler
+
+#[derive(Default)]
+struct Endpoint {
+    hits: AtomicU64,
+}
+
+async fn serve(endpoint: Arc<Endpoint>) -> u16 {
+    use axum::routing::post;
+    let ok = {
+        let e = endpoint.clone();
+        move || {
+            e.hits.fetch_add(1, Ordering::Relaxed);
+            async { "ok" }
+        }
+    };
+    let hang = {
+        let e = endpoint.clone();
+        move || {
+            e.hits.fetch_add(1, Ordering::Relaxed);
+            std::future::pending::<&'static str>()
+        }
+    };
+    let app = axum::Router::new()
+        .route("/ok", post(ok))
+        .route("/hang", post(hang));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios
+
+struct Row {
+    name: &'static str,
+    figure: String,
+    /// Ratio to the reference, for throughputs.
+    ratio: Option<f64>,
+    target: &'static str,
+    met: bool,
+}
+
+struct Bench {
+    server: Server,
+    redis: Redis,
+    reference: f64,
+    n: u64,
+    rows: Vec<Row>,
+}
+
+impl Bench {
+    fn rate(&mut self, name: &'static str, n: u64, took: Duration, target: f64, extra: &str) {
+        let rate = n as f64 / took.as_secs_f64();
+        let ratio = rate / self.reference;
+        println!(
+            "  {name}: {n} in {:.2} s = {rate:.0}/s, ratio {ratio:.2}{extra}",
+            took.as_secs_f64()
+        );
+        self.rows.push(Row {
+            name,
+            figure: format!("{rate:.0}/s{extra}"),
+            ratio: Some(ratio),
+            target: match target {
+                t if t >= 0.8 => "≥ 0.80",
+                t if t >= 0.6 => "≥ 0.60",
+                t if t >= 0.3 => "≥ 0.30",
+                _ => "—",
+            },
+            met: target == 0.0 || ratio >= target,
+        });
+    }
+
+    fn figure(&mut self, name: &'static str, figure: String, target: &'static str, met: bool) {
+        println!("  {name}: {figure} (target {target})");
+        self.rows.push(Row {
+            name,
+            figure,
+            ratio: None,
+            target,
+            met,
+        });
+    }
+
+    async fn reset(&self) {
+        self.server.cli(&["FLUSHALL"]);
+        self.server.cli(&["CONFIG", "RESETSTAT"]);
+    }
+
+    /// Until an engine's reader waits in a blocking XREADGROUP (Redis 7.0 lists a consumer
+    /// only once something was delivered to it).
+    async fn reader_blocked(&self) {
+        wait_until("the engine's reader", Duration::from_secs(30), || async {
+            self.server
+                .cli(&["CLIENT", "LIST"])
+                .contains("cmd=xreadgroup")
+        })
+        .await;
+    }
+
+    fn prefill(&self, n: u64) {
+        self.server.xadd_benchmark(STREAM, "noop.x", n);
+    }
+
+    /// 1. `n` entries pre-filled, one pool, `noop`, concurrency 64.
+    async fn consume(&mut self) {
+        self.reset().await;
+        let n = self.n;
+        self.prefill(n);
+        self.server.cli(&["CONFIG", "RESETSTAT"]);
+        let config = self.server.config(&pool(64, "{ kind = \"noop\" }"), "");
+        let weir = Weir::start(&config);
+        let redis = self.redis.clone();
+        let took = wait_until("consume", Duration::from_secs(600), || drained(&redis)).await;
+        weir.stop();
+        let usec = self
+            .server
+            .usec(&["xreadgroup", "xack", "xclaim", "xautoclaim", "xpending"]);
+        let per = usec as f64 / n as f64;
+        self.rate(
+            "consume",
+            n,
+            took,
+            0.6,
+            &format!(", Redis {per:.2} µs/entry (target ≤ 4)"),
+        );
+    }
+
+    /// 2. A publisher (redis-benchmark XADD -P16) and the engine at the same time.
+    async fn end_to_end(&mut self) {
+        self.reset().await;
+        let n = self.n;
+        self.server
+            .cli(&["XGROUP", "CREATE", STREAM, "p", "$", "MKSTREAM"]);
+        let config = self.server.config(&pool(64, "{ kind = \"noop\" }"), "");
+        let weir = Weir::start(&config);
+        let redis = self.redis.clone();
+        self.reader_blocked().await;
+        let start = Instant::now();
+        let port = self.server.port;
+        let publisher = std::thread::spawn(move || {
+            Command::new("redis-benchmark")
+                .args(["-p", &port.to_string(), "-q", "-P", "16", "-n"])
+                .arg(n.to_string())
+                .args(["XADD", STREAM, "*", "type", "noop.x", "data", r#"{"i":1}"#])
+                .output()
+        });
+        let _ = publisher.join();
+        wait_until("end-to-end", Duration::from_secs(600), || async {
+            redis.len(STREAM).await.unwrap_or(0) >= n && drained(&redis).await
+        })
+        .await;
+        let took = start.elapsed();
+        weir.stop();
+        self.rate("end-to-end", n, took, 0.3, "");
+    }
+
+    /// 3. Publish → handler start at a fixed 10k/s, in-process library engine.
+    async fn latency(&mut self) {
+        self.reset().await;
+        let seconds = if self.n < 1_000_000 { 2 } else { 6 };
+        let total = 10_000 * seconds;
+        let config = std::fs::read_to_string(self.server.config(
+            "[[pools]]\nname = \"p\"\nconcurrency = 64\ntypes = [\"*\"]\n",
+            "",
+        ))
+        .unwrap();
+        let config = Config::from_toml(&config, self.server.dir.path()).unwrap();
+        let epoch = Instant::now();
+        let samples = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total as usize)));
+        let handler = Latency {
+            epoch,
+            samples: samples.clone(),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let engine = tokio::spawn(Engine::new(config).with_handler("p", handler).run(async {
+            let _ = stopped.await;
+        }));
+        let redis = self.redis.clone();
+        self.reader_blocked().await;
+        let start = Instant::now();
+        for i in 0..total {
+            let due = start + Duration::from_micros(100 * i);
+            tokio::time::sleep_until(due.into()).await;
+            let t = epoch.elapsed().as_nanos().to_string();
+            let fields: [(&str, &[u8]); 3] =
+                [("type", b"lat"), ("data", b"{}"), ("t", t.as_bytes())];
+            redis.add(STREAM, &fields).await.unwrap();
+        }
+        let all = wait_until("latency samples", Duration::from_secs(60), || async {
+            samples.lock().unwrap().len() as u64 >= total || engine.is_finished()
+        })
+        .await;
+        let _ = stop.send(());
+        let result = engine.await.unwrap();
+        assert!(
+            result.is_ok(),
+            "the engine failed: {result:?} after {all:?}"
+        );
+        let mut v = samples.lock().unwrap().clone();
+        v.sort_unstable();
+        let q = |p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)] as f64 / 1e6;
+        let (p50, p99, p999) = (q(0.5), q(0.99), q(0.999));
+        self.figure(
+            "latency at 10k/s",
+            format!("p50 {p50:.2} ms, p99 {p99:.2} ms, p999 {p999:.2} ms ({total} entries)"),
+            "p50 < 1 ms, p99 < 5 ms",
+            p50 < 1.0 && p99 < 5.0,
+        );
+    }
+
+    /// 4. The `http` handler to a local keep-alive server.
+    async fn http(&mut self) {
+        self.reset().await;
+        let n = self.n / 5;
+        self.prefill(n);
+        let endpoint = Arc::new(Endpoint::default());
+        let port = serve(endpoint.clone()).await;
+        let handler = format!("{{ kind = \"http\", url = \"http://127.0.0.1:{port}/ok\" }}");
+        let config = self.server.config(&pool(64, &handler), "");
+        let weir = Weir::start(&config);
+        let redis = self.redis.clone();
+        let took = wait_until("http", Duration::from_secs(600), || drained(&redis)).await;
+        weir.stop();
+        assert!(endpoint.hits.load(Ordering::Relaxed) >= n);
+        self.rate("http handler", n, took, 0.0, "");
+    }
+
+    /// 5. Publishing: the library (pipelined batches) and `weir publish --ndjson`.
+    async fn publish(&mut self) {
+        self.reset().await;
+        let n = self.n / 5;
+        let config = Config::from_toml(
+            &std::fs::read_to_string(self.server.config(&pool(1, "{ kind = \"noop\" }"), ""))
+                .unwrap(),
+            self.server.dir.path(),
+        )
+        .unwrap();
+        let schemas = Arc::new(weir::schema::Schemas::load(config.schemas_dir.as_deref()).unwrap());
+        let publisher = Arc::new(weir::publisher::Publisher::new(
+            self.redis.clone(),
+            &config,
+            schemas,
+        ));
+        let batch: Vec<weir::publisher::NewEvent> = (0..500)
+            .map(|i| weir::publisher::NewEvent {
+                event_type: "noop.x".into(),
+                data: format!("{{\"i\":{i}}}"),
+                id: None,
+                fields: BTreeMap::new(),
+            })
+            .collect();
+        let batch = Arc::new(batch);
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let (publisher, batch) = (publisher.clone(), batch.clone());
+                tokio::spawn(async move {
+                    for _ in 0..n / 1000 {
+                        publisher.publish_batch(&batch).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let took = start.elapsed();
+        let written = self.redis.len(STREAM).await.unwrap();
+        self.rate("publish (library)", written, took, 0.8, "");
+
+        self.reset().await;
+        let file = self.server.dir.path().join("events.ndjson");
+        let lines: String = (0..n)
+            .map(|i| format!("{{\"type\":\"noop.x\",\"data\":{{\"i\":{i}}}}}\n"))
+            .collect();
+        std::fs::write(&file, lines).unwrap();
+        let cfg = self.server.config(&pool(1, "{ kind = \"noop\" }"), "");
+        let start = Instant::now();
+        let status = Command::new(WEIR)
+            .arg("-c")
+            .arg(&cfg)
+            .args(["publish", "--ndjson"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        let took = start.elapsed();
+        assert!(status.success(), "weir publish failed");
+        let written = self.redis.len(STREAM).await.unwrap();
+        assert_eq!(written, n);
+        self.rate("publish (weir publish --ndjson)", written, took, 0.8, "");
+    }
+
+    /// 6. `kill -9` of a process with 1k entries in flight, until a second process has
+    ///    handled them all.
+    async fn reclaim(&mut self) {
+        self.reset().await;
+        let endpoint = Arc::new(Endpoint::default());
+        let port = serve(endpoint.clone()).await;
+        let extra = "[retry]\nvisibility_timeout_seconds = 2\n[janitor]\ninterval_seconds = 0.1\n";
+        let hang = format!(
+            "{{ kind = \"http\", url = \"http://127.0.0.1:{port}/hang\" }}\ntimeout_seconds = 600"
+        );
+        let first = self.server.config(&pool(1000, &hang), extra);
+        let second = self.server.config(&pool(64, "{ kind = \"noop\" }"), extra);
+        self.server
+            .cli(&["XGROUP", "CREATE", STREAM, "p", "$", "MKSTREAM"]);
+        self.prefill(1000);
+        let mut dying = Weir::start(&first);
+        wait_until("1k in flight", Duration::from_secs(60), || async {
+            endpoint.hits.load(Ordering::Relaxed) >= 1000
+        })
+        .await;
+        dying.kill9();
+        let killed = Instant::now();
+        let rescuer = Weir::start(&second);
+        let redis = self.redis.clone();
+        wait_until("reclaim", Duration::from_secs(60), || drained(&redis)).await;
+        let took = killed.elapsed();
+        rescuer.stop();
+        self.figure(
+            "reclaim 1k after kill -9",
+            format!("{:.2} s (visibility timeout 2 s)", took.as_secs_f64()),
+            "≤ visibility + 1 s",
+            took <= Duration::from_secs(3),
+        );
+    }
+
+    /// 7a. One janitor pass over 100k over-attempted pending entries.
+    async fn janitor(&mut self) {
+        self.reset().await;
+        let n = self.n / 10;
+        self.server
+            .cli(&["XGROUP", "CREATE", STREAM, "p", "$", "MKSTREAM"]);
+        self.prefill(n);
+        // Delivered once to a consumer that is gone; max_attempts = 1 makes each one due.
+        let read = Command::new("redis-cli")
+            .args(["-p", &self.server.port.to_string()])
+            .args(["XREADGROUP", "GROUP", "p", "gone", "COUNT"])
+            .arg(n.to_string())
+            .args(["STREAMS", STREAM, ">"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(read.success());
+        assert_eq!(pending(&self.redis).await, n);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let extra = "[retry]\nmax_attempts = 1\nvisibility_timeout_seconds = 1\n[janitor]\ninterval_seconds = 0.1\n";
+        let config = self.server.config(&pool(64, "{ kind = \"noop\" }"), extra);
+        self.server.cli(&["CONFIG", "RESETSTAT"]);
+        let weir = Weir::start(&config);
+        let redis = self.redis.clone();
+        let dlq = format!("{STREAM}:dlq");
+        let took = wait_until("janitor", Duration::from_secs(600), || async {
+            redis.len(&dlq).await.unwrap_or(0) >= n
+        })
+        .await;
+        weir.stop();
+        assert_eq!(pending(&self.redis).await, 0);
+        self.figure(
+            "janitor: pending → DLQ",
+            format!(
+                "{n} in {:.2} s from process start ({:.0}/s)",
+                took.as_secs_f64(),
+                n as f64 / took.as_secs_f64()
+            ),
+            "100k < 2 s",
+            took < Duration::from_secs(2) || n < 100_000,
+        );
+    }
+
+    /// 7b. `weir replay`: scanned (dry run) and re-published.
+    async fn replay(&mut self) {
+        self.reset().await;
+        let n = self.n / 5;
+        self.prefill(n);
+        let config = self.server.config(&pool(1, "{ kind = \"noop\" }"), "");
+        let until = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            + 60_000;
+        for (name, dry) in [("replay scan (--dry-run)", true), ("replay publish", false)] {
+            let mut cmd = Command::new(WEIR);
+            cmd.arg("-c").arg(&config).args([
+                "replay",
+                "--since",
+                "0",
+                "--until",
+                &until.to_string(),
+                "--json",
+            ]);
+            if dry {
+                cmd.arg("--dry-run");
+            }
+            let start = Instant::now();
+            let out = cmd.stderr(Stdio::null()).output().unwrap();
+            let took = start.elapsed();
+            assert!(out.status.success(), "weir replay failed: {out:?}");
+            self.rate(name, n, took, 0.0, "");
+        }
+        assert_eq!(self.redis.len(STREAM).await.unwrap(), 2 * n);
+    }
+
+    /// 8. RSS of the process with 10k entries in flight.
+    async fn rss(&mut self) {
+        self.reset().await;
+        let endpoint = Arc::new(Endpoint::default());
+        let port = serve(endpoint.clone()).await;
+        let hang = format!(
+            "{{ kind = \"http\", url = \"http://127.0.0.1:{port}/hang\" }}\ntimeout_seconds = 600"
+        );
+        let config = self.server.config(&pool(10_000, &hang), "");
+        self.server
+            .cli(&["XGROUP", "CREATE", STREAM, "p", "$", "MKSTREAM"]);
+        self.prefill(10_000);
+        let weir = Weir::start(&config);
+        wait_until("10k in flight", Duration::from_secs(120), || async {
+            endpoint.hits.load(Ordering::Relaxed) >= 10_000
+        })
+        .await;
+        let kib = weir.rss_kib();
+        drop(weir);
+        self.figure(
+            "RSS, 10k in flight (http)",
+            format!("{:.1} MiB", kib as f64 / 1024.0),
+            "< 64 MiB",
+            kib < 64 * 1024,
+        );
+    }
+}
+
+/// Records publish → handler-start delays (the publisher put its send time in field `t`).
+struct Latency {
+    epoch: Instant,
+    samples: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+#[async_trait::async_trait]
+impl Handler for Latency {
+    async fn handle(&self, d: &Delivery) -> Outcome {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+
+        let sent = d
+            .fields
+            .iter()
+            .find(|(k, _)| k == "t")
+            .and_then(|(_, v)| v.parse::<u64>().ok());
+        if let Some(sent) = sent {
+            self.samples.lock().unwrap().push(now.saturating_sub(sent));
+        }
+        Outcome::Success
+    }
+}
+
+const SCENARIOS: [&str; 9] = [
+    "consume", "e2e", "latency", "http", "publish", "reclaim", "janitor", "replay", "rss",
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let aof = args.iter().any(|a| a == "--aof");
+    let quick = args.iter().any(|a| a == "--quick");
+    let chosen: Vec<&str> = SCENARIOS
+        .iter()
+        .copied()
+        .filter(|s| args.iter().any(|a| a == s))
+        .collect();
+    let chosen = if chosen.is_empty() {
+        SCENARIOS.to_vec()
+    } else {
+        chosen
+    };
+    if let Ok(filter) = std::env::var("BENCH_WEIR_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .init();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let server = Server::start(aof);
+        let n: u64 = if quick { 100_000 } else { 1_000_000 };
+        let reference = server.xadd_benchmark("reference", "noop.x", n);
+        println!(
+            "redis-server {} ({}), reference redis-benchmark XADD -P16: {reference:.0}/s",
+            server
+                .cli(&["INFO", "server"])
+                .lines()
+                .find_map(|l| l.strip_prefix("redis_version:"))
+                .unwrap_or("?"),
+            if aof {
+                "appendonly yes, appendfsync always"
+            } else {
+                "no persistence"
+            },
+        );
+        let redis = server.client().await;
+        let mut bench = Bench {
+            server,
+            redis,
+            reference,
+            n,
+            rows: Vec::new(),
+        };
+        for s in &chosen {
+            println!("{s}:");
+            match *s {
+                "consume" => bench.consume().await,
+                "e2e" => bench.end_to_end().await,
+                "latency" => bench.latency().await,
+                "http" => bench.http().await,
+                "publish" => bench.publish().await,
+                "reclaim" => bench.reclaim().await,
+                "janitor" => bench.janitor().await,
+                "replay" => bench.replay().await,
+                "rss" => bench.rss().await,
+                _ => unreachable!(),
+            }
+        }
+        println!("\n| scenario | result | ratio to XADD -P16 | target | met |");
+        println!("| --- | --- | --- | --- | --- |");
+        for r in &bench.rows {
+            println!(
+                "| {} | {} | {} | {} | {} |",
+                r.name,
+                r.figure,
+                r.ratio.map_or("—".into(), |x| format!("{x:.2}")),
+                r.target,
+                if r.met { "yes" } else { "no" }
+            );
+        }
+        println!("\nreference: {reference:.0}/s, N = {n}");
+    });
+}
