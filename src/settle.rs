@@ -58,14 +58,30 @@ pub async fn outcome(
         Outcome::Permanent { error } => {
             pool.metrics.failed(&d.event_type, took);
             log_settled(d, "rejected", took, Some(&error));
-            dead_letter(pool, entry, d.attempt, DlqReason::Rejected, &error).await;
+            // Boxed (here and below): the DLQ move's state is large and rarely needed, and
+            // this future lives inside every in-flight entry's.
+            Box::pin(dead_letter(
+                pool,
+                entry,
+                d.attempt,
+                DlqReason::Rejected,
+                &error,
+            ))
+            .await;
         }
         Outcome::Retry { after, error } => {
             pool.metrics.failed(&d.event_type, took);
             let policy = &pool.config.retry;
             if d.attempt >= u64::from(policy.max_attempts) {
                 log_settled(d, "dead_lettered", took, Some(&error));
-                dead_letter(pool, entry, d.attempt, DlqReason::MaxAttempts, &error).await;
+                Box::pin(dead_letter(
+                    pool,
+                    entry,
+                    d.attempt,
+                    DlqReason::MaxAttempts,
+                    &error,
+                ))
+                .await;
                 return;
             }
             let wait = policy.backoff(d.attempt).max(after.unwrap_or_default());

@@ -40,27 +40,30 @@ pub(crate) fn enqueue(pool: &Pool, entry: RawEntry, attempt: u64, permit: OwnedS
 }
 
 /// One of the pool's `concurrency` long-lived workers: runs jobs until the queue is closed
-/// and empty. Long-lived tasks, not one task per entry: spawning copies the whole
-/// (large) future each time.
+/// and empty. Long-lived tasks, not one task per entry: spawning a task per entry costs
+/// more than reusing one.
 pub(crate) async fn worker_loop(pool: Arc<Pool>, jobs: async_channel::Receiver<Job>) {
     while let Ok(job) = jobs.recv().await {
         if pool.abandon.is_cancelled() {
             break; // shutdown grace is over: what is still queued stays pending
         }
-        process(&pool, job.entry, job.attempt).await;
+        // Boxed: the job's future (handler, settle, Redis calls) is several KB, and an idle
+        // worker should not hold that much; one allocation per entry is cheaper than
+        // `concurrency` times the largest state.
+        Box::pin(process(&pool, job.entry, job.attempt)).await;
         drop(job.permit);
     }
 }
 
 async fn process(pool: &Pool, entry: RawEntry, attempt: u64) {
     if entry.fields.is_none() {
-        settle::lost(pool, &[entry.id]).await;
+        Box::pin(settle::lost(pool, &[entry.id])).await;
         return;
     }
     match pool.router.decide(pool.index, &entry) {
         Decision::Skip => settle::ack(pool, entry.id),
         Decision::DeadLetter { reason, error } => {
-            settle::dead_letter(pool, &entry, attempt, reason, &error).await;
+            Box::pin(settle::dead_letter(pool, &entry, attempt, reason, &error)).await;
         }
         Decision::Handle(event) => {
             let delivery = Delivery {
