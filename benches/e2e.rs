@@ -104,6 +104,15 @@ impl Server {
             .unwrap_or(0.0)
     }
 
+    /// CPU seconds (user + system) redis-server has used.
+    fn cpu(&self) -> f64 {
+        let info = self.cli(&["INFO", "cpu"]);
+        info.lines()
+            .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+            .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+            .sum()
+    }
+
     /// Microseconds Redis spent in `commands` since the last CONFIG RESETSTAT.
     fn usec(&self, commands: &[&str]) -> u64 {
         let info = self.cli(&["INFO", "commandstats"]);
@@ -505,6 +514,7 @@ impl Bench {
             })
             .collect();
         let batch = Arc::new(batch);
+        let (own_before, redis_before) = (own_cpu(), self.server.cpu());
         let start = Instant::now();
         let tasks: Vec<_> = (0..2)
             .map(|_| {
@@ -520,8 +530,15 @@ impl Bench {
             t.await.unwrap();
         }
         let took = start.elapsed();
+        let (own, redis_cpu) = (own_cpu() - own_before, self.server.cpu() - redis_before);
         let written = self.redis.len(STREAM).await.unwrap();
-        self.rate("publish (library)", written, took, 0.8, "");
+        let per = |cpu: f64| cpu * 1e6 / written as f64;
+        let extra = format!(
+            ", CPU µs/entry: publisher {:.2}, Redis {:.2}",
+            per(own),
+            per(redis_cpu)
+        );
+        self.rate("publish (library)", written, took, 0.8, &extra);
 
         self.reset().await;
         let file = self.server.dir.path().join("events.ndjson");
@@ -722,6 +739,15 @@ impl Bench {
             true,
         );
     }
+}
+
+/// CPU seconds (user + system) this process has used.
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = stat.rsplit(')').next().unwrap();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
 }
 
 /// The `listen` port of a config written by [`Server::config`].

@@ -787,8 +787,40 @@ impl Redis {
         reply::entries("XRANGE", reply)
     }
 
-    /// Appends many entries in one pipeline; returns their IDs in order.
+    /// Appends many entries, in one script; returns their IDs in order.
     pub async fn add_many(
+        &self,
+        stream: &str,
+        entries: &[Vec<(String, String)>],
+    ) -> Result<Vec<StreamId>, RedisError> {
+        // One script per batch: fred's cost is per command, so a pipeline of XADDs costs the
+        // client ~7 µs an entry, a script's arguments well under 1 µs; Redis runs the XADDs
+        // at ~1.4 µs each. A single entry or very wide entries go as plain XADDs.
+        const SCRIPT: &str = "local ids, i = {}, 1 \
+            while i <= #ARGV do local c = tonumber(ARGV[i]) \
+              ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + c)) \
+              i = i + c + 1 end return ids";
+        if entries.len() < 2 || entries.iter().any(|e| e.len() > SCRIPT_MAX_FIELDS) {
+            return self.add_many_pipelined(stream, entries).await;
+        }
+        let mut a = args([SCRIPT, "1", stream]);
+        a.reserve(entries.iter().map(|e| 1 + e.len() * 2).sum());
+        for fields in entries {
+            a.push(Value::from((fields.len() * 2).to_string()));
+            push_text_pairs(&mut a, fields);
+        }
+        let reply = self.eval("EVAL (XADD batch)", stream, a).await?;
+        let ids = reply::ids("XADD", reply)?;
+        if ids.len() != entries.len() {
+            return Err(protocol(
+                "XADD",
+                format!("{} IDs for {} entries", ids.len(), entries.len()),
+            ));
+        }
+        Ok(ids)
+    }
+
+    async fn add_many_pipelined(
         &self,
         stream: &str,
         entries: &[Vec<(String, String)>],
