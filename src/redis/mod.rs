@@ -1036,33 +1036,36 @@ impl Redis {
 /// claimed or acknowledged since the scan is left alone.
 const SWEEP: &str = r#"
 local group, idle, max = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local before, after = string.match(ARGV[5], '^(.-){n}(.*)$')
 local moved, lost = {}, {}
 for i = 7, #ARGV do
   local id = ARGV[i]
   local p = redis.call('XPENDING', KEYS[1], group, 'IDLE', idle, id, id, 1)
-  if #p == 1 and tonumber(p[1][4]) >= max then
-    local n = p[1][4]
+  if #p == 1 and p[1][4] >= max then
+    local count = p[1][4]
+    local n = tostring(count)
     local e = redis.call('XRANGE', KEYS[1], id, id)
     if #e == 0 then
       redis.call('XACK', KEYS[1], group, id)
       lost[#lost + 1] = id
     elseif #e[1][2] <= tonumber(ARGV[6]) then
-      local f, out, ty = e[1][2], {}, ''
+      local f, out, k, ty = e[1][2], {}, 0, ''
       for j = 1, #f, 2 do
-        if string.sub(f[j], 1, 4) ~= 'dlq_' then
-          out[#out + 1] = f[j]
-          out[#out + 1] = f[j + 1]
+        local name = f[j]
+        if string.byte(name, 1) ~= 100 or string.sub(name, 1, 4) ~= 'dlq_' then
+          out[k + 1], out[k + 2], k = name, f[j + 1], k + 2
         end
-        if f[j] == 'type' then ty = f[j + 1] end
+        if name == 'type' then ty = f[j + 1] end
       end
-      local err = string.gsub(ARGV[5], '{n}', tostring(n))
-      for _, v in ipairs({'dlq_source_id', id, 'dlq_group', group, 'dlq_reason', 'max_attempts',
-          'dlq_error', err, 'dlq_attempts', tostring(n), 'dlq_failed_at', ARGV[4]}) do
-        out[#out + 1] = v
-      end
+      out[k + 1], out[k + 2] = 'dlq_source_id', id
+      out[k + 3], out[k + 4] = 'dlq_group', group
+      out[k + 5], out[k + 6] = 'dlq_reason', 'max_attempts'
+      out[k + 7], out[k + 8] = 'dlq_error', before and (before .. n .. after) or ARGV[5]
+      out[k + 9], out[k + 10] = 'dlq_attempts', n
+      out[k + 11], out[k + 12] = 'dlq_failed_at', ARGV[4]
       local dlq_id = redis.call('XADD', KEYS[2], '*', unpack(out))
       redis.call('XACK', KEYS[1], group, id)
-      moved[#moved + 1] = {id, ty, dlq_id, n}
+      moved[#moved + 1] = {id, ty, dlq_id, count}
     end
   end
 end
