@@ -23,7 +23,8 @@ use weir::redis::{IdleSweep, Redis, StreamId};
 const STREAM: &str = "settle";
 const GROUP: &str = "p";
 
-struct Server(Child, u16, tempfile::TempDir);
+/// The process, its port, and its working directory (removed on drop).
+struct Server(Child, u16, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for Server {
     fn drop(&mut self) {
