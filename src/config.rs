@@ -371,10 +371,57 @@ impl RawRetry {
     }
 }
 
+/// Whether `url` names a Redis Cluster (`redis-cluster://` or `rediss-cluster://`).
+pub fn is_cluster_url(url: &str) -> bool {
+    url.starts_with("redis-cluster://") || url.starts_with("rediss-cluster://")
+}
+
+/// `redis-cluster://[user:pass@]h1:p1,h2:p2[/…]` in the form fred reads:
+/// `redis-cluster://[user:pass@]h1:p1?node=h2:p2`. Other URLs are returned as they are.
+pub fn normalize_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    if !is_cluster_url(url) {
+        return url.to_string();
+    }
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (format!("{u}@"), h),
+        None => (String::new(), authority),
+    };
+    let mut nodes = hosts.split(',').map(str::trim).filter(|h| !h.is_empty());
+    let Some(first) = nodes.next() else {
+        return url.to_string();
+    };
+    let extra: Vec<String> = nodes.map(|n| format!("node={n}")).collect();
+    if extra.is_empty() {
+        return url.to_string();
+    }
+    let tail = tail
+        .trim_start_matches('/')
+        .trim_start_matches(|c: char| c.is_ascii_digit());
+    let query = tail.trim_start_matches('?');
+    let mut params = extra;
+    if !query.is_empty() {
+        params.push(query.to_string());
+    }
+    format!("{scheme}://{userinfo}{first}?{}", params.join("&"))
+}
+
 fn validate_url(url: &str) -> Result<(), ConfigError> {
-    let scheme_ok = ["redis://", "rediss://", "redis-cluster://", "unix://"]
-        .iter()
-        .any(|s| url.starts_with(s));
+    let scheme_ok = [
+        "redis://",
+        "rediss://",
+        "redis-cluster://",
+        "rediss-cluster://",
+        "unix://",
+    ]
+    .iter()
+    .any(|s| url.starts_with(s));
     if !scheme_ok {
         return Err(invalid(
             "redis.url",
@@ -394,6 +441,26 @@ fn validate_url(url: &str) -> Result<(), ConfigError> {
         })
 }
 
+/// On Redis Cluster, keys that one script or transaction touches together must hash to the
+/// same slot: the stream and its DLQ (the DLQ move), replay progress and dedup keys (their
+/// names start with the stream's, so they follow its hash tag).
+fn check_slots(stream: &StreamConfig) -> Result<(), ConfigError> {
+    let slot = |key: &str| fred::util::redis_keyslot(key.as_bytes());
+    if slot(&stream.name) != slot(&stream.dlq) {
+        return Err(invalid(
+            "stream.dlq",
+            format!(
+                "on Redis Cluster the main stream `{}` (slot {}) and the DLQ `{}` (slot {}) must hash to the same slot, because moving an entry to the DLQ is one atomic step; give both one hash tag, e.g. name = \"{{bus}}:events\" and dlq = \"{{bus}}:dlq\"",
+                stream.name,
+                slot(&stream.name),
+                stream.dlq,
+                slot(&stream.dlq)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl RawConfig {
     /// Phase two: every rule that needs more than one key, or the file's location.
     pub fn validate(self, base: &Path) -> Result<Config, ConfigError> {
@@ -402,6 +469,7 @@ impl RawConfig {
             .url
             .clone()
             .unwrap_or_else(|| "redis://127.0.0.1:6379/0".to_string());
+        let url = normalize_url(&url);
         validate_url(&url)?;
         let resolve = |p: &PathBuf| base.join(p);
         for (key, path) in [
@@ -418,7 +486,7 @@ impl RawConfig {
         let tls_keys = self.redis.ca_file.is_some()
             || self.redis.cert_file.is_some()
             || self.redis.insecure_skip_verify == Some(true);
-        if tls_keys && !url.starts_with("rediss://") {
+        if tls_keys && !url.starts_with("rediss://") && !url.starts_with("rediss-cluster://") {
             return Err(invalid(
                 "redis.url",
                 "TLS options are set but the URL is not rediss://; use rediss://host:port for TLS",
@@ -432,6 +500,9 @@ impl RawConfig {
             insecure_skip_verify: self.redis.insecure_skip_verify.unwrap_or(false),
         };
         let stream = self.validate_stream()?;
+        if is_cluster_url(&redis.url) {
+            check_slots(&stream)?;
+        }
         let janitor = JanitorConfig {
             interval: seconds(
                 "janitor.interval_seconds",

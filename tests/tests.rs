@@ -5,6 +5,7 @@
 mod acl;
 mod bad_input;
 mod cli;
+mod cluster;
 mod dlq;
 mod engine;
 mod faults;

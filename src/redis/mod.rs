@@ -296,8 +296,22 @@ impl Redis {
     }
 
     async fn call(&self, name: &'static str, args: Vec<Value>) -> Result<Value, RedisError> {
+        // On a cluster the command goes to the node of its key: the first argument, or the
+        // second for commands with a subcommand.
+        let key = match name {
+            "XINFO" | "XGROUP" => args.get(1),
+            _ => args.first(),
+        };
+        let command = match key.and_then(|k| k.as_bytes()) {
+            Some(key) => CustomCommand::new_static(
+                name,
+                fred::types::ClusterHash::Custom(fred::util::redis_keyslot(key)),
+                false,
+            ),
+            None => cmd(name),
+        };
         self.client
-            .custom::<Value, Value>(cmd(name), args)
+            .custom::<Value, Value>(command, args)
             .await
             .map_err(|e| self.fail(name, e))
     }

@@ -62,6 +62,19 @@ impl RedisServer {
         server
     }
 
+    /// On `port`, with extra arguments.
+    pub fn start_on(port: u16, extra: &[&str]) -> RedisServer {
+        let mut server = RedisServer {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            aof: false,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.launch();
+        server
+    }
+
     fn start_with(aof: bool) -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
@@ -437,4 +450,131 @@ pub async fn publish_numbered(
         }
     }
     accepted
+}
+
+/// A free port whose cluster bus port (port + 10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A real local Redis Cluster: `masters` redis-servers with `--cluster-enabled yes`, joined
+/// with `redis-cli --cluster create`, each with `replicas` replicas.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
+            .map(|_| {
+                RedisServer::start_on(
+                    free_cluster_port(),
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "1000",
+                        "--appendonly",
+                        "yes",
+                    ],
+                )
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli (from redis-tools) is needed by the tests");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = RedisCluster { nodes };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not become ok within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// Every node says `cluster_state:ok` and knows all nodes.
+    pub fn is_ok(&self) -> bool {
+        self.nodes.iter().all(|n| {
+            n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                && n.cli(&["CLUSTER", "NODES"]).lines().count() == self.nodes.len()
+        })
+    }
+
+    /// `redis-cluster://` URL naming every node.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis-cluster://{}", hosts.join(","))
+    }
+
+    /// The node that serves `key` (a master).
+    pub fn node_for(&self, key: &str) -> &RedisServer {
+        let out = self.nodes[0].cli(&["CLUSTER", "KEYSLOT", key]);
+        let slot: u16 = out.trim().parse().unwrap();
+        let shards = self.nodes[0].cli(&["CLUSTER", "SLOTS"]);
+        // redis-cli prints each range as: start, end, then [ip, port, id] per node.
+        let lines: Vec<&str> = shards.lines().map(str::trim).collect();
+        let mut i = 0;
+        while i + 4 < lines.len() {
+            if let (Ok(start), Ok(end)) = (lines[i].parse::<u16>(), lines[i + 1].parse::<u16>())
+                && lines[i + 2] == "127.0.0.1"
+                && (start..=end).contains(&slot)
+            {
+                let port: u16 = lines[i + 3].parse().unwrap();
+                return self.nodes.iter().find(|n| n.port == port).unwrap();
+            }
+            i += 1;
+        }
+        panic!("no node serves slot {slot}: {shards}");
+    }
+
+    /// redis-cli in cluster mode (follows redirections).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-c", "-p", &self.nodes[0].port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli (from redis-tools) is needed by the tests");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub async fn client(&self) -> Redis {
+        let config = Config::from_toml(
+            &format!(
+                "[redis]\nurl = \"{}\"\n[stream]\nname = \"{{c}}:events\"\n[[pools]]\nname = \"x\"\ntypes = [\"*\"]\n",
+                self.url()
+            ),
+            Path::new("."),
+        )
+        .unwrap();
+        let redis = Redis::new(&config.redis).unwrap();
+        redis.connect().await.unwrap();
+        redis
+    }
 }
