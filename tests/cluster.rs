@@ -144,7 +144,10 @@ async fn routing_retries_dlq_and_the_cli_work_on_a_cluster() {
     let text = String::from_utf8_lossy(&listed.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
-    assert!(lines.iter().all(|l| l.contains("\"group\":\"failing\"")), "{text}");
+    assert!(
+        lines.iter().all(|l| l.contains("\"group\":\"failing\"")),
+        "{text}"
+    );
     let status = weir(&["status", "--json"]);
     assert!(status.status.success(), "{status:?}");
     let until = (std::time::SystemTime::now()
@@ -221,4 +224,70 @@ async fn kill_9_on_a_cluster_hands_entries_to_another_process() {
     })
     .await;
     second.stop().await;
+}
+
+#[tokio::test]
+async fn a_master_failover_loses_nothing_acknowledged_with_wait() {
+    // Three masters with one replica each. Entries are published with WAIT 1 (each reached
+    // a replica); then the stream's master is killed, its replica takes over, and weir must
+    // carry on: every entry published before and after is handled or dead-lettered.
+    let mut cluster = RedisCluster::start(3, 1);
+    let (stream, dlq) = stream_keys("failover");
+    let pools = "[[pools]]\nname = \"p\"\nconcurrency = 8\ntypes = [\"*\"]\n";
+    let toml = cluster_toml(&cluster, &stream, &dlq, pools)
+        .replace("max_attempts = 2", "max_attempts = 50");
+    let handler = Recorder::ok();
+    let running = run(Engine::new(config(&toml)).with_handler("p", handler.clone()));
+    let redis = cluster.client().await;
+    wait_for("the group", T, || async {
+        redis.groups(&stream).await.is_ok_and(|g| g.len() == 1)
+    })
+    .await;
+
+    // Before: 100 entries, each acknowledged by a replica (XADD then WAIT, one connection).
+    let master = cluster.node_for(&stream).port;
+    let mut script = String::new();
+    for n in 0..100 {
+        script.push_str(&format!(
+            "XADD {stream} * type job data '{{\"n\":{n}}}'\nWAIT 1 2000\n"
+        ));
+    }
+    let mut cli = Command::new("redis-cli")
+        .args(["-p", &master.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    cli.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = cli.wait_with_output().unwrap();
+    let replies = String::from_utf8_lossy(&out.stdout);
+    let waited = replies.lines().filter(|l| l.trim() == "1").count();
+    assert_eq!(waited, 100, "every XADD reached a replica: {replies}");
+
+    let killed = cluster.kill9_master_of(&stream);
+    wait_for("a replica took over the stream's slot", T, || async {
+        cluster.is_ok() && cluster.node_for(&stream).port != killed
+    })
+    .await;
+
+    // After: 100 more through weir's own client, retried until the new master accepts them.
+    let mut published: Vec<u64> = (0..100).collect();
+    published.extend(publish_numbered(&redis, &stream, 100..200, Duration::ZERO).await);
+    assert_eq!(published.len(), 200);
+    wait_for("every entry handled or dead-lettered", T, || async {
+        ledger(&handler, &redis, &dlq, &published)
+            .await
+            .0
+            .is_empty()
+    })
+    .await;
+    let (lost, duplicates) = ledger(&handler, &redis, &dlq, &published).await;
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    eprintln!("failover: {duplicates} duplicate deliveries (at-least-once)");
+    running.stop().await;
 }

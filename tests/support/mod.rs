@@ -505,7 +505,18 @@ impl RedisCluster {
         );
         let cluster = RedisCluster { nodes };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !cluster.is_ok() {
+        // Ok, and every replica linked to its master.
+        let linked = |c: &RedisCluster| {
+            c.nodes
+                .iter()
+                .map(|n| n.cli(&["INFO", "replication"]))
+                .filter(|info| {
+                    info.contains("role:slave") && info.contains("master_link_status:up")
+                })
+                .count()
+                == masters * replicas
+        };
+        while !(cluster.is_ok() && linked(&cluster)) {
             assert!(
                 Instant::now() < deadline,
                 "the cluster did not become ok within 30 s"
@@ -515,12 +526,20 @@ impl RedisCluster {
         cluster
     }
 
-    /// Every node says `cluster_state:ok` and knows all nodes.
+    /// Every live node says `cluster_state:ok` and knows all nodes.
     pub fn is_ok(&self) -> bool {
-        self.nodes.iter().all(|n| {
+        self.nodes.iter().filter(|n| n.child.is_some()).all(|n| {
             n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
                 && n.cli(&["CLUSTER", "NODES"]).lines().count() == self.nodes.len()
         })
+    }
+
+    /// kill -9 of the master serving `key`; returns its port.
+    pub fn kill9_master_of(&mut self, key: &str) -> u16 {
+        let port = self.node_for(key).port;
+        let node = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
+        node.kill9();
+        port
     }
 
     /// `redis-cluster://` URL naming every node.
@@ -533,11 +552,20 @@ impl RedisCluster {
         format!("redis-cluster://{}", hosts.join(","))
     }
 
-    /// The node that serves `key` (a master).
+    /// A node that is up (answers PING).
+    fn live(&self) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| n.child.is_some() && n.ping())
+            .expect("no cluster node is up")
+    }
+
+    /// The node that serves `key` (a master), as a live node sees it.
     pub fn node_for(&self, key: &str) -> &RedisServer {
-        let out = self.nodes[0].cli(&["CLUSTER", "KEYSLOT", key]);
+        let live = self.live();
+        let out = live.cli(&["CLUSTER", "KEYSLOT", key]);
         let slot: u16 = out.trim().parse().unwrap();
-        let shards = self.nodes[0].cli(&["CLUSTER", "SLOTS"]);
+        let shards = live.cli(&["CLUSTER", "SLOTS"]);
         // redis-cli prints each range as: start, end, then [ip, port, id] per node.
         let lines: Vec<&str> = shards.lines().map(str::trim).collect();
         let mut i = 0;
@@ -557,7 +585,7 @@ impl RedisCluster {
     /// redis-cli in cluster mode (follows redirections).
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
-            .args(["-c", "-p", &self.nodes[0].port.to_string()])
+            .args(["-c", "-p", &self.live().port.to_string()])
             .args(args)
             .output()
             .expect("redis-cli (from redis-tools) is needed by the tests");
