@@ -24,7 +24,7 @@ const PAGE: usize = 100;
 const SWEEP_PAGE: usize = 1000;
 const SWEEP_PAGES: usize = 200;
 const SWEEP_BATCH: usize = 250;
-/// How often dead consumers are looked for.
+/// How often dead consumers are looked for, at most.
 const GC_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) async fn reclaim_loop(pool: Arc<Pool>, interval: Duration, consumer_gc: Duration) {
@@ -64,7 +64,8 @@ pub(crate) async fn reclaim_loop(pool: Arc<Pool>, interval: Duration, consumer_g
                 continue;
             }
         }
-        if last_gc.elapsed() >= GC_EVERY {
+        // Looked for at least every 30 s, and at least twice per `consumer_gc_seconds`.
+        if last_gc.elapsed() >= GC_EVERY.min(consumer_gc / 2) {
             last_gc = Instant::now();
             collect_consumers(&pool, consumer_gc).await;
         }

@@ -291,3 +291,72 @@ async fn a_master_failover_loses_nothing_acknowledged_with_wait() {
     eprintln!("failover: {duplicates} duplicate deliveries (at-least-once)");
     running.stop().await;
 }
+
+#[tokio::test]
+async fn two_engines_share_a_pool_on_a_cluster_and_a_stopped_ones_consumer_is_removed() {
+    let cluster = RedisCluster::start(3, 0);
+    let (stream, dlq) = stream_keys("cluster-share");
+    let pools = "[[pools]]\nname = \"p\"\nconcurrency = 4\ntypes = [\"*\"]\n";
+    let toml = cluster_toml(&cluster, &stream, &dlq, pools)
+        .replace("[janitor]\n", "[janitor]\nconsumer_gc_seconds = 1\n");
+    let (a, b) = (
+        Recorder::ok().slow(Duration::from_millis(10)),
+        Recorder::ok().slow(Duration::from_millis(10)),
+    );
+    let first = run(Engine::new(config(&toml)).with_handler("p", a.clone()));
+    // The same file but its own HTTP port, as a second process would have.
+    let port = toml
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    let other = toml.replace(
+        &format!("127.0.0.1:{port}"),
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    let second = run(Engine::new(config(&other)).with_handler("p", b.clone()));
+    let redis = cluster.client().await;
+    wait_for("the group", T, || async {
+        redis.groups(&stream).await.is_ok_and(|g| g.len() == 1)
+    })
+    .await;
+    let published = publish_numbered(&redis, &stream, 0..200, Duration::ZERO).await;
+    wait_for("all 200 handled", T, || async {
+        a.per_entry().len() + b.per_entry().len() >= 200
+    })
+    .await;
+    wait_for("nothing pending", T, || async {
+        group_pending(&redis, &stream, "p").await == 0
+    })
+    .await;
+    // Each entry was handled by exactly one of the two, and both took part.
+    let mut all: Vec<u64> = a
+        .seen()
+        .iter()
+        .chain(b.seen().iter())
+        .filter_map(|s| n_of(&s.data))
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, published, "each entry handled once in total");
+    assert!(
+        a.count() > 0 && b.count() > 0,
+        "both engines handled entries"
+    );
+    assert_eq!(
+        redis.consumers(&stream, "p").await.unwrap().len(),
+        2,
+        "one consumer per engine"
+    );
+
+    // The second stops with nothing pending: the first removes its consumer.
+    second.stop().await;
+    wait_for("the stopped engine's consumer removed", T, || async {
+        redis
+            .consumers(&stream, "p")
+            .await
+            .is_ok_and(|c| c.len() == 1)
+    })
+    .await;
+    first.stop().await;
+}
