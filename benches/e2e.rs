@@ -511,6 +511,7 @@ impl Bench {
                 data: format!("{{\"i\":{i}}}"),
                 id: None,
                 fields: BTreeMap::new(),
+                key: None,
             })
             .collect();
         let batch = Arc::new(batch);

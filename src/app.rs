@@ -156,65 +156,69 @@ impl Engine {
             {
                 continue;
             }
-            let (acks_tx, acks_rx) = mpsc::unbounded_channel();
-            let (jobs_tx, jobs_rx) = async_channel::unbounded();
-            let pool = Arc::new(Pool {
-                index,
-                name: pool_config.name.as_str().into(),
-                config: pool_config.clone(),
-                stream: config.stream.clone(),
-                consumer: consumer.clone(),
-                redis: redis.clone(),
-                router: router.clone(),
-                handler,
-                leases: Leases::default(),
-                acks: acks_tx,
-                // Running plus queued: the reader may read one batch ahead of the workers,
-                // so a round trip to Redis is never waited for while workers sit idle.
-                permits: Arc::new(Semaphore::new(
-                    pool_config.concurrency + pool_config.read_count,
-                )),
-                jobs: jobs_tx,
-                metrics: metrics::PoolMetrics::new(&pool_config.name),
-                in_flight: AtomicUsize::new(0),
-                last_delivered: Mutex::new(
-                    positions
-                        .get(&pool_config.name)
-                        .copied()
-                        .unwrap_or(StreamId::ZERO),
-                ),
-                paused: paused_rx.clone(),
-                activity: activity.clone(),
-                stop: stop.child_token(),
-                abandon: abandon.child_token(),
-                workers: TaskTracker::new(),
-            });
-            metrics::register_pool(&pool.name);
-            consumer::spawn_pool_tasks(&pool, acks_rx, &background);
-            for _ in 0..pool.config.concurrency {
-                pool.workers
-                    .spawn(consumer::worker_loop(pool.clone(), jobs_rx.clone()));
-            }
-            let reader = pool.clone();
-            let redis = redis.clone();
-            feeders.spawn(async move {
-                match dedicated(&redis, &reader.stop).await {
-                    Some(conn) => {
-                        consumer::read_loop(reader, conn.clone()).await;
-                        conn.quit().await;
-                    }
-                    None => {
-                        tracing::debug!(pool = %reader.name, "stopped before the reader connected")
-                    }
-                }
-            });
-            feeders.spawn(janitor::reclaim_loop(
-                pool.clone(),
-                config.janitor.interval,
-                config.janitor.consumer_gc,
+            // Shared by the pool's partitions: the worker slots, the queue and the workers.
+            let permits = Arc::new(Semaphore::new(
+                // Running plus queued: the reader may read one batch ahead of the workers, so
+                // a round trip to Redis is never waited for while workers sit idle.
+                pool_config.concurrency + pool_config.read_count,
             ));
-            tracing::info!(pool = %pool.name, consumer = %consumer, concurrency = pool.config.concurrency, types = ?pool.config.types, "pool running");
-            pools.push(pool);
+            let (jobs_tx, jobs_rx) = async_channel::unbounded();
+            let workers = TaskTracker::new();
+            metrics::register_pool(&pool_config.name);
+            // Per partition: a reader, a janitor, leases and an acker.
+            for part in config.stream.partition_list() {
+                let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+                let last = positions
+                    .get(&(part.name.clone(), pool_config.name.clone()))
+                    .copied()
+                    .unwrap_or(StreamId::ZERO);
+                let pool = Arc::new(Pool {
+                    index,
+                    name: pool_config.name.as_str().into(),
+                    config: pool_config.clone(),
+                    stream: part,
+                    consumer: consumer.clone(),
+                    redis: redis.clone(),
+                    router: router.clone(),
+                    handler: handler.clone(),
+                    leases: Leases::default(),
+                    acks: acks_tx,
+                    permits: permits.clone(),
+                    jobs: jobs_tx.clone(),
+                    metrics: metrics::PoolMetrics::new(&pool_config.name),
+                    in_flight: AtomicUsize::new(0),
+                    last_delivered: Mutex::new(last),
+                    paused: paused_rx.clone(),
+                    activity: activity.clone(),
+                    stop: stop.child_token(),
+                    abandon: abandon.child_token(),
+                    workers: workers.clone(),
+                });
+                consumer::spawn_pool_tasks(&pool, acks_rx, &background);
+                let reader = pool.clone();
+                let redis = redis.clone();
+                feeders.spawn(async move {
+                    match dedicated(&redis, &reader.stop).await {
+                        Some(conn) => {
+                            consumer::read_loop(reader, conn.clone()).await;
+                            conn.quit().await;
+                        }
+                        None => {
+                            tracing::debug!(pool = %reader.name, "stopped before the reader connected")
+                        }
+                    }
+                });
+                feeders.spawn(janitor::reclaim_loop(
+                    pool.clone(),
+                    config.janitor.interval,
+                    config.janitor.consumer_gc,
+                ));
+                pools.push(pool);
+            }
+            for _ in 0..pool_config.concurrency {
+                workers.spawn(consumer::worker_loop(jobs_rx.clone()));
+            }
+            tracing::info!(pool = %pool_config.name, consumer = %consumer, concurrency = pool_config.concurrency, partitions = config.stream.partitions, types = ?pool_config.types, "pool running");
         }
         pools_tx.send_replace(pools.clone());
         background.spawn(janitor::trim_loop(
@@ -325,7 +329,7 @@ async fn start(
     redis: &Redis,
     config: &Config,
     only: &Option<Vec<String>>,
-) -> Result<HashMap<String, StreamId>, RedisError> {
+) -> Result<HashMap<(String, String), StreamId>, RedisError> {
     let never = CancellationToken::new();
     let mut failures = 0u32;
     loop {
@@ -360,21 +364,22 @@ async fn ensure_groups(
     redis: &Redis,
     config: &Config,
     only: &Option<Vec<String>>,
-) -> Result<HashMap<String, StreamId>, RedisError> {
-    let stream = &config.stream.name;
-    for pool in &config.pools {
-        if only.as_ref().is_none_or(|o| o.contains(&pool.name))
-            && redis.create_group(stream, &pool.name, &pool.start).await?
-        {
-            tracing::info!(pool = %pool.name, start = %pool.start, stream = %stream, "created consumer group");
+) -> Result<HashMap<(String, String), StreamId>, RedisError> {
+    let mut positions = HashMap::new();
+    for part in config.stream.partition_list() {
+        let stream = &part.name;
+        for pool in &config.pools {
+            if only.as_ref().is_none_or(|o| o.contains(&pool.name))
+                && redis.create_group(stream, &pool.name, &pool.start).await?
+            {
+                tracing::info!(pool = %pool.name, start = %pool.start, stream = %stream, "created consumer group");
+            }
+        }
+        for g in redis.groups(stream).await? {
+            positions.insert((stream.clone(), g.name), g.last_delivered);
         }
     }
-    Ok(redis
-        .groups(stream)
-        .await?
-        .into_iter()
-        .map(|g| (g.name, g.last_delivered))
-        .collect())
+    Ok(positions)
 }
 
 async fn warn_durability(redis: &Redis) {

@@ -54,6 +54,8 @@ pub struct RawStream {
     pub max_entry_bytes: Option<u64>,
     /// How long `weir publish --id` remembers an id.
     pub dedup_window_seconds: Option<f64>,
+    /// Stream keys the main stream is spread over (Redis Cluster scale-out).
+    pub partitions: Option<u32>,
 }
 
 /// Retry keys: the `[retry]` defaults, and the per-pool overrides.
@@ -179,12 +181,55 @@ pub struct StreamConfig {
     pub max_len: u64,
     pub max_entry_bytes: usize,
     pub dedup_window: Duration,
+    /// How many stream keys the main stream is spread over; 1 is the plain layout.
+    pub partitions: usize,
+}
+
+/// The text inside the first `{…}` of a key, if non-empty: what Redis Cluster hashes.
+fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let close = key[open + 1..].find('}')? + open + 1;
+    Some(&key[open + 1..close]).filter(|t| !t.is_empty())
+}
+
+/// Partition `i`'s name for `key`, a key of the stream `name`'s family: the hash tag gets
+/// `:i` appended (`{bus}:events` → `{bus:0}:events`); without a tag, the stream name
+/// becomes the tag (`integration-bus:dlq` → `{integration-bus:0}:dlq`). `None` when `key`
+/// has neither the stream's tag nor its name in front.
+fn partition_key(name: &str, key: &str, i: usize) -> Option<String> {
+    match hash_tag(name) {
+        Some(tag) => {
+            let braced = format!("{{{tag}}}");
+            key.contains(&braced)
+                .then(|| key.replacen(&braced, &format!("{{{tag}:{i}}}"), 1))
+        }
+        None => key
+            .strip_prefix(name)
+            .map(|rest| format!("{{{name}:{i}}}{rest}")),
+    }
 }
 
 impl StreamConfig {
-    /// The set whose members are paused pools.
+    /// The set whose members are paused pools (one for all partitions).
     pub fn paused_key(&self) -> String {
         format!("{}:paused", self.name)
+    }
+
+    /// The keys of each partition: one `StreamConfig` per partition, with its own stream
+    /// and DLQ keys and its share of `max_len`. With one partition, this stream as it is.
+    pub fn partition_list(&self) -> Vec<StreamConfig> {
+        if self.partitions <= 1 {
+            return vec![self.clone()];
+        }
+        (0..self.partitions)
+            .map(|i| StreamConfig {
+                name: partition_key(&self.name, &self.name, i).unwrap_or_default(),
+                dlq: partition_key(&self.name, &self.dlq, i).unwrap_or_default(),
+                max_len: self.max_len.div_ceil(self.partitions as u64).max(1),
+                partitions: 1,
+                ..self.clone()
+            })
+            .collect()
     }
 }
 
@@ -446,17 +491,19 @@ fn validate_url(url: &str) -> Result<(), ConfigError> {
 /// names start with the stream's, so they follow its hash tag).
 fn check_slots(stream: &StreamConfig) -> Result<(), ConfigError> {
     let slot = |key: &str| fred::util::redis_keyslot(key.as_bytes());
-    if slot(&stream.name) != slot(&stream.dlq) {
-        return Err(invalid(
-            "stream.dlq",
-            format!(
-                "on Redis Cluster the main stream `{}` (slot {}) and the DLQ `{}` (slot {}) must hash to the same slot, because moving an entry to the DLQ is one atomic step; give both one hash tag, e.g. name = \"{{bus}}:events\" and dlq = \"{{bus}}:dlq\"",
-                stream.name,
-                slot(&stream.name),
-                stream.dlq,
-                slot(&stream.dlq)
-            ),
-        ));
+    for part in stream.partition_list() {
+        if slot(&part.name) != slot(&part.dlq) {
+            return Err(invalid(
+                "stream.dlq",
+                format!(
+                    "on Redis Cluster the stream `{}` (slot {}) and its DLQ `{}` (slot {}) must hash to the same slot, because moving an entry to the DLQ is one atomic step; give the stream and the DLQ one hash tag, e.g. name = \"{{bus}}:events\" and dlq = \"{{bus}}:dlq\"",
+                    part.name,
+                    slot(&part.name),
+                    part.dlq,
+                    slot(&part.dlq)
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -572,10 +619,31 @@ impl RawConfig {
         if max_entry_bytes == 0 {
             return Err(invalid("stream.max_entry_bytes", "must be at least 1"));
         }
+        let partitions = self.stream.partitions.unwrap_or(1);
+        if !(1..=1024).contains(&partitions) {
+            return Err(invalid("stream.partitions", "must be between 1 and 1024"));
+        }
+        if partitions > 1 && partition_key(&name, &dlq, 0).is_none() {
+            return Err(invalid(
+                "stream.dlq",
+                format!(
+                    "with partitions > 1 each partition's DLQ must share its stream's slot: the DLQ `{dlq}` must {}",
+                    match hash_tag(&name) {
+                        Some(tag) => format!(
+                            "carry the stream's hash tag {{{tag}}}, e.g. dlq = \"{{{tag}}}:dlq\""
+                        ),
+                        None => format!(
+                            "start with the stream name, e.g. dlq = \"{name}:dlq\" (the default)"
+                        ),
+                    }
+                ),
+            ));
+        }
         Ok(StreamConfig {
             name,
             dlq,
             max_len,
+            partitions: partitions as usize,
             max_entry_bytes: usize::try_from(max_entry_bytes).unwrap_or(usize::MAX),
             dedup_window: seconds(
                 "stream.dedup_window_seconds",

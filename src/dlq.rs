@@ -148,8 +148,21 @@ pub struct Stats {
     pub by_group: BTreeMap<String, u64>,
 }
 
-pub async fn stats(redis: &Redis, dlq: &str, filter: &Filter) -> Result<Stats, RedisError> {
+/// Counts over the DLQs of every partition.
+pub async fn stats(redis: &Redis, dlqs: &[String], filter: &Filter) -> Result<Stats, RedisError> {
     let mut stats = Stats::default();
+    for dlq in dlqs {
+        stats_of(redis, dlq, filter, &mut stats).await?;
+    }
+    Ok(stats)
+}
+
+async fn stats_of(
+    redis: &Redis,
+    dlq: &str,
+    filter: &Filter,
+    stats: &mut Stats,
+) -> Result<(), RedisError> {
     scan(redis, dlq, filter, |entry| {
         stats.total += 1;
         *stats.by_type.entry(text(&entry, "type")).or_default() += 1;
@@ -161,5 +174,5 @@ pub async fn stats(redis: &Redis, dlq: &str, filter: &Filter) -> Result<Stats, R
         true
     })
     .await?;
-    Ok(stats)
+    Ok(())
 }

@@ -68,9 +68,8 @@ impl Health {
         let stream = &self.config.stream;
         self.redis.ping(CHECK_TIMEOUT).await?;
         let check = async {
-            let len = self.redis.len(&stream.name).await?;
-            let dlq = self.redis.len(&stream.dlq).await?;
-            let groups = self.redis.groups(&stream.name).await?;
+            let totals = crate::status::totals(&self.redis, stream).await?;
+            let (len, dlq, groups) = (totals.stream_length, totals.dlq_length, totals.groups);
             let paused: HashSet<String> = self
                 .redis
                 .members(&stream.paused_key())
@@ -101,8 +100,9 @@ impl Health {
                     lag: g.and_then(|g| g.lag),
                     in_flight: running
                         .iter()
-                        .find(|r| *r.name == *p.name)
-                        .map_or(0, |r| r.in_flight.load(Ordering::Relaxed)),
+                        .filter(|r| *r.name == *p.name)
+                        .map(|r| r.in_flight.load(Ordering::Relaxed))
+                        .sum(),
                 }
             })
             .collect();
@@ -211,24 +211,31 @@ pub(crate) async fn watch_loop(
 
 async fn refresh_gauges(health: &Health, paused: &HashSet<String>) {
     let stream = &health.config.stream;
-    let (Ok(len), Ok(dlq), Ok(groups)) = (
-        health.redis.len(&stream.name).await,
-        health.redis.len(&stream.dlq).await,
-        health.redis.groups(&stream.name).await,
-    ) else {
+    let Ok(totals) = crate::status::totals(&health.redis, stream).await else {
         return;
     };
-    metrics::stream_lengths(len, dlq);
+    metrics::stream_lengths(totals.stream_length, totals.dlq_length);
+    let groups = totals.groups;
     let running = health.pools.borrow().clone();
+    let mut seen = HashSet::new();
     for pool in running.iter() {
+        // One report per pool, not per partition.
+        if !seen.insert(pool.name.clone()) {
+            continue;
+        }
+        let in_flight: usize = running
+            .iter()
+            .filter(|p| p.name == pool.name)
+            .map(|p| p.in_flight.load(Ordering::Relaxed))
+            .sum();
         let g = groups.iter().find(|g| g.name == *pool.name);
         let oldest = match g {
-            Some(g) if g.pending > 0 => health
-                .redis
-                .pending_summary(&stream.name, &g.name)
-                .await
-                .ok()
-                .and_then(|(_, min)| min),
+            Some(g) if g.pending > 0 => {
+                crate::status::oldest_pending(&health.redis, stream, &g.name)
+                    .await
+                    .ok()
+                    .flatten()
+            }
             _ => None,
         };
         metrics::oldest_pending(&pool.name, oldest);
@@ -237,7 +244,7 @@ async fn refresh_gauges(health: &Health, paused: &HashSet<String>) {
             &pool.name,
             g.map_or(0, |g| g.pending),
             g.and_then(|g| g.lag),
-            pool.in_flight.load(Ordering::Relaxed),
+            in_flight,
             paused.contains(&*pool.name),
         );
     }

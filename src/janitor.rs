@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, StreamConfig};
 use crate::consumer::{Pool, backoff, enqueue};
 use crate::dispatch::DlqReason;
 use crate::error::RedisErrorKind;
@@ -249,10 +249,17 @@ pub(crate) async fn trim_loop(redis: Redis, config: Arc<Config>, cancel: Cancell
             _ = tokio::time::sleep(every) => {}
             _ = cancel.cancelled() => break,
         }
-        if let Err(e) = detect_unread_deletions(&redis, &config, &mut reported).await {
-            tracing::debug!(error = %e, "could not check for entries deleted before they were read");
+        let mut trimmed = Ok(0);
+        for part in config.stream.partition_list() {
+            if let Err(e) = detect_unread_deletions(&redis, &config, &part, &mut reported).await {
+                tracing::debug!(error = %e, "could not check for entries deleted before they were read");
+            }
+            trimmed = trim_once(&redis, &config, &part).await;
+            if trimmed.is_err() {
+                break;
+            }
         }
-        match trim_once(&redis, &config).await {
+        match trimmed {
             Ok(_) => failures = 0,
             Err(e) => {
                 failures += 1;
@@ -276,9 +283,10 @@ pub(crate) async fn trim_loop(redis: Redis, config: Arc<Config>, cancel: Cancell
 async fn detect_unread_deletions(
     redis: &Redis,
     config: &Config,
-    reported: &mut HashMap<String, u64>,
+    part: &StreamConfig,
+    reported: &mut HashMap<(String, String), u64>,
 ) -> Result<(), crate::error::RedisError> {
-    let stream = &config.stream.name;
+    let stream = &part.name;
     let info = redis.stream_info(stream).await?;
     if info.recorded_first == StreamId::ZERO {
         return Ok(());
@@ -299,14 +307,15 @@ async fn detect_unread_deletions(
             None => 0,
         };
         // Count each missed entry once: only what grew since the last report.
-        let already = reported.get(&group.name).copied().unwrap_or(0);
+        let key = (stream.clone(), group.name.clone());
+        let already = reported.get(&key).copied().unwrap_or(0);
         if missed <= already {
             if missed == 0 {
-                reported.remove(&group.name);
+                reported.remove(&key);
             }
             continue;
         }
-        reported.insert(group.name.clone(), missed);
+        reported.insert(key, missed);
         metrics::lost(&group.name, missed - already);
         tracing::warn!(
             pool = %group.name,
@@ -324,8 +333,8 @@ async fn detect_unread_deletions(
 pub async fn safe_trim_point(
     redis: &Redis,
     config: &Config,
+    stream: &str,
 ) -> Result<Option<StreamId>, crate::error::RedisError> {
-    let stream = &config.stream.name;
     let groups = redis.groups(stream).await?;
     let by_name: HashMap<&str, _> = groups.iter().map(|g| (g.name.as_str(), g)).collect();
     if config
@@ -350,19 +359,23 @@ pub async fn safe_trim_point(
     Ok(safe)
 }
 
-/// One trimming step; returns how many entries were removed.
-pub async fn trim_once(redis: &Redis, config: &Config) -> Result<u64, crate::error::RedisError> {
-    let stream = &config.stream.name;
+/// One trimming step on one partition; returns how many entries were removed.
+pub async fn trim_once(
+    redis: &Redis,
+    config: &Config,
+    part: &StreamConfig,
+) -> Result<u64, crate::error::RedisError> {
+    let stream = &part.name;
     let mut removed = 0;
     for _ in 0..10 {
         let len = redis.len(stream).await?;
-        if len <= config.stream.max_len {
+        if len <= part.max_len {
             break;
         }
-        let Some(safe) = safe_trim_point(redis, config).await? else {
+        let Some(safe) = safe_trim_point(redis, config, stream).await? else {
             break;
         };
-        let excess = (len - config.stream.max_len).min(10_000);
+        let excess = (len - part.max_len).min(10_000);
         let Some(cut) = redis.nth_id(stream, excess).await? else {
             break;
         };

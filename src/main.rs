@@ -61,7 +61,11 @@ enum Command {
         /// Pass-through field (repeatable).
         #[arg(long = "field", value_name = "NAME=VALUE", conflicts_with = "ndjson")]
         fields: Vec<String>,
-        /// One {"type","data","id"?,"fields"?} per line; - for stdin.
+        /// Partition key: with `[stream] partitions`, events with one key keep their order
+        /// (default: the --id).
+        #[arg(long, conflicts_with = "ndjson")]
+        key: Option<String>,
+        /// One {"type","data","id"?,"fields"?,"key"?} per line; - for stdin.
         #[arg(long, value_name = "FILE|-")]
         ndjson: Option<String>,
         #[arg(long)]
@@ -299,6 +303,7 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
             data,
             id,
             fields,
+            key,
             json,
             ..
         } => {
@@ -307,7 +312,13 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
                     "publish needs --type and --data, or --ndjson",
                 ));
             };
-            cli::publish::one(config, event_type, &data, id, &fields, json).await
+            let event = cli::publish::Event {
+                event_type,
+                data,
+                id,
+                key,
+            };
+            cli::publish::one(config, event, &fields, json).await
         }
         Command::Pause { pool, json } => cli::pause(config, &pool, true, json).await,
         Command::Resume { pool, json } => cli::pause(config, &pool, false, json).await,

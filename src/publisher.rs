@@ -12,6 +12,9 @@ use crate::metrics;
 use crate::redis::{Redis, StreamId};
 use crate::schema::{Invalid, Schemas};
 
+/// An entry's field/value pairs as they are written.
+type Fields = Vec<(String, String)>;
+
 /// An event to publish.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +29,10 @@ pub struct NewEvent {
     /// Pass-through fields (`tenant`, `correlation_id`…).
     #[serde(default)]
     pub fields: std::collections::BTreeMap<String, String>,
+    /// With `[stream] partitions` above 1: events with the same key (else the same `id`) go
+    /// to the same partition, so they keep their order. Not written to the entry.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 fn json_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -81,7 +88,10 @@ const RESERVED: &[&str] = &[TYPE, DATA, EVENT_ID];
 
 pub struct Publisher {
     redis: Redis,
-    stream: String,
+    /// The stream key of each partition (one without partitions).
+    streams: Vec<String>,
+    /// Round robin for events with neither a key nor an id.
+    next: std::sync::atomic::AtomicUsize,
     max_entry_bytes: usize,
     dedup_window: Duration,
     schemas: Arc<Schemas>,
@@ -91,7 +101,13 @@ impl Publisher {
     pub fn new(redis: Redis, config: &Config, schemas: Arc<Schemas>) -> Publisher {
         Publisher {
             redis,
-            stream: config.stream.name.clone(),
+            streams: config
+                .stream
+                .partition_list()
+                .into_iter()
+                .map(|p| p.name)
+                .collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
             max_entry_bytes: config.stream.max_entry_bytes,
             dedup_window: config.stream.dedup_window,
             schemas,
@@ -145,8 +161,22 @@ impl Publisher {
         fields
     }
 
-    fn dedup_key(&self, id: &str) -> String {
-        format!("{}:dedup:{id}", self.stream)
+    /// The partition `event` goes to: by the CRC16 of its key (else its id), so the choice is
+    /// the same in every process and version; round robin without either.
+    pub fn partition(&self, event: &NewEvent) -> usize {
+        let n = self.streams.len();
+        if n == 1 {
+            return 0;
+        }
+        match event.key.as_deref().or(event.id.as_deref()) {
+            Some(key) => usize::from(fred::util::redis_keyslot(key.as_bytes())) % n,
+            None => self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n,
+        }
+    }
+
+    /// The dedup key of `id`, next to its partition (same hash tag, same slot).
+    fn dedup_key(stream: &str, id: &str) -> String {
+        format!("{stream}:dedup:{id}")
     }
 
     /// Validates and writes one event. With an `id`, a second publish within the dedup window
@@ -155,18 +185,33 @@ impl Publisher {
         &self,
         event: &NewEvent,
     ) -> Result<Result<Published, Rejection>, RedisError> {
+        self.publish_to(event, self.partition(event)).await
+    }
+
+    /// The stream key of `partition`.
+    pub fn stream(&self, partition: usize) -> &str {
+        &self.streams[partition.min(self.streams.len() - 1)]
+    }
+
+    /// [`Publisher::publish`] to a partition chosen beforehand with [`Publisher::partition`].
+    pub async fn publish_to(
+        &self,
+        event: &NewEvent,
+        partition: usize,
+    ) -> Result<Result<Published, Rejection>, RedisError> {
         if let Err(rejection) = self.check(event) {
             metrics::publish_rejected(rejection.reason());
             return Ok(Err(rejection));
         }
         let fields = self.fields(event);
+        let stream = self.stream(partition);
         let published = match &event.id {
             Some(id) => {
                 let (entry, added) = self
                     .redis
                     .add_once(
-                        &self.stream,
-                        &self.dedup_key(id),
+                        stream,
+                        &Self::dedup_key(stream, id),
                         self.dedup_window,
                         &fields,
                     )
@@ -177,7 +222,7 @@ impl Publisher {
                     Published::Duplicate(entry)
                 }
             }
-            None => Published::Added(self.redis.add_many(&self.stream, &[fields]).await?[0]),
+            None => Published::Added(self.redis.add_many(stream, &[fields]).await?[0]),
         };
         if let Published::Added(_) = published {
             metrics::published(&event.event_type);
@@ -186,9 +231,33 @@ impl Publisher {
     }
 
     /// Writes already-checked events without ids in one pipeline.
+    /// With partitions, each partition's share is one script, in order.
     pub async fn publish_batch(&self, events: &[NewEvent]) -> Result<Vec<StreamId>, RedisError> {
-        let all: Vec<Vec<(String, String)>> = events.iter().map(|e| self.fields(e)).collect();
-        let ids = self.redis.add_many(&self.stream, &all).await?;
+        let mut ids = Vec::with_capacity(events.len());
+        if self.streams.len() == 1 {
+            let all: Vec<Vec<(String, String)>> = events.iter().map(|e| self.fields(e)).collect();
+            ids = self.redis.add_many(&self.streams[0], &all).await?;
+        } else {
+            // Per partition: (position in `events`, fields).
+            let mut shares: Vec<Vec<(usize, Fields)>> = vec![Vec::new(); self.streams.len()];
+            for (i, e) in events.iter().enumerate() {
+                shares[self.partition(e)].push((i, self.fields(e)));
+            }
+            let mut placed = vec![StreamId::ZERO; events.len()];
+            for (stream, share) in self.streams.iter().zip(shares) {
+                if share.is_empty() {
+                    continue;
+                }
+                let (order, fields): (Vec<usize>, Vec<_>) = share.into_iter().unzip();
+                for (i, id) in order
+                    .into_iter()
+                    .zip(self.redis.add_many(stream, &fields).await?)
+                {
+                    placed[i] = id;
+                }
+            }
+            ids.extend(placed);
+        }
         for e in events {
             metrics::published(&e.event_type);
         }

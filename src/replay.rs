@@ -177,12 +177,22 @@ impl Job {
     pub async fn create(
         redis: &Redis,
         stream: &str,
+        spec: Spec,
+        dry_run: bool,
+    ) -> Result<Job, ReplayError> {
+        Self::create_as(redis, stream, spec, dry_run, new_job_id()).await
+    }
+
+    /// [`Job::create`] under a given job id: one job per partition shares the id.
+    pub async fn create_as(
+        redis: &Redis,
+        stream: &str,
         mut spec: Spec,
         dry_run: bool,
+        id: String,
     ) -> Result<Job, ReplayError> {
         let last = redis.last_id(stream).await?.unwrap_or(StreamId::ZERO);
         spec.end = spec.end.min(last);
-        let id = new_job_id();
         let key = job_key(stream, &id);
         let cursor = spec.start;
         if !dry_run {

@@ -6,14 +6,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, StreamConfig};
 use crate::error::RedisError;
-use crate::redis::Redis;
+use crate::redis::{GroupInfo, Redis, StreamId};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub stream: String,
+    /// How many stream keys the stream is spread over.
+    pub partitions: usize,
     pub stream_length: u64,
     pub dlq: String,
     pub dlq_length: u64,
@@ -46,15 +48,68 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The stream, its DLQ and its groups summed over the partitions.
+pub struct Totals {
+    pub stream_length: u64,
+    pub dlq_length: u64,
+    /// Per group: consumers is the most any partition has (a process is one consumer in
+    /// each), pending and lag are sums (lag `None` if any partition cannot tell).
+    pub groups: Vec<GroupInfo>,
+}
+
+pub async fn totals(redis: &Redis, stream: &StreamConfig) -> Result<Totals, RedisError> {
+    let mut totals = Totals {
+        stream_length: 0,
+        dlq_length: 0,
+        groups: Vec::new(),
+    };
+    for part in stream.partition_list() {
+        let len = redis.len(&part.name).await?;
+        totals.stream_length += len;
+        totals.dlq_length += redis.len(&part.dlq).await?;
+        if len == 0 && !redis.exists(&part.name).await? {
+            continue;
+        }
+        for g in redis.groups(&part.name).await? {
+            match totals.groups.iter_mut().find(|t| t.name == g.name) {
+                None => totals.groups.push(g),
+                Some(t) => {
+                    t.consumers = t.consumers.max(g.consumers);
+                    t.pending += g.pending;
+                    t.lag = t.lag.zip(g.lag).map(|(a, b)| a + b);
+                    t.last_delivered = t.last_delivered.max(g.last_delivered);
+                    t.entries_read = t.entries_read.zip(g.entries_read).map(|(a, b)| a + b);
+                }
+            }
+        }
+    }
+    Ok(totals)
+}
+
+/// The oldest entry `group` has not acknowledged, over all partitions.
+pub async fn oldest_pending(
+    redis: &Redis,
+    stream: &StreamConfig,
+    group: &str,
+) -> Result<Option<StreamId>, RedisError> {
+    let mut oldest: Option<StreamId> = None;
+    for part in stream.partition_list() {
+        if let (n, Some(min)) = redis.pending_summary(&part.name, group).await?
+            && n > 0
+        {
+            oldest = Some(oldest.map_or(min, |o| o.min(min)));
+        }
+    }
+    Ok(oldest)
+}
+
 pub async fn status(redis: &Redis, config: &Config) -> Result<Status, RedisError> {
     let stream = &config.stream;
-    let stream_length = redis.len(&stream.name).await?;
-    let dlq_length = redis.len(&stream.dlq).await?;
-    let groups = if stream_length > 0 || redis.exists(&stream.name).await? {
-        redis.groups(&stream.name).await?
-    } else {
-        Vec::new()
-    };
+    let Totals {
+        stream_length,
+        dlq_length,
+        groups,
+    } = totals(redis, stream).await?;
     let paused: HashSet<String> = redis
         .members(&stream.paused_key())
         .await?
@@ -64,7 +119,7 @@ pub async fn status(redis: &Redis, config: &Config) -> Result<Status, RedisError
     for pool in &config.pools {
         let group = groups.iter().find(|g| g.name == pool.name);
         let oldest = match group {
-            Some(g) if g.pending > 0 => redis.pending_summary(&stream.name, &g.name).await?.1,
+            Some(g) if g.pending > 0 => oldest_pending(redis, stream, &g.name).await?,
             _ => None,
         };
         pools.push(PoolStatus {
@@ -94,6 +149,7 @@ pub async fn status(redis: &Redis, config: &Config) -> Result<Status, RedisError
     }
     Ok(Status {
         stream: stream.name.clone(),
+        partitions: stream.partitions,
         stream_length,
         dlq: stream.dlq.clone(),
         dlq_length,

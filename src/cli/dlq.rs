@@ -97,31 +97,37 @@ pub async fn list(
         );
     }
     let mut write_failed = false;
-    let scanned = dlq::scan(&redis, &config.stream.dlq, &filter, |entry| {
-        let d = DeadLetter::from_entry(&entry);
-        let line = if json {
-            serde_json::to_string(&d).unwrap_or_default()
-        } else {
-            format!(
-                "{:<20} {:<20} {:<13} {:<14} {:>3}  {}",
-                d.id,
-                one_line(&d.event_type, 20),
-                d.reason,
-                d.group,
-                d.attempts,
-                one_line(&d.error, 80)
-            )
-        };
-        write_failed = writeln!(out, "{line}").is_err();
-        shown += 1;
-        !write_failed && shown < limit
-    })
-    .await
-    .map_err(runtime)?;
+    let mut scanned = 0;
+    for part in config.stream.partition_list() {
+        if write_failed || shown >= limit {
+            break;
+        }
+        scanned += dlq::scan(&redis, &part.dlq, &filter, |entry| {
+            let d = DeadLetter::from_entry(&entry);
+            let line = if json {
+                serde_json::to_string(&d).unwrap_or_default()
+            } else {
+                format!(
+                    "{:<20} {:<20} {:<13} {:<14} {:>3}  {}",
+                    d.id,
+                    one_line(&d.event_type, 20),
+                    d.reason,
+                    d.group,
+                    d.attempts,
+                    one_line(&d.error, 80)
+                )
+            };
+            write_failed = writeln!(out, "{line}").is_err();
+            shown += 1;
+            !write_failed && shown < limit
+        })
+        .await
+        .map_err(runtime)?;
+    }
     let _ = out.flush();
     eprintln!(
         "{shown} dead letter(s) listed, {scanned} scanned in {}",
-        config.stream.dlq
+        dlq_label(config)
     );
     Ok(())
 }
@@ -129,21 +135,28 @@ pub async fn list(
 pub async fn show(config: &Config, id: &str, json: bool) -> Outcome {
     let id = parse_ids(&[id.to_string()])?[0];
     let redis = connect(config).await?;
-    let entries = redis
-        .range(&config.stream.dlq, &id.to_string(), &id.to_string(), 1)
-        .await
-        .map_err(runtime)?;
-    let Some(entry) = entries.first() else {
+    let mut found = None;
+    for part in config.stream.partition_list() {
+        let entries = redis
+            .range(&part.dlq, &id.to_string(), &id.to_string(), 1)
+            .await
+            .map_err(runtime)?;
+        if let Some(entry) = entries.into_iter().next() {
+            found = Some((part.dlq, entry));
+            break;
+        }
+    }
+    let Some((key, entry)) = found else {
         return Err(Failure::runtime(format!(
             "no entry {id} in {}",
-            config.stream.dlq
+            dlq_label(config)
         )));
     };
-    let d = DeadLetter::from_entry(entry);
+    let d = DeadLetter::from_entry(&entry);
     if json {
         print_json(&serde_json::to_value(&d).unwrap_or_default());
     } else {
-        println!("{} in {}", d.id, config.stream.dlq);
+        println!("{} in {key}", d.id);
         for (k, v) in &d.fields {
             println!("  {k:<14} {v}");
         }
@@ -154,14 +167,18 @@ pub async fn show(config: &Config, id: &str, json: bool) -> Outcome {
 pub async fn stats(config: &Config, selection: &Selection, json: bool) -> Outcome {
     let filter = selection.filter()?;
     let redis = connect(config).await?;
-    let stats = dlq::stats(&redis, &config.stream.dlq, &filter)
-        .await
-        .map_err(runtime)?;
+    let dlqs: Vec<String> = config
+        .stream
+        .partition_list()
+        .into_iter()
+        .map(|p| p.dlq)
+        .collect();
+    let stats = dlq::stats(&redis, &dlqs, &filter).await.map_err(runtime)?;
     if json {
         print_json(&serde_json::to_value(&stats).unwrap_or_default());
         return Ok(());
     }
-    println!("{} dead letter(s) in {}", stats.total, config.stream.dlq);
+    println!("{} dead letter(s) in {}", stats.total, dlq_label(config));
     for (title, counts) in [
         ("by type", &stats.by_type),
         ("by reason", &stats.by_reason),
@@ -175,14 +192,15 @@ pub async fn stats(config: &Config, selection: &Selection, json: bool) -> Outcom
     Ok(())
 }
 
-/// Entries (ID and type) matching `filter`; IDs only, so memory stays small.
+/// Entries (ID and type) of one partition's DLQ matching `filter`; IDs only, so memory
+/// stays small.
 async fn matching(
     redis: &Redis,
-    config: &Config,
+    dlq_key: &str,
     filter: &Filter,
 ) -> Result<Vec<(StreamId, String)>, Failure> {
     let mut found = Vec::new();
-    dlq::scan(redis, &config.stream.dlq, filter, |entry| {
+    dlq::scan(redis, dlq_key, filter, |entry| {
         let ty = entry
             .field("type")
             .map(|v| String::from_utf8_lossy(v).into_owned())
@@ -193,6 +211,14 @@ async fn matching(
     .await
     .map_err(runtime)?;
     Ok(found)
+}
+
+/// The DLQ as messages name it: the key, or the key and the partition count.
+fn dlq_label(config: &Config) -> String {
+    match config.stream.partitions {
+        1 => config.stream.dlq.clone(),
+        n => format!("{} ({n} partitions)", config.stream.dlq),
+    }
 }
 
 pub async fn reprocess(
@@ -212,50 +238,81 @@ pub async fn reprocess(
         return Err(Failure::usage("give entry IDs or --type/--all, not both"));
     }
     let redis = connect(config).await?;
-    let targets: Vec<(StreamId, String)> = if ids.is_empty() {
-        matching(&redis, config, &selection.filter()?).await?
+    let parts = config.stream.partition_list();
+    // Per partition, what to move from its DLQ back to its stream (the same slot). Given
+    // IDs are looked for in every partition, in order; what no partition has is missing.
+    let mut per_part: Vec<Vec<(StreamId, String)>> = Vec::with_capacity(parts.len());
+    for part in &parts {
+        per_part.push(if ids.is_empty() {
+            matching(&redis, &part.dlq, &selection.filter()?).await?
+        } else {
+            Vec::new()
+        });
+    }
+    let mut unplaced: Vec<(StreamId, String)> = if ids.is_empty() {
+        Vec::new()
     } else {
         parse_ids(ids)?
             .into_iter()
             .map(|id| (id, String::new()))
             .collect()
     };
+    let total = if ids.is_empty() {
+        per_part.iter().map(Vec::len).sum()
+    } else {
+        unplaced.len()
+    };
     let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut moved, mut missing) = (0u64, Vec::new());
-    let bar = super::progress(Some(targets.len() as u64), "reprocess");
-    for chunk in targets.chunks(dlq::PAGE) {
-        bar.inc(chunk.len() as u64);
-        if dry_run {
-            for (_, ty) in chunk {
-                *by_type.entry(ty.clone()).or_default() += 1;
-            }
-            continue;
-        }
-        let ids: Vec<StreamId> = chunk.iter().map(|(id, _)| *id).collect();
-        let results = redis
-            .reprocess(&config.stream.dlq, &config.stream.name, &ids)
-            .await
-            .map_err(runtime)?;
-        for ((id, ty), result) in chunk.iter().zip(results) {
-            match result {
-                Some(_) => {
-                    moved += 1;
+    let mut moved = 0u64;
+    let bar = super::progress(Some(total as u64), "reprocess");
+    for (part, targets) in parts.iter().zip(per_part) {
+        let targets = if ids.is_empty() {
+            targets
+        } else {
+            std::mem::take(&mut unplaced)
+        };
+        for chunk in targets.chunks(dlq::PAGE) {
+            if dry_run {
+                bar.inc(chunk.len() as u64);
+                for (_, ty) in chunk {
                     *by_type.entry(ty.clone()).or_default() += 1;
                 }
-                None => missing.push(id.to_string()),
+                continue;
             }
+            let chunk_ids: Vec<StreamId> = chunk.iter().map(|(id, _)| *id).collect();
+            let results = redis
+                .reprocess(&part.dlq, &part.name, &chunk_ids)
+                .await
+                .map_err(runtime)?;
+            for ((id, ty), result) in chunk.iter().zip(results) {
+                match result {
+                    Some(_) => {
+                        moved += 1;
+                        bar.inc(1);
+                        *by_type.entry(ty.clone()).or_default() += 1;
+                    }
+                    None => unplaced.push((*id, ty.clone())),
+                }
+            }
+        }
+        if dry_run && !ids.is_empty() {
+            break;
         }
     }
     bar.finish_and_clear();
+    let missing: Vec<String> = if dry_run {
+        Vec::new()
+    } else {
+        unplaced.iter().map(|(id, _)| id.to_string()).collect()
+    };
     if json {
         print_json(
-            &serde_json::json!({"dryRun": dry_run, "matched": targets.len(), "reprocessed": moved, "missing": missing, "byType": by_type}),
+            &serde_json::json!({"dryRun": dry_run, "matched": total, "reprocessed": moved, "missing": missing, "byType": by_type}),
         );
     } else if dry_run {
         println!(
             "dry run: {} dead letter(s) would be reprocessed to {}",
-            targets.len(),
-            config.stream.name
+            total, config.stream.name
         );
         for (t, n) in &by_type {
             println!("  {:<24} {n}", if t.is_empty() { "(by id)" } else { t });
@@ -274,7 +331,7 @@ pub async fn reprocess(
         return Err(Failure::runtime(format!(
             "{} of the given IDs are not in {}",
             missing.len(),
-            config.stream.dlq
+            dlq_label(config)
         )));
     }
     Ok(())
@@ -283,10 +340,10 @@ pub async fn reprocess(
 pub async fn forget(config: &Config, ids: &[String], json: bool) -> Outcome {
     let ids = parse_ids(ids)?;
     let redis = connect(config).await?;
-    let deleted = redis
-        .delete(&config.stream.dlq, &ids)
-        .await
-        .map_err(runtime)?;
+    let mut deleted = 0;
+    for part in config.stream.partition_list() {
+        deleted += redis.delete(&part.dlq, &ids).await.map_err(runtime)?;
+    }
     if json {
         print_json(&serde_json::json!({"forgotten": deleted, "requested": ids.len()}));
     } else {
@@ -306,25 +363,24 @@ pub async fn purge(config: &Config, types: &[String], yes: bool, json: bool) -> 
         types: types.to_vec(),
         ..Filter::default()
     };
-    let ids: Vec<StreamId> = matching(&redis, config, &filter)
-        .await?
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
     let mut deleted = 0;
-    let bar = super::progress(Some(ids.len() as u64), "purge");
-    for chunk in ids.chunks(dlq::PAGE) {
-        deleted += redis
-            .delete(&config.stream.dlq, chunk)
-            .await
-            .map_err(runtime)?;
-        bar.inc(chunk.len() as u64);
+    let bar = super::progress(None, "purge");
+    for part in config.stream.partition_list() {
+        let ids: Vec<StreamId> = matching(&redis, &part.dlq, &filter)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        for chunk in ids.chunks(dlq::PAGE) {
+            deleted += redis.delete(&part.dlq, chunk).await.map_err(runtime)?;
+            bar.inc(chunk.len() as u64);
+        }
     }
     bar.finish_and_clear();
     if json {
         print_json(&serde_json::json!({"purged": deleted}));
     } else {
-        println!("purged {deleted} dead letter(s) from {}", config.stream.dlq);
+        println!("purged {deleted} dead letter(s) from {}", dlq_label(config));
     }
     Ok(())
 }

@@ -58,26 +58,30 @@ fn rejected(rejection: &Rejection, where_: &str) -> Failure {
     Failure::runtime(format!("{where_}: {rejection}; nothing was written"))
 }
 
-pub async fn one(
-    config: &Config,
-    event_type: String,
-    data: &str,
-    id: Option<String>,
-    fields: &[String],
-    json: bool,
-) -> Outcome {
+/// `weir publish --type … --data …` as given on the command line.
+pub struct Event {
+    pub event_type: String,
+    /// JSON text, `@FILE` or `-`.
+    pub data: String,
+    pub id: Option<String>,
+    pub key: Option<String>,
+}
+
+pub async fn one(config: &Config, given: Event, fields: &[String], json: bool) -> Outcome {
     let event = NewEvent {
-        event_type,
-        data: read_source(data)?,
-        id,
+        event_type: given.event_type,
+        data: read_source(&given.data)?,
+        id: given.id,
+        key: given.key,
         fields: fields
             .iter()
             .map(|f| parse_field(f))
             .collect::<Result<_, _>>()?,
     };
     let publisher = publisher(config).await?;
+    let partition = publisher.partition(&event);
     let result = publisher
-        .publish(&event)
+        .publish_to(&event, partition)
         .await
         .map_err(super::redis_failure)?;
     let published = result.map_err(|r| rejected(&r, "event"))?;
@@ -87,7 +91,7 @@ pub async fn one(
     };
     if json {
         print_json(
-            &serde_json::json!({"entryId": entry.to_string(), "duplicate": duplicate, "type": event.event_type}),
+            &serde_json::json!({"entryId": entry.to_string(), "duplicate": duplicate, "type": event.event_type, "stream": publisher.stream(partition)}),
         );
     } else if duplicate {
         println!(
@@ -97,7 +101,8 @@ pub async fn one(
     } else {
         println!(
             "published {entry} ({}) to {}",
-            event.event_type, config.stream.name
+            event.event_type,
+            publisher.stream(partition)
         );
     }
     Ok(())

@@ -85,43 +85,112 @@ fn failure(e: ReplayError) -> Failure {
     }
 }
 
+/// Creates (or, with `--resume`, reads back) the job of every partition: one job id, one
+/// progress hash per partition (`<partition>:replay:<job>`, in the partition's slot).
+async fn jobs(
+    redis: &weir::redis::Redis,
+    config: &Config,
+    a: &Args,
+) -> Result<Vec<(String, Option<Job>)>, Failure> {
+    let parts = config.stream.partition_list();
+    let mut jobs = Vec::with_capacity(parts.len());
+    match &a.resume {
+        Some(id) => {
+            for part in parts {
+                let job = match Job::resume(redis, &part.name, id).await {
+                    Ok(job) => Some(job),
+                    Err(ReplayError::Finished(_)) => None,
+                    Err(e) => return Err(failure(e)),
+                };
+                jobs.push((part.name, job));
+            }
+            if jobs.iter().all(|(_, j)| j.is_none()) {
+                return Err(failure(ReplayError::Finished(id.clone())));
+            }
+        }
+        None => {
+            let spec = spec(config, a)?;
+            let id = weir::replay::new_job_id();
+            for part in parts {
+                let job = Job::create_as(redis, &part.name, spec.clone(), a.dry_run, id.clone())
+                    .await
+                    .map_err(failure)?;
+                jobs.push((part.name, Some(job)));
+            }
+        }
+    }
+    Ok(jobs)
+}
+
 pub async fn replay(config: &Config, a: Args) -> Outcome {
-    let stream = &config.stream.name;
     let redis = connect(config).await?;
-    let mut job = match &a.resume {
-        Some(id) => Job::resume(&redis, stream, id).await.map_err(failure)?,
-        None => Job::create(&redis, stream, spec(config, &a)?, a.dry_run)
-            .await
-            .map_err(failure)?,
-    };
-    let key = weir::replay::job_key(stream, &job.id);
+    let mut jobs = jobs(&redis, config, &a).await?;
+    let id = jobs
+        .iter()
+        .find_map(|(_, j)| j.as_ref().map(|j| j.id.clone()))
+        .unwrap_or_default();
+    let first_stream = jobs.first().map(|(s, _)| s.clone()).unwrap_or_default();
+    let key = weir::replay::job_key(&first_stream, &id);
     if !a.dry_run && !a.json {
+        let more = if jobs.len() > 1 {
+            format!(
+                " and the same job under each of the {} partitions",
+                jobs.len()
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "replay job {} (progress: redis-cli HGETALL {key}; resume with --resume {})",
-            job.id, job.id
+            "replay job {id} (progress: redis-cli HGETALL {key}{more}; resume with --resume {id})"
         );
     }
     let bar = super::progress(None, "replay: scanned");
-    let show = |p: &Progress| {
-        bar.set_position(p.scanned);
-        bar.set_message(format!(
-            "replay: matched {}, published {}; scanned",
-            p.matched, p.published
-        ));
-    };
-    let result = job.run(&redis, stream, a.dry_run, show).await;
-    bar.finish_and_clear();
-    if let Err(e) = result {
-        return Err(Failure::runtime(format!(
-            "{e}; progress is saved, continue with: weir replay --resume {}",
-            job.id
-        )));
+    let mut total = Progress::default();
+    let mut limit = jobs
+        .iter()
+        .find_map(|(_, j)| j.as_ref().and_then(|j| j.spec.limit));
+    for (stream, job) in jobs.iter_mut() {
+        let Some(job) = job else { continue };
+        // One limit for the whole replay: what the partitions before used is gone.
+        if let Some(left) = limit {
+            job.spec.limit = Some(left);
+        }
+        let before = total.clone();
+        let show = |p: &Progress| {
+            bar.set_position(before.scanned + p.scanned);
+            bar.set_message(format!(
+                "replay: matched {}, published {}; scanned",
+                before.matched + p.matched,
+                before.published + p.published
+            ));
+        };
+        let result = job.run(&redis, stream, a.dry_run, show).await;
+        if let Err(e) = result {
+            bar.finish_and_clear();
+            return Err(Failure::runtime(format!(
+                "{e}; progress is saved, continue with: weir replay --resume {id}"
+            )));
+        }
+        let p = &job.progress;
+        total.scanned += p.scanned;
+        total.matched += p.matched;
+        total.published += p.published;
+        total.status = p.status.clone();
+        for (t, n) in &p.by_type {
+            *total.by_type.entry(t.clone()).or_default() += n;
+        }
+        limit = limit.map(|l| l.saturating_sub(p.matched));
+        if limit == Some(0) {
+            break;
+        }
     }
-    let p = &job.progress;
+    bar.finish_and_clear();
+    let p = &total;
     if a.json {
         print_json(&serde_json::json!({
-            "job": job.id, "dryRun": a.dry_run, "status": p.status, "scanned": p.scanned,
+            "job": id, "dryRun": a.dry_run, "status": p.status, "scanned": p.scanned,
             "matched": p.matched, "published": p.published, "byType": p.by_type, "key": key,
+            "partitions": jobs.len(),
         }));
     } else if a.dry_run {
         println!(
@@ -133,8 +202,8 @@ pub async fn replay(config: &Config, a: Args) -> Outcome {
         }
     } else {
         println!(
-            "replay {} done: {} scanned, {} matched, {} published to {stream}",
-            job.id, p.scanned, p.matched, p.published
+            "replay {id} done: {} scanned, {} matched, {} published to {}",
+            p.scanned, p.matched, p.published, config.stream.name
         );
     }
     Ok(())

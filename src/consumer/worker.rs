@@ -16,6 +16,8 @@ use crate::settle;
 
 /// An entry on its way to a worker, with the worker slot it holds.
 pub struct Job {
+    /// The pool and partition the entry came from.
+    pub pool: Arc<Pool>,
     pub entry: RawEntry,
     /// Delivery number: 1 from the reader, the delivery count from the janitor.
     pub attempt: u64,
@@ -24,11 +26,17 @@ pub struct Job {
 
 /// Hands `entry` to the pool's workers. The entry is leased already, so waiting in the
 /// queue cannot get it reclaimed. At shutdown (queue closed) it stays pending.
-pub(crate) fn enqueue(pool: &Pool, entry: RawEntry, attempt: u64, permit: OwnedSemaphorePermit) {
+pub(crate) fn enqueue(
+    pool: &Arc<Pool>,
+    entry: RawEntry,
+    attempt: u64,
+    permit: OwnedSemaphorePermit,
+) {
     let id = entry.id;
     if pool
         .jobs
         .try_send(Job {
+            pool: pool.clone(),
             entry,
             attempt,
             permit,
@@ -39,18 +47,19 @@ pub(crate) fn enqueue(pool: &Pool, entry: RawEntry, attempt: u64, permit: OwnedS
     }
 }
 
-/// One of the pool's `concurrency` long-lived workers: runs jobs until the queue is closed
-/// and empty. Long-lived tasks, not one task per entry: spawning a task per entry costs
-/// more than reusing one.
-pub(crate) async fn worker_loop(pool: Arc<Pool>, jobs: async_channel::Receiver<Job>) {
+/// One of the pool's `concurrency` long-lived workers, shared by all its partitions: runs
+/// jobs until the queue is closed and empty. Long-lived tasks, not one task per entry:
+/// spawning a task per entry costs more than reusing one.
+pub(crate) async fn worker_loop(jobs: async_channel::Receiver<Job>) {
     while let Ok(job) = jobs.recv().await {
+        let pool = &job.pool;
         if pool.abandon.is_cancelled() {
             break; // shutdown grace is over: what is still queued stays pending
         }
         // Boxed: the job's future (handler, settle, Redis calls) is several KB, and an idle
         // worker should not hold that much; one allocation per entry is cheaper than
         // `concurrency` times the largest state.
-        Box::pin(process(&pool, job.entry, job.attempt)).await;
+        Box::pin(process(pool, job.entry, job.attempt)).await;
         drop(job.permit);
     }
 }
