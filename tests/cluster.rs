@@ -360,3 +360,230 @@ async fn two_engines_share_a_pool_on_a_cluster_and_a_stopped_ones_consumer_is_re
     .await;
     first.stop().await;
 }
+
+#[test]
+fn partition_keys_follow_the_hash_tag_or_the_stream_name() {
+    let toml = |stream: &str, extra: &str| {
+        format!(
+            "[redis]\nurl = \"redis-cluster://127.0.0.1:7000\"\n[stream]\n{stream}{extra}[[pools]]\nname = \"p\"\ntypes = [\"*\"]\nhandler = {{ kind = \"noop\" }}\n"
+        )
+    };
+    let names = |config: &Config| -> Vec<(String, String)> {
+        config
+            .stream
+            .partition_list()
+            .into_iter()
+            .map(|p| (p.name, p.dlq))
+            .collect()
+    };
+    // Untagged names: the stream name becomes each partition's tag, the DLQ follows.
+    let config = Config::from_toml(
+        &toml("name = \"integration-bus\"\n", "partitions = 3\n"),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(
+        names(&config),
+        (0..3)
+            .map(|i| (
+                format!("{{integration-bus:{i}}}"),
+                format!("{{integration-bus:{i}}}:dlq")
+            ))
+            .collect::<Vec<_>>()
+    );
+    // Tagged names: the tag gets the partition number.
+    let config = Config::from_toml(
+        &toml(
+            "name = \"{bus}:events\"\ndlq = \"{bus}:dlq\"\n",
+            "partitions = 2\n",
+        ),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(
+        names(&config),
+        vec![
+            ("{bus:0}:events".to_string(), "{bus:0}:dlq".to_string()),
+            ("{bus:1}:events".to_string(), "{bus:1}:dlq".to_string()),
+        ]
+    );
+    // One partition is today's layout.
+    let config = Config::from_toml(
+        &toml("name = \"{bus}:events\"\ndlq = \"{bus}:dlq\"\n", ""),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(
+        names(&config),
+        vec![("{bus}:events".to_string(), "{bus}:dlq".to_string())]
+    );
+    // A DLQ that cannot follow the partitions, and a partition count out of range.
+    let err = Config::from_toml(
+        &toml(
+            "name = \"{bus}:events\"\ndlq = \"dead\"\n",
+            "partitions = 2\n",
+        ),
+        Path::new("."),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("stream.dlq") && err.contains("{bus}"), "{err}");
+    let err = Config::from_toml(&toml("", "partitions = 0\n"), Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("stream.partitions"), "{err}");
+}
+
+#[tokio::test]
+async fn a_partitioned_stream_spreads_over_the_shards_and_every_tool_sees_all_of_it() {
+    let cluster = RedisCluster::start(3, 0);
+    let base = stream_name("parts");
+    let pools = "[[pools]]\nname = \"p\"\nconcurrency = 8\ntypes = [\"a\", \"b\"]\n";
+    let toml = cluster_toml(&cluster, &base, &format!("{base}:dlq"), pools)
+        .replace("[retry]", "partitions = 3\n[retry]");
+    let cfg = config(&toml);
+    let parts = cfg.stream.partition_list();
+    assert_eq!(parts.len(), 3);
+    let handler = Recorder::with(|d| {
+        if d.event_type == "b" {
+            Outcome::permanent("rejected on purpose")
+        } else {
+            Outcome::Success
+        }
+    });
+    let running = run(Engine::new(cfg.clone()).with_handler("p", handler.clone()));
+    let redis = cluster.client().await;
+    for part in &parts {
+        wait_for("the group on every partition", T, || async {
+            redis.groups(&part.name).await.is_ok_and(|g| g.len() == 1)
+        })
+        .await;
+    }
+    // Published through the library: by id, and 20 with one key (they must keep order).
+    let schemas = std::sync::Arc::new(weir::schema::Schemas::load(None).unwrap());
+    let publisher = weir::publisher::Publisher::new(redis.clone(), &cfg, schemas);
+    let event =
+        |ty: &str, n: u64, id: Option<String>, key: Option<String>| weir::publisher::NewEvent {
+            event_type: ty.into(),
+            data: format!("{{\"n\":{n}}}"),
+            id,
+            fields: Default::default(),
+            key,
+        };
+    for n in 0..120 {
+        publisher
+            .publish(&event("a", n, Some(format!("evt-{n}")), None))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    for n in 120..140 {
+        publisher
+            .publish(&event("a", n, None, Some("order-42".into())))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    for n in 140..146 {
+        publisher
+            .publish(&event("b", n, None, None))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Spread: every partition got some, and they live on more than one node.
+    let mut nodes = std::collections::HashSet::new();
+    for part in &parts {
+        assert!(
+            redis.len(&part.name).await.unwrap() > 0,
+            "{} is empty",
+            part.name
+        );
+        nodes.insert(cluster.node_for(&part.name).port);
+    }
+    assert!(nodes.len() > 1, "partitions on one node only");
+    wait_for("all a handled, all b dead-lettered", T, || async {
+        handler.count() == 146
+    })
+    .await;
+    let seen = handler.seen();
+    let mut ns: Vec<u64> = seen.iter().filter_map(|s| n_of(&s.data)).collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..146).collect::<Vec<_>>(), "each handled once");
+    // The keyed events share a partition, in publish order.
+    let keyed: Vec<StreamIdOf> = seen
+        .iter()
+        .filter(|s| (120..140).contains(&n_of(&s.data).unwrap()))
+        .map(|s| (s.entry_id, n_of(&s.data).unwrap()))
+        .collect();
+    let mut by_id = keyed.clone();
+    by_id.sort();
+    assert!(
+        by_id.windows(2).all(|w| w[0].1 < w[1].1),
+        "same key, same partition, publish order: {by_id:?}"
+    );
+
+    // The CLI across partitions.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streams.toml");
+    std::fs::write(
+        &path,
+        toml.replace(
+            "types = [\"a\", \"b\"]\n",
+            "types = [\"a\", \"b\"]\nhandler = { kind = \"log\" }\n",
+        ),
+    )
+    .unwrap();
+    let weir = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("-c")
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "weir {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for("every DLQ move done", T, || async {
+        let mut total = 0;
+        for part in &parts {
+            total += redis.len(&part.dlq).await.unwrap_or(0);
+        }
+        total == 6
+    })
+    .await;
+    assert_eq!(weir(&["dlq", "list", "--json"]).lines().count(), 6);
+    let stats: serde_json::Value =
+        serde_json::from_str(&weir(&["dlq", "stats", "--json"])).unwrap();
+    assert_eq!(stats["total"], 6);
+    let status: serde_json::Value = serde_json::from_str(&weir(&["status", "--json"])).unwrap();
+    assert_eq!(status["partitions"], 3);
+    assert_eq!(status["streamLength"], 146);
+    assert_eq!(status["dlqLength"], 6);
+    let reprocessed: serde_json::Value =
+        serde_json::from_str(&weir(&["dlq", "reprocess", "--all", "--json"])).unwrap();
+    assert_eq!(reprocessed["reprocessed"], 6);
+    wait_for("reprocessed entries rejected again", T, || async {
+        handler.count() == 152
+    })
+    .await;
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 60_000)
+        .to_string();
+    let replay: serde_json::Value = serde_json::from_str(&weir(&[
+        "replay", "--since", "0", "--until", &until, "--type", "a", "--json",
+    ]))
+    .unwrap();
+    assert_eq!(replay["published"], 140);
+    assert_eq!(replay["partitions"], 3);
+    wait_for("the replayed entries handled", T, || async {
+        handler.count() == 292
+    })
+    .await;
+    running.stop().await;
+}
+
+type StreamIdOf = (weir::redis::StreamId, u64);
