@@ -587,3 +587,92 @@ async fn a_partitioned_stream_spreads_over_the_shards_and_every_tool_sees_all_of
 }
 
 type StreamIdOf = (weir::redis::StreamId, u64);
+
+#[tokio::test]
+async fn partitions_work_on_a_single_server_and_publish_keeps_a_keys_order() {
+    let server = RedisServer::start();
+    let base = stream_name("single-parts");
+    let toml = format!(
+        "shutdown_grace_seconds = 5\n[redis]\nurl = \"{}\"\n[stream]\nname = \"{base}\"\npartitions = 2\n\
+         [janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:{}\"\n\
+         [[pools]]\nname = \"p\"\nconcurrency = 4\ntypes = [\"*\"]\nhandler = {{ kind = \"log\" }}\n",
+        server.url(),
+        free_port()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streams.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let publish = |n: u64, key: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("-c")
+            .arg(&path)
+            .args([
+                "publish",
+                "--type",
+                "job",
+                "--data",
+                &format!("{{\"n\":{n}}}"),
+            ])
+            .args(["--key", key, "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["stream"].as_str().unwrap().to_string()
+    };
+    // One key always lands in one partition; two different keys can use both.
+    let first = publish(0, "tenant-a");
+    let streams: Vec<String> = (1..6).map(|n| publish(n, "tenant-a")).collect();
+    assert!(
+        streams.iter().all(|s| *s == first),
+        "{first} vs {streams:?}"
+    );
+    let parts: Vec<String> = config(&toml)
+        .stream
+        .partition_list()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(parts, [format!("{{{base}:0}}"), format!("{{{base}:1}}")]);
+    assert!(parts.contains(&first));
+    let other = (0..20)
+        .map(|i| publish(100 + i, &format!("tenant-{i}")))
+        .find(|s| *s != first);
+    assert!(
+        other.is_some(),
+        "20 keys all hashed to one of two partitions"
+    );
+
+    let handler = Recorder::ok();
+    let running = run(Engine::new(config(&toml)).with_handler("p", handler.clone()));
+    wait_for("every published entry handled", T, || async {
+        handler.count() >= 7
+    })
+    .await;
+    let redis = server.client().await;
+    wait_for("nothing pending on either partition", T, || async {
+        let mut pending = 0;
+        for p in &parts {
+            pending += group_pending(&redis, p, "p").await;
+        }
+        pending == 0
+            && handler.per_entry().len() as u64
+                == redis.len(&parts[0]).await.unwrap() + redis.len(&parts[1]).await.unwrap()
+    })
+    .await;
+    // The key's events sit in its partition in publish order (handling runs concurrently).
+    let keyed: Vec<u64> = redis
+        .range(&first, "-", "+", 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| n_of(&field(e, "data")))
+        .filter(|n| *n < 6)
+        .collect();
+    assert_eq!(
+        keyed,
+        [0, 1, 2, 3, 4, 5],
+        "one key, one partition, in order"
+    );
+    running.stop().await;
+}
