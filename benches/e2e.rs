@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 use weir::redis::Redis;
 use weir::{Config, Delivery, Engine, Handler, Outcome};
 
+mod common;
+
+use common::free_port;
+
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 const STREAM: &str = "bench";
 
@@ -35,14 +39,6 @@ struct Server {
     child: Child,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Server {
     fn start(aof: bool) -> Server {
         let dir = tempfile::tempdir().unwrap();
@@ -52,28 +48,8 @@ impl Server {
         } else {
             &["--appendonly", "no"]
         };
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(persistence)
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is needed: apt-get install -y redis-server redis-tools");
-        let server = Server { port, dir, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while server.cli(&["PING"]) != "PONG" {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
+        let child = common::spawn_redis(port, dir.path(), persistence);
+        Server { port, dir, child }
     }
 
     fn url(&self) -> String {
@@ -505,16 +481,7 @@ impl Bench {
             &config,
             schemas,
         ));
-        let batch: Vec<weir::publisher::NewEvent> = (0..500)
-            .map(|i| weir::publisher::NewEvent {
-                event_type: "noop.x".into(),
-                data: format!("{{\"i\":{i}}}"),
-                id: None,
-                fields: BTreeMap::new(),
-                key: None,
-            })
-            .collect();
-        let batch = Arc::new(batch);
+        let batch = Arc::new(noop_batch(500));
         let (own_before, redis_before) = (own_cpu(), self.server.cpu());
         let start = Instant::now();
         let tasks: Vec<_> = (0..2)
@@ -843,6 +810,19 @@ fn hold_engine(config: &Path) {
     );
 }
 
+/// `n` `noop.x` events without ids or keys, for the publisher.
+fn noop_batch(n: usize) -> Vec<weir::publisher::NewEvent> {
+    (0..n)
+        .map(|i| weir::publisher::NewEvent {
+            event_type: "noop.x".into(),
+            data: format!("{{\"i\":{i}}}"),
+            id: None,
+            fields: BTreeMap::new(),
+            key: None,
+        })
+        .collect()
+}
+
 /// A local Redis Cluster of `masters` redis-servers (no persistence), joined with
 /// `redis-cli --cluster create`.
 struct Cluster {
@@ -866,29 +846,20 @@ impl Cluster {
             .map(|port| {
                 let node_dir = dir.path().join(port.to_string());
                 std::fs::create_dir_all(&node_dir).unwrap();
-                Command::new("redis-server")
-                    .args([
-                        "--port",
-                        &port.to_string(),
-                        "--bind",
+                common::spawn_redis(
+                    *port,
+                    &node_dir,
+                    &[
+                        "--appendonly",
+                        "no",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-announce-ip",
                         "127.0.0.1",
-                        "--save",
-                        "",
-                    ])
-                    .args(["--appendonly", "no", "--cluster-enabled", "yes"])
-                    .args(["--cluster-announce-ip", "127.0.0.1"])
-                    .arg("--dir")
-                    .arg(&node_dir)
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .unwrap()
+                    ],
+                )
             })
             .collect();
-        for port in &ports {
-            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
         let cluster = Cluster {
             nodes,
             ports,
@@ -964,15 +935,7 @@ async fn cluster_run(shards: usize, processes: usize, n: u64) -> f64 {
     redis.connect().await.unwrap();
     let schemas = Arc::new(weir::schema::Schemas::load(None).unwrap());
     let publisher = weir::publisher::Publisher::new(redis.clone(), &config, schemas);
-    let batch: Vec<weir::publisher::NewEvent> = (0..1000)
-        .map(|i| weir::publisher::NewEvent {
-            event_type: "noop.x".into(),
-            data: format!("{{\"i\":{i}}}"),
-            id: None,
-            fields: BTreeMap::new(),
-            key: None,
-        })
-        .collect();
+    let batch = noop_batch(1000);
     for _ in 0..n / 1000 {
         publisher.publish_batch(&batch).await.unwrap();
     }

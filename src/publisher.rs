@@ -149,7 +149,7 @@ impl Publisher {
         }
     }
 
-    fn fields(&self, event: &NewEvent) -> Vec<(String, String)> {
+    fn fields(&self, event: &NewEvent) -> Fields {
         let mut fields = vec![
             (TYPE.to_string(), event.event_type.clone()),
             (DATA.to_string(), event.data.clone()),
@@ -230,33 +230,26 @@ impl Publisher {
         Ok(Ok(published))
     }
 
-    /// Writes already-checked events without ids in one pipeline.
-    /// With partitions, each partition's share is one script, in order.
+    /// Writes already-checked events without ids: each partition's share as one script, in
+    /// order. Returns the entry IDs in the order of `events`.
     pub async fn publish_batch(&self, events: &[NewEvent]) -> Result<Vec<StreamId>, RedisError> {
-        let mut ids = Vec::with_capacity(events.len());
-        if self.streams.len() == 1 {
-            let all: Vec<Vec<(String, String)>> = events.iter().map(|e| self.fields(e)).collect();
-            ids = self.redis.add_many(&self.streams[0], &all).await?;
-        } else {
-            // Per partition: (position in `events`, fields).
-            let mut shares: Vec<Vec<(usize, Fields)>> = vec![Vec::new(); self.streams.len()];
-            for (i, e) in events.iter().enumerate() {
-                shares[self.partition(e)].push((i, self.fields(e)));
+        // Per partition: (position in `events`, fields).
+        let mut shares: Vec<Vec<(usize, Fields)>> = vec![Vec::new(); self.streams.len()];
+        for (i, e) in events.iter().enumerate() {
+            shares[self.partition(e)].push((i, self.fields(e)));
+        }
+        let mut ids = vec![StreamId::ZERO; events.len()];
+        for (stream, share) in self.streams.iter().zip(shares) {
+            if share.is_empty() {
+                continue;
             }
-            let mut placed = vec![StreamId::ZERO; events.len()];
-            for (stream, share) in self.streams.iter().zip(shares) {
-                if share.is_empty() {
-                    continue;
-                }
-                let (order, fields): (Vec<usize>, Vec<_>) = share.into_iter().unzip();
-                for (i, id) in order
-                    .into_iter()
-                    .zip(self.redis.add_many(stream, &fields).await?)
-                {
-                    placed[i] = id;
-                }
+            let (order, fields): (Vec<usize>, Vec<Fields>) = share.into_iter().unzip();
+            for (i, id) in order
+                .into_iter()
+                .zip(self.redis.add_many(stream, &fields).await?)
+            {
+                ids[i] = id;
             }
-            ids.extend(placed);
         }
         for e in events {
             metrics::published(&e.event_type);

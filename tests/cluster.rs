@@ -18,6 +18,28 @@ fn stream_keys(test: &str) -> (String, String) {
     (format!("{{{tag}}}:events"), format!("{{{tag}}}:dlq"))
 }
 
+/// `weir -c CONFIG ARGS…`, which must succeed; its standard output.
+fn weir_ok(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "weir {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Unix milliseconds a minute ahead: a `--until` past every entry written so far.
+fn a_minute_from_now() -> String {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 60_000)
+        .to_string()
+}
+
 fn cluster_toml(cluster: &RedisCluster, stream: &str, dlq: &str, pools: &str) -> String {
     format!(
         r#"
@@ -131,35 +153,21 @@ async fn routing_retries_dlq_and_the_cli_work_on_a_cluster() {
         ),
     )
     .unwrap();
-    let weir = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("-c")
-            .arg(&path)
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let listed = weir(&["dlq", "list", "--json"]);
-    assert!(listed.status.success(), "{listed:?}");
-    let text = String::from_utf8_lossy(&listed.stdout);
+    let text = weir_ok(&path, &["dlq", "list", "--json"]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(
         lines.iter().all(|l| l.contains("\"group\":\"failing\"")),
         "{text}"
     );
-    let status = weir(&["status", "--json"]);
-    assert!(status.status.success(), "{status:?}");
-    let until = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        + 60_000)
-        .to_string();
-    let replay = weir(&[
-        "replay", "--since", "0", "--until", &until, "--type", "a", "--json",
-    ]);
-    assert!(replay.status.success(), "{replay:?}");
+    weir_ok(&path, &["status", "--json"]);
+    let until = a_minute_from_now();
+    weir_ok(
+        &path,
+        &[
+            "replay", "--since", "0", "--until", &until, "--type", "a", "--json",
+        ],
+    );
     wait_for("the replayed entries handled", T, || async {
         ok.count() == 40
     })
@@ -534,16 +542,7 @@ async fn a_partitioned_stream_spreads_over_the_shards_and_every_tool_sees_all_of
         ),
     )
     .unwrap();
-    let weir = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("-c")
-            .arg(&path)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "weir {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let weir = |args: &[&str]| weir_ok(&path, args);
     wait_for("every DLQ move done", T, || async {
         let mut total = 0;
         for part in &parts {
@@ -567,12 +566,7 @@ async fn a_partitioned_stream_spreads_over_the_shards_and_every_tool_sees_all_of
         handler.count() == 152
     })
     .await;
-    let until = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        + 60_000)
-        .to_string();
+    let until = a_minute_from_now();
     let replay: serde_json::Value = serde_json::from_str(&weir(&[
         "replay", "--since", "0", "--until", &until, "--type", "a", "--json",
     ]))
@@ -603,21 +597,11 @@ async fn partitions_work_on_a_single_server_and_publish_keeps_a_keys_order() {
     let path = dir.path().join("streams.toml");
     std::fs::write(&path, &toml).unwrap();
     let publish = |n: u64, key: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("-c")
-            .arg(&path)
-            .args([
-                "publish",
-                "--type",
-                "job",
-                "--data",
-                &format!("{{\"n\":{n}}}"),
-            ])
-            .args(["--key", key, "--json"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let data = format!("{{\"n\":{n}}}");
+        let args = [
+            "publish", "--type", "job", "--data", &data, "--key", key, "--json",
+        ];
+        let v: serde_json::Value = serde_json::from_str(&weir_ok(&path, &args)).unwrap();
         v["stream"].as_str().unwrap().to_string()
     };
     // One key always lands in one partition; two different keys can use both.
