@@ -85,6 +85,15 @@ fn a_stream_and_dlq_in_different_slots_are_refused_with_the_fix() {
         config.redis.url,
         "redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001"
     );
+    // A cluster URL without a usable node is a config error naming the key, not a panic.
+    let bad = toml("{bus}:events", "{bus}:dlq").replace(
+        "redis-cluster://127.0.0.1:7000,127.0.0.1:7001",
+        "redis-cluster://127.0.0.1:notaport,",
+    );
+    let err = Config::from_toml(&bad, Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("redis.url"), "{err}");
     // A single server has no slots: any names go.
     let single = toml("integration-bus", "integration-bus:dlq").replace(
         "redis-cluster://127.0.0.1:7000,127.0.0.1:7001",
