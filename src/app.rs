@@ -12,6 +12,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backoff::FailureStreak;
 use crate::config::Config;
 use crate::consumer::{self, Activity, Leases, Pool};
 use crate::dispatch::Router;
@@ -305,18 +306,17 @@ async fn drain(
 
 /// A dedicated connection for a blocking reader, retried until `stop`.
 async fn dedicated(redis: &Redis, stop: &CancellationToken) -> Option<Redis> {
-    let mut failures = 0;
+    let mut streak = FailureStreak::default();
     loop {
         match redis.dedicated().await {
             Ok(conn) => return Some(conn),
             Err(e) => {
-                failures += 1;
-                if failures == 1 || u32::is_power_of_two(failures) {
+                if streak.failed() {
                     tracing::warn!(error = %e, "reader connection failed; retrying");
                 }
             }
         }
-        consumer::backoff(failures, stop).await;
+        streak.wait(stop).await;
         if stop.is_cancelled() {
             return None;
         }
@@ -331,29 +331,29 @@ async fn start(
     only: &Option<Vec<String>>,
 ) -> Result<HashMap<(String, String), StreamId>, RedisError> {
     let never = CancellationToken::new();
-    let mut failures = 0u32;
+    let mut streak = FailureStreak::default();
     loop {
         match redis.connect().await {
             Ok(()) => break,
             Err(e) if e.is(RedisErrorKind::NoPermission) => return Err(e),
             Err(e) => {
-                failures += 1;
-                if failures == 1 || failures.is_power_of_two() {
-                    tracing::warn!(error = %e, failures, "Redis unreachable; retrying (healthz reports unhealthy meanwhile)");
+                if streak.failed() {
+                    tracing::warn!(error = %e, failures = streak.count(), "Redis unreachable; retrying (healthz reports unhealthy meanwhile)");
                 }
-                consumer::backoff(failures, &never).await;
+                streak.wait(&never).await;
             }
         }
     }
     warn_durability(redis).await;
-    let mut failures = 0u32;
+    let mut streak = FailureStreak::default();
     loop {
         match ensure_groups(redis, config, only).await {
             Ok(positions) => return Ok(positions),
             Err(e) if e.is(RedisErrorKind::Connection) => {
-                failures += 1;
-                tracing::warn!(error = %e, "creating consumer groups failed; retrying");
-                consumer::backoff(failures, &never).await;
+                if streak.failed() {
+                    tracing::warn!(error = %e, "creating consumer groups failed; retrying");
+                }
+                streak.wait(&never).await;
             }
             Err(e) => return Err(e),
         }

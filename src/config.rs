@@ -256,19 +256,6 @@ pub struct RetryPolicy {
     pub visibility_timeout: Duration,
 }
 
-impl RetryPolicy {
-    /// How long to wait after failed attempt `attempt` (1-based): `retry * exp^(attempt-1)`, capped.
-    pub fn backoff(&self, attempt: u64) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(1024) as i32;
-        let secs = self.retry.as_secs_f64() * self.backoff_exp.powi(exponent);
-        if !secs.is_finite() || secs >= self.max_backoff.as_secs_f64() {
-            self.max_backoff
-        } else {
-            Duration::from_secs_f64(secs.max(0.0))
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     pub name: String,

@@ -2,43 +2,13 @@
 //! decisions, no I/O: the consumer asks, `settle` carries out the answer.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::envelope::{self, Event, REPLAY_GROUP};
+use crate::envelope::{self, Event};
 use crate::redis::RawEntry;
 use crate::schema::Schemas;
-
-/// `dlq_reason` values of contract §1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DlqReason {
-    MaxAttempts,
-    Rejected,
-    Invalid,
-    Malformed,
-    TooLarge,
-    Unrouted,
-}
-
-impl DlqReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DlqReason::MaxAttempts => "max_attempts",
-            DlqReason::Rejected => "rejected",
-            DlqReason::Invalid => "invalid",
-            DlqReason::Malformed => "malformed",
-            DlqReason::TooLarge => "too_large",
-            DlqReason::Unrouted => "unrouted",
-        }
-    }
-}
-
-impl fmt::Display for DlqReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::vocab::{DlqReason, REPLAY_GROUP};
 
 #[derive(Debug)]
 pub enum Decision {

@@ -6,12 +6,7 @@ use bytes::Bytes;
 use crate::redis::{RawEntry, StreamId};
 
 /// Field names with a meaning to weir; every other field passes through to handlers.
-pub const TYPE: &str = "type";
-pub const DATA: &str = "data";
-pub const EVENT_ID: &str = "id";
-pub const REPLAY_OF: &str = "replay_of";
-pub const REPLAY_GROUP: &str = "replay_group";
-pub const REPLAY_JOB: &str = "replay_job";
+pub use crate::vocab::{DATA, EVENT_ID, REPLAY_GROUP, REPLAY_JOB, REPLAY_OF, TYPE};
 
 /// A decoded entry.
 #[derive(Debug, Clone)]

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::FailureStreak;
 use crate::config::{Config, StreamConfig};
-use crate::consumer::{Pool, backoff, enqueue};
-use crate::dispatch::DlqReason;
+use crate::consumer::{Pool, enqueue};
 use crate::error::RedisErrorKind;
 use crate::metrics;
 use crate::redis::{IdleSweep, Redis, StreamId, SweepResult};
 use crate::settle;
+use crate::vocab::DlqReason;
 
 /// XAUTOCLAIM pages per pass, so one pass never monopolises Redis.
 const PAGES_PER_PASS: usize = 10;
@@ -29,7 +30,7 @@ const GC_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) async fn reclaim_loop(pool: Arc<Pool>, interval: Duration, consumer_gc: Duration) {
     let (mut cursor, mut sweep_cursor) = (StreamId::ZERO, StreamId::ZERO);
-    let mut failures = 0u32;
+    let mut streak = FailureStreak::default();
     let mut last_gc = Instant::now();
     loop {
         tokio::select! {
@@ -47,20 +48,19 @@ pub(crate) async fn reclaim_loop(pool: Arc<Pool>, interval: Duration, consumer_g
         match reclaimed {
             Ok(next) => {
                 cursor = next;
-                failures = 0;
+                streak.succeeded();
             }
             Err(e) => {
-                failures += 1;
                 if e.is(RedisErrorKind::Protocol) {
                     pool.redis.reset_connection();
                 }
-                if failures == 1 || failures.is_power_of_two() {
+                if streak.failed() {
                     tracing::warn!(pool = %pool.name, error = %e, "reclaim pass failed");
                 }
                 if e.is(RedisErrorKind::NoGroup) {
                     (cursor, sweep_cursor) = (StreamId::ZERO, StreamId::ZERO);
                 }
-                backoff(failures, &pool.stop).await;
+                streak.wait(&pool.stop).await;
                 continue;
             }
         }
@@ -95,7 +95,7 @@ async fn sweep(pool: &Pool, cursor: &mut StreamId) -> Result<(), crate::error::R
             .await?;
         let over: Vec<StreamId> = rows
             .iter()
-            .filter(|(_, count)| *count >= u64::from(retry.max_attempts))
+            .filter(|(_, count)| retry.exhausted(*count))
             .map(|(id, _)| *id)
             .collect();
         for batch in over.chunks(SWEEP_BATCH) {
@@ -115,7 +115,8 @@ async fn sweep(pool: &Pool, cursor: &mut StreamId) -> Result<(), crate::error::R
 
 fn report_swept(pool: &Pool, result: &SweepResult) {
     if !result.lost.is_empty() {
-        settle::report_lost(pool, &result.lost);
+        pool.leases.release(&result.lost);
+        settle::report_lost(&pool.name, &result.lost);
     }
     if result.moved.is_empty() {
         return;
@@ -159,7 +160,7 @@ async fn reclaim_pass(
             )
             .await?;
         tracing::trace!(pool = group, claimed = page.entries.len(), deleted = page.deleted.len(), next = %page.next, "reclaim page");
-        settle::lost(pool, &page.deleted).await;
+        pool.lost(&page.deleted).await;
         if !page.entries.is_empty() {
             let ids: Vec<StreamId> = page.entries.iter().map(|e| e.id).collect();
             pool.leases.hold(ids.iter().copied());
@@ -192,11 +193,12 @@ async fn reclaim_pass(
                 };
                 // XAUTOCLAIM itself counted a delivery; the handler has seen `count - 1`.
                 let made = count.saturating_sub(1);
-                if made >= u64::from(retry.max_attempts) {
+                if retry.exhausted(made) {
                     let error = format!(
                         "no success after {made} deliveries; the last one timed out or its worker stopped (visibility timeout)"
                     );
-                    settle::dead_letter(pool, &entry, made, DlqReason::MaxAttempts, &error).await;
+                    pool.dead_letter(&entry, made, DlqReason::MaxAttempts, &error)
+                        .await;
                 } else {
                     let permit = tokio::select! {
                         permit = pool.permits.clone().acquire_owned() => permit.ok(),
@@ -242,7 +244,7 @@ async fn collect_consumers(pool: &Pool, idle: Duration) {
 /// acknowledged.
 pub(crate) async fn trim_loop(redis: Redis, config: Arc<Config>, cancel: CancellationToken) {
     let every = config.janitor.interval.max(Duration::from_secs(1));
-    let mut failures = 0u32;
+    let mut streak = FailureStreak::default();
     let mut reported = HashMap::new();
     loop {
         tokio::select! {
@@ -260,16 +262,15 @@ pub(crate) async fn trim_loop(redis: Redis, config: Arc<Config>, cancel: Cancell
             }
         }
         match trimmed {
-            Ok(_) => failures = 0,
+            Ok(_) => streak.succeeded(),
             Err(e) => {
-                failures += 1;
                 if e.is(RedisErrorKind::Protocol) {
                     redis.reset_connection();
                 }
-                if failures == 1 || failures.is_power_of_two() {
+                if streak.failed() {
                     tracing::warn!(error = %e, "trimming failed");
                 }
-                backoff(failures, &cancel).await;
+                streak.wait(&cancel).await;
             }
         }
     }

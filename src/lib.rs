@@ -30,6 +30,8 @@
 //! - [`app`]: the composition root, [`Engine::run`].
 
 pub mod app;
+pub(crate) mod backoff;
+pub(crate) mod clock;
 pub mod config;
 pub mod consumer;
 pub mod dispatch;
@@ -47,6 +49,7 @@ pub mod schema;
 pub mod settle;
 pub mod status;
 pub mod timespec;
+pub mod vocab;
 
 pub use app::Engine;
 pub use config::Config;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::dispatch::DlqReason;
+use crate::vocab::DlqReason;
 
 pub const PROCESSED: &str = "weir_messages_processed_total";
 pub const FAILED: &str = "weir_messages_failed_total";
@@ -105,10 +105,7 @@ pub fn pool_state(pool: &str, pending: u64, lag: Option<u64>, in_flight: usize, 
 
 /// Age of the oldest unacknowledged entry (0 when nothing is pending).
 pub fn oldest_pending(pool: &str, oldest: Option<crate::redis::StreamId>) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now = crate::clock::now_ms();
     let age = oldest.map_or(0.0, |id| now.saturating_sub(id.ms) as f64 / 1000.0);
     gauge!(OLDEST_PENDING_AGE, "pool" => pool.to_string()).set(age);
 }

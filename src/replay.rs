@@ -4,11 +4,12 @@
 //! so a killed replay resumes exactly at its cursor: no duplicates, no gaps.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::clock;
 use crate::envelope::{REPLAY_GROUP, REPLAY_JOB, REPLAY_OF};
 use crate::error::RedisError;
 use crate::redis::{RawEntry, Redis, StreamId};
@@ -54,19 +55,12 @@ pub enum ReplayError {
     Corrupt { job: String, field: &'static str },
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 pub fn job_key(stream: &str, job: &str) -> String {
     format!("{stream}:replay:{job}")
 }
 
 pub fn new_job_id() -> String {
-    format!("{}-{:04x}", now_ms(), rand::random::<u16>())
+    format!("{}-{:04x}", clock::now_ms(), rand::random::<u16>())
 }
 
 impl Spec {
@@ -203,7 +197,7 @@ impl Job {
                 ("scanned", "0".into()),
                 ("matched", "0".into()),
                 ("published", "0".into()),
-                ("started_at", now_ms().to_string()),
+                ("started_at", clock::now_ms().to_string()),
             ]);
             redis.hash_set(&key, &fields).await?;
         }
@@ -250,7 +244,7 @@ impl Job {
                 &key,
                 &[
                     ("status", "running".to_string()),
-                    ("resumed_at", now_ms().to_string()),
+                    ("resumed_at", clock::now_ms().to_string()),
                 ],
             )
             .await?;
@@ -342,7 +336,7 @@ impl Job {
                     &self.key,
                     &[
                         ("status", "done".to_string()),
-                        ("finished_at", now_ms().to_string()),
+                        ("finished_at", clock::now_ms().to_string()),
                     ],
                 )
                 .await?;

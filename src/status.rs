@@ -2,10 +2,10 @@
 //! round trips per pool; nothing is loaded whole.
 
 use std::collections::HashSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::clock;
 use crate::config::{Config, StreamConfig};
 use crate::error::RedisError;
 use crate::redis::{GroupInfo, Redis, StreamId};
@@ -39,13 +39,6 @@ pub struct PoolStatus {
     pub lag: Option<u64>,
     /// Age of the oldest unacknowledged entry, from its ID's timestamp.
     pub oldest_pending_age_seconds: Option<f64>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The stream, its DLQ and its groups summed over the partitions.
@@ -130,7 +123,7 @@ pub async fn status(redis: &Redis, config: &Config) -> Result<Status, RedisError
             pending: group.map_or(0, |g| g.pending),
             lag: group.and_then(|g| g.lag),
             oldest_pending_age_seconds: oldest
-                .map(|id| now_ms().saturating_sub(id.ms) as f64 / 1000.0),
+                .map(|id| clock::now_ms().saturating_sub(id.ms) as f64 / 1000.0),
         });
     }
     let other_groups = groups

@@ -2,8 +2,9 @@
 //! ID (`1700000000000-3`), or relative to now (`-2h`, `-15m`, `-30s`, `-1d`). Ranges include
 //! both ends, so a bound without a sequence covers its whole millisecond.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use crate::clock;
 use crate::redis::StreamId;
 
 /// Which end of a range a TIME is for.
@@ -11,13 +12,6 @@ use crate::redis::StreamId;
 pub enum Bound {
     Since,
     Until,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn relative(text: &str) -> Option<Duration> {
@@ -62,7 +56,7 @@ pub fn parse_at(text: &str, bound: Bound, now_ms: u64) -> Result<StreamId, Strin
     match humantime::parse_rfc3339_weak(text.trim_end_matches('Z')) {
         Ok(t) if text.ends_with('Z') || !text.contains('+') => {
             let ms = t
-                .duration_since(UNIX_EPOCH)
+                .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0);
             // A time with milliseconds names one millisecond; without, the whole second.
@@ -82,7 +76,7 @@ pub fn parse_at(text: &str, bound: Bound, now_ms: u64) -> Result<StreamId, Strin
 }
 
 pub fn parse(text: &str, bound: Bound) -> Result<StreamId, String> {
-    parse_at(text, bound, now_ms())
+    parse_at(text, bound, clock::now_ms())
 }
 
 /// Both ends of a range, checked to be in order.

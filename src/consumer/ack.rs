@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::{Pool, backoff};
+use super::Pool;
+use crate::backoff::FailureStreak;
 use crate::redis::StreamId;
 
 const BATCH: usize = 1024;
@@ -42,10 +43,10 @@ pub(super) async fn ack_loop(pool: Arc<Pool>, mut rx: mpsc::UnboundedReceiver<St
                 Err(_) => break,
             }
         }
-        let mut failures = 0;
+        let mut streak = FailureStreak::default();
         while !flush(&pool, &batch).await {
-            failures += 1;
-            backoff(failures, &pool.abandon).await;
+            streak.failed();
+            streak.wait(&pool.abandon).await;
             if pool.abandon.is_cancelled() {
                 break;
             }

@@ -11,7 +11,7 @@ mod worker;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -24,7 +24,9 @@ pub(crate) use worker::{Job, enqueue, worker_loop};
 use crate::config::{PoolConfig, StreamConfig};
 use crate::dispatch::Router;
 use crate::handler::Handler;
-use crate::redis::{Redis, StreamId};
+use crate::redis::{RawEntry, Redis, StreamId};
+use crate::settle::{self, DlqTarget};
+use crate::vocab::DlqReason;
 
 /// The set of paused pool names, refreshed from `<stream>:paused`.
 pub type Paused = watch::Receiver<Arc<HashSet<String>>>;
@@ -35,10 +37,7 @@ pub struct Activity(AtomicI64);
 
 impl Activity {
     pub fn touch(&self) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now = crate::clock::now_ms() as i64;
         self.0.store(now, Ordering::Relaxed);
     }
 
@@ -101,6 +100,46 @@ impl Pool {
             .unwrap_or(StreamId::ZERO)
     }
 
+    /// Where this pool's dead letters go.
+    pub fn dlq_target(&self) -> DlqTarget<'_> {
+        DlqTarget {
+            redis: &self.redis,
+            stream: &self.stream.name,
+            dlq: &self.stream.dlq,
+            group: &self.name,
+        }
+    }
+
+    /// Acknowledge (batched): success, or an entry that is not this pool's.
+    pub fn ack(&self, id: StreamId) {
+        if self.acks.send(id).is_err() {
+            // The acker is gone (shutdown): the entry stays pending and is redelivered later.
+            tracing::debug!(pool = %self.name, entry_id = %id, "acknowledgement dropped at shutdown");
+        }
+    }
+
+    /// Moves `entry` to the DLQ and lets go of it; if the move fails it is handed back to
+    /// the visibility timeout.
+    pub async fn dead_letter(
+        &self,
+        entry: &RawEntry,
+        attempts: u64,
+        reason: DlqReason,
+        error: &str,
+    ) {
+        if settle::dead_letter(&self.dlq_target(), entry, attempts, reason, error).await {
+            self.leases.release(&[entry.id]);
+        } else {
+            self.leases.retry_at(entry.id, Instant::now());
+        }
+    }
+
+    /// Pending entries found deleted: acknowledged, counted, released.
+    pub async fn lost(&self, ids: &[StreamId]) {
+        settle::lost(&self.dlq_target(), ids).await;
+        self.leases.release(ids);
+    }
+
     /// Recreates the group after NOGROUP at the last ID this process saw delivered, and
     /// says what was lost when the stream itself went back (Redis restarted without
     /// persistence, or someone deleted the stream).
@@ -144,15 +183,4 @@ pub(crate) fn spawn_pool_tasks(
 ) {
     tasks.spawn(ack::ack_loop(pool.clone(), acks));
     tasks.spawn(lease::keep_loop(pool.clone()));
-}
-
-/// A pause between retries of a failing Redis call: doubles up to 5 s, with jitter, and
-/// returns early when `cancel` fires.
-pub(crate) async fn backoff(failures: u32, cancel: &CancellationToken) {
-    let base = 100u64.saturating_mul(1 << failures.min(6)).min(5_000);
-    let jitter = rand::random_range(0..=base / 2);
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_millis(base + jitter)) => {}
-        _ = cancel.cancelled() => {}
-    }
 }

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Pool, backoff, enqueue};
+use super::{Pool, enqueue};
+use crate::backoff::FailureStreak;
 use crate::error::RedisErrorKind;
 use crate::redis::Redis;
 
@@ -12,7 +13,7 @@ use crate::redis::Redis;
 const BLOCK: Duration = Duration::from_millis(500);
 
 pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
-    let mut failures = 0u32;
+    let mut streak = FailureStreak::default();
     while !pool.stop.is_cancelled() {
         if pool.is_paused() {
             tokio::select! {
@@ -40,25 +41,24 @@ pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
             .await;
         let entries = match read {
             Ok(entries) => {
-                failures = 0;
+                streak.succeeded();
                 entries
             }
             Err(e) if e.is(RedisErrorKind::NoGroup) => {
                 // Logged once, by the call that actually recreates the group.
                 pool.recreate_group().await;
-                failures += 1;
-                backoff(failures, &pool.stop).await;
+                streak.failed();
+                streak.wait(&pool.stop).await;
                 continue;
             }
             Err(e) => {
-                failures += 1;
                 if e.is(RedisErrorKind::Protocol) {
                     conn.reset_connection();
                 }
-                if failures == 1 || failures.is_power_of_two() {
-                    tracing::warn!(pool = %pool.name, error = %e, failures, "XREADGROUP failed; backing off");
+                if streak.failed() {
+                    tracing::warn!(pool = %pool.name, error = %e, failures = streak.count(), "XREADGROUP failed; backing off");
                 }
-                backoff(failures, &pool.stop).await;
+                streak.wait(&pool.stop).await;
                 continue;
             }
         };

@@ -3,7 +3,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::sync::OwnedSemaphorePermit;
@@ -12,7 +12,7 @@ use super::Pool;
 use crate::dispatch::Decision;
 use crate::handler::{Delivery, Outcome};
 use crate::redis::RawEntry;
-use crate::settle;
+use crate::settle::{self, Settlement};
 
 /// An entry on its way to a worker, with the worker slot it holds.
 pub struct Job {
@@ -66,13 +66,13 @@ pub(crate) async fn worker_loop(jobs: async_channel::Receiver<Job>) {
 
 async fn process(pool: &Pool, entry: RawEntry, attempt: u64) {
     if entry.fields.is_none() {
-        Box::pin(settle::lost(pool, &[entry.id])).await;
+        Box::pin(pool.lost(&[entry.id])).await;
         return;
     }
     match pool.router.decide(pool.index, &entry) {
-        Decision::Skip => settle::ack(pool, entry.id),
+        Decision::Skip => pool.ack(entry.id),
         Decision::DeadLetter { reason, error } => {
-            Box::pin(settle::dead_letter(pool, &entry, attempt, reason, &error)).await;
+            Box::pin(pool.dead_letter(&entry, attempt, reason, &error)).await;
         }
         Decision::Handle(event) => {
             let delivery = Delivery {
@@ -89,8 +89,35 @@ async fn process(pool: &Pool, entry: RawEntry, attempt: u64) {
             let outcome = run_handler(pool, &delivery).await;
             pool.in_flight.fetch_sub(1, Ordering::Relaxed);
             if let Some(outcome) = outcome {
-                settle::outcome(pool, &entry, &delivery, outcome, started.elapsed()).await;
+                settle_outcome(pool, &entry, &delivery, outcome, started.elapsed()).await;
             }
+        }
+    }
+}
+
+/// Records the handler's answer and carries out what [`settle::decide`] makes of it.
+async fn settle_outcome(
+    pool: &Pool,
+    entry: &RawEntry,
+    d: &Delivery,
+    outcome: Outcome,
+    took: Duration,
+) {
+    pool.activity.touch();
+    pool.metrics.attempt(d.attempt);
+    match &outcome {
+        Outcome::Success => pool.metrics.processed(&d.event_type, took),
+        _ => pool.metrics.failed(&d.event_type, took),
+    }
+    let settlement = settle::decide(outcome, d.attempt, &pool.config.retry);
+    settle::log_settled(d, &settlement, took);
+    match settlement {
+        Settlement::Ack => pool.ack(entry.id),
+        Settlement::Retry { after, .. } => pool.leases.retry_at(entry.id, Instant::now() + after),
+        // Boxed: the DLQ move's state is large and rarely needed, and this future lives
+        // inside every in-flight entry's.
+        Settlement::DeadLetter { reason, error } => {
+            Box::pin(pool.dead_letter(entry, d.attempt, reason, &error)).await;
         }
     }
 }

@@ -1,0 +1,161 @@
+//! The one place that turns an outcome into Redis state — XACK, "leave pending and redeliver
+//! after the backoff", or an atomic move to the DLQ — and records the metrics for it.
+//!
+//! Two halves: [`decide`] is a pure function from a handler's outcome, the attempt number and
+//! the retry policy to a [`Settlement`]; [`dead_letter`] carries out the one settlement that
+//! needs Redis here (the atomic move), given only what it needs ([`DlqTarget`]). Acks and
+//! retry schedules belong to the pool's acker and lease keeper, so the consumer applies those
+//! itself; settle never sees a pool.
+
+mod dead_letter;
+mod policy;
+
+use std::time::Duration;
+
+pub use dead_letter::{DlqTarget, dead_letter, dlq_fields, first_ids, lost, report_lost};
+
+use crate::config::RetryPolicy;
+use crate::handler::{Delivery, Outcome, truncate};
+use crate::vocab::DlqReason;
+
+/// What becomes of an entry once its handler has answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Handled: acknowledge it.
+    Ack,
+    /// Failed, attempts left: leave it pending and redeliver it after `after`.
+    Retry { after: Duration, error: String },
+    /// Cannot succeed: move it to the DLQ with this reason.
+    DeadLetter { reason: DlqReason, error: String },
+}
+
+impl Settlement {
+    /// The `outcome` field of the `entry settled` log line.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Settlement::Ack => "processed",
+            Settlement::Retry { .. } => "retry",
+            Settlement::DeadLetter {
+                reason: DlqReason::Rejected,
+                ..
+            } => "rejected",
+            Settlement::DeadLetter { .. } => "dead_lettered",
+        }
+    }
+
+    fn error(&self) -> Option<&str> {
+        match self {
+            Settlement::Ack => None,
+            Settlement::Retry { error, .. } | Settlement::DeadLetter { error, .. } => Some(error),
+        }
+    }
+}
+
+/// The settlement for a handler's `outcome` at delivery `attempt` (1-based). A retry waits
+/// the policy's backoff, or longer if the handler asked for it (`Retry-After`).
+pub fn decide(outcome: Outcome, attempt: u64, policy: &RetryPolicy) -> Settlement {
+    match outcome {
+        Outcome::Success => Settlement::Ack,
+        Outcome::Permanent { error } => Settlement::DeadLetter {
+            reason: DlqReason::Rejected,
+            error,
+        },
+        Outcome::Retry { error, .. } if policy.exhausted(attempt) => Settlement::DeadLetter {
+            reason: DlqReason::MaxAttempts,
+            error,
+        },
+        Outcome::Retry { after, error } => Settlement::Retry {
+            after: policy.backoff(attempt).max(after.unwrap_or_default()),
+            error,
+        },
+    }
+}
+
+/// The INFO line every settled entry gets.
+pub fn log_settled(d: &Delivery, settlement: &Settlement, took: Duration) {
+    tracing::info!(
+        pool = %d.pool,
+        r#type = %d.event_type,
+        entry_id = %d.entry_id,
+        event_id = d.event_id.as_deref().unwrap_or(""),
+        attempt = d.attempt,
+        outcome = settlement.label(),
+        duration_ms = took.as_secs_f64() * 1000.0,
+        error = settlement.error().map(|e| truncate(e, 200)).unwrap_or(""),
+        "entry settled"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            retry: Duration::from_secs(10),
+            backoff_exp: 2.0,
+            max_backoff: Duration::from_secs(3600),
+            visibility_timeout: Duration::from_secs(900),
+        }
+    }
+
+    fn retry(after: Option<u64>) -> Outcome {
+        Outcome::Retry {
+            after: after.map(Duration::from_secs),
+            error: "503".into(),
+        }
+    }
+
+    #[test]
+    fn success_is_acknowledged() {
+        assert_eq!(decide(Outcome::Success, 1, &policy()), Settlement::Ack);
+        assert_eq!(decide(Outcome::Success, 9, &policy()), Settlement::Ack);
+    }
+
+    #[test]
+    fn a_permanent_failure_is_rejected_at_any_attempt() {
+        let s = decide(Outcome::permanent("400"), 1, &policy());
+        assert_eq!(
+            s,
+            Settlement::DeadLetter {
+                reason: DlqReason::Rejected,
+                error: "400".into()
+            }
+        );
+        assert_eq!(s.label(), "rejected");
+    }
+
+    #[test]
+    fn a_retry_waits_the_backoff_or_the_handlers_hint_whichever_is_longer() {
+        let p = policy();
+        let wait = |s: Settlement| match s {
+            Settlement::Retry { after, .. } => after,
+            other => panic!("expected a retry, got {other:?}"),
+        };
+        assert_eq!(wait(decide(retry(None), 1, &p)), Duration::from_secs(10));
+        assert_eq!(wait(decide(retry(None), 2, &p)), Duration::from_secs(20));
+        assert_eq!(wait(decide(retry(Some(5)), 1, &p)), Duration::from_secs(10));
+        assert_eq!(
+            wait(decide(retry(Some(60)), 1, &p)),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn the_last_allowed_attempt_dead_letters_instead_of_retrying() {
+        let s = decide(retry(None), 3, &policy());
+        assert_eq!(
+            s,
+            Settlement::DeadLetter {
+                reason: DlqReason::MaxAttempts,
+                error: "503".into()
+            }
+        );
+        assert_eq!(s.label(), "dead_lettered");
+        assert!(matches!(
+            decide(retry(None), 2, &policy()),
+            Settlement::Retry { .. }
+        ));
+    }
+}

@@ -1,0 +1,101 @@
+//! The words of contract §1, written once: entry field names, the `dlq_*` fields and
+//! `dlq_reason` values. A leaf: it imports nothing of the crate, so every module (pure ones
+//! included) can use it without pulling in Redis.
+
+use std::fmt;
+
+/// Entry field: the event type (required).
+pub const TYPE: &str = "type";
+/// Entry field: the JSON body (required).
+pub const DATA: &str = "data";
+/// Entry field: the publisher's event id (optional; the idempotency key).
+pub const EVENT_ID: &str = "id";
+/// Written on re-published entries: the original entry's ID.
+pub const REPLAY_OF: &str = "replay_of";
+/// Written on re-published entries: only this pool handles it; the others skip it.
+pub const REPLAY_GROUP: &str = "replay_group";
+/// Written on replayed entries: the replay job's ID.
+pub const REPLAY_JOB: &str = "replay_job";
+
+/// DLQ field: ID of the entry in the main stream.
+pub const DLQ_SOURCE_ID: &str = "dlq_source_id";
+/// DLQ field: the pool (consumer group) in which it failed.
+pub const DLQ_GROUP: &str = "dlq_group";
+/// DLQ field: a [`DlqReason`].
+pub const DLQ_REASON: &str = "dlq_reason";
+/// DLQ field: the last error, at most [`DLQ_ERROR_LIMIT`] bytes.
+pub const DLQ_ERROR: &str = "dlq_error";
+/// DLQ field: deliveries made.
+pub const DLQ_ATTEMPTS: &str = "dlq_attempts";
+/// DLQ field: unix milliseconds.
+pub const DLQ_FAILED_AT: &str = "dlq_failed_at";
+/// Every field weir adds to a dead letter starts with this; they are stripped when an entry
+/// is dead-lettered again or reprocessed.
+pub const DLQ_PREFIX: &str = "dlq_";
+/// `dlq_error` is capped at 1 KiB.
+pub const DLQ_ERROR_LIMIT: usize = 1024;
+
+/// `dlq_reason` values of contract §1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DlqReason {
+    /// `max_attempts` deliveries failed.
+    MaxAttempts,
+    /// The handler reported a permanent failure.
+    Rejected,
+    /// `data` is not JSON or breaks its schema.
+    Invalid,
+    /// `type` or `data` missing, or a field is not UTF-8.
+    Malformed,
+    /// Bigger than `stream.max_entry_bytes`.
+    TooLarge,
+    /// No pool takes the type.
+    Unrouted,
+}
+
+impl DlqReason {
+    /// Every reason, in the contract's order.
+    pub const ALL: [DlqReason; 6] = [
+        DlqReason::MaxAttempts,
+        DlqReason::Rejected,
+        DlqReason::Invalid,
+        DlqReason::Malformed,
+        DlqReason::TooLarge,
+        DlqReason::Unrouted,
+    ];
+
+    /// The value stored in `dlq_reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DlqReason::MaxAttempts => "max_attempts",
+            DlqReason::Rejected => "rejected",
+            DlqReason::Invalid => "invalid",
+            DlqReason::Malformed => "malformed",
+            DlqReason::TooLarge => "too_large",
+            DlqReason::Unrouted => "unrouted",
+        }
+    }
+
+    /// The reason named `s`, as stored in `dlq_reason`.
+    pub fn parse(s: &str) -> Option<DlqReason> {
+        DlqReason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for DlqReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_round_trip_through_their_names() {
+        for r in DlqReason::ALL {
+            assert_eq!(DlqReason::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(DlqReason::parse("nope"), None);
+    }
+}
