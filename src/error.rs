@@ -65,3 +65,43 @@ pub enum EngineError {
     #[error("handler for pool `{pool}`: {message}")]
     Handler { pool: String, message: String },
 }
+
+/// Bad input to an operation (a CLI flag, an API field): exit code 2, HTTP 400.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct InputError {
+    /// The flag or field at fault, as the API names it (`since`, `reason`, `ids`…).
+    pub field: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl InputError {
+    /// `field` is wrong: `message` says how.
+    pub fn new(field: &'static str, message: impl Into<String>) -> InputError {
+        InputError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a DLQ or replay operation failed. The CLI maps these to exit codes, the HTTP API to
+/// statuses, in one place each.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpError {
+    /// Bad input: exit 2, HTTP 400.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The named thing does not exist: exit 1, HTTP 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation cannot run in the current state (a finished job, a running one): exit
+    /// 2, HTTP 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// Redis failed: exit 1, HTTP 503 when unreachable.
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+}

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::clock;
+use crate::error::InputError;
 use crate::redis::StreamId;
 
 /// Which end of a range a TIME is for.
@@ -79,21 +80,27 @@ pub fn parse(text: &str, bound: Bound) -> Result<StreamId, String> {
     parse_at(text, bound, clock::now_ms())
 }
 
-/// Both ends of a range, checked to be in order.
-pub fn range(since: Option<&str>, until: Option<&str>) -> Result<(StreamId, StreamId), String> {
+/// Both ends of a range, checked to be in order. Errors name the end at fault (`since`,
+/// `until`) for the caller's error report.
+pub fn range(since: Option<&str>, until: Option<&str>) -> Result<(StreamId, StreamId), InputError> {
     let start = since
         .map(|s| parse(s, Bound::Since))
-        .transpose()?
+        .transpose()
+        .map_err(|e| InputError::new("since", e))?
         .unwrap_or(StreamId::ZERO);
     let end = until
         .map(|s| parse(s, Bound::Until))
-        .transpose()?
+        .transpose()
+        .map_err(|e| InputError::new("until", e))?
         .unwrap_or(StreamId {
             ms: u64::MAX,
             seq: u64::MAX,
         });
     if start > end {
-        return Err(format!("--since ({start}) is after --until ({end})"));
+        return Err(InputError::new(
+            "since",
+            format!("--since ({start}) is after --until ({end})"),
+        ));
     }
     Ok((start, end))
 }
@@ -178,6 +185,14 @@ mod tests {
     fn a_range_must_be_in_order() {
         assert!(range(Some("2000"), Some("1000")).is_err());
         assert!(range(Some("1000"), Some("1000")).is_ok());
-        assert_eq!(range(None, None).map(|r| r.0), Ok(StreamId::ZERO));
+        assert_eq!(range(None, None).map(|r| r.0).ok(), Some(StreamId::ZERO));
+        assert_eq!(
+            range(Some("soon"), None).map_err(|e| e.field).err(),
+            Some("since")
+        );
+        assert_eq!(
+            range(None, Some("later")).map_err(|e| e.field).err(),
+            Some("until")
+        );
     }
 }

@@ -36,6 +36,34 @@ impl Failure {
 
 pub type Outcome = Result<(), Failure>;
 
+/// The one mapping from library errors to exit codes: bad input, unknown names and
+/// impossible requests are usage errors (2), Redis failures runtime failures (1).
+impl From<weir::error::OpError> for Failure {
+    fn from(e: weir::error::OpError) -> Failure {
+        use weir::error::OpError;
+        match e {
+            OpError::Input(e) => Failure::usage(e.message),
+            // Naming something that does not exist, or asking for what its state forbids
+            // (resuming a finished job), is the caller's mistake.
+            OpError::Conflict(m) | OpError::NotFound(m) => Failure::usage(m),
+            OpError::Redis(e) => Failure::from(e),
+            other => Failure::runtime(other.to_string()),
+        }
+    }
+}
+
+impl From<weir::error::InputError> for Failure {
+    fn from(e: weir::error::InputError) -> Failure {
+        Failure::usage(e.message)
+    }
+}
+
+impl From<weir::error::RedisError> for Failure {
+    fn from(e: weir::error::RedisError) -> Failure {
+        Failure::runtime(e.to_string())
+    }
+}
+
 pub fn finish(outcome: Outcome) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,12 +1,24 @@
 //! Reading and working the dead-letter stream: filtered scans in pages (memory stays flat on
-//! any DLQ size), atomic reprocess, forget and purge.
+//! any DLQ size), atomic reprocess, forget and purge. [`ops`] holds the operations across
+//! partitions that the CLI and the HTTP API share.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::error::RedisError;
+use crate::error::{InputError, RedisError};
 use crate::redis::{RawEntry, Redis, StreamId};
+use crate::timespec;
+use crate::vocab::{
+    DLQ_ATTEMPTS, DLQ_ERROR, DLQ_FAILED_AT, DLQ_GROUP, DLQ_REASON, DLQ_SOURCE_ID, DlqReason, TYPE,
+};
+
+mod ops;
+
+pub use ops::{
+    Cursor, Page, Reprocessed, Selection, find, forget, page, purge, reprocess, stats as stats_all,
+    visit,
+};
 
 /// Entries per XRANGE page.
 pub const PAGE: usize = 500;
@@ -39,7 +51,7 @@ pub struct DeadLetter {
     pub fields: BTreeMap<String, String>,
 }
 
-fn text(entry: &RawEntry, name: &str) -> String {
+pub(crate) fn text(entry: &RawEntry, name: &str) -> String {
     entry
         .field(name)
         .map(|v| String::from_utf8_lossy(v).into_owned())
@@ -61,30 +73,67 @@ impl DeadLetter {
             .collect();
         DeadLetter {
             id: entry.id.to_string(),
-            event_type: text(entry, "type"),
-            reason: text(entry, "dlq_reason"),
-            group: text(entry, "dlq_group"),
-            error: text(entry, "dlq_error"),
-            attempts: text(entry, "dlq_attempts"),
-            failed_at: text(entry, "dlq_failed_at"),
-            source_id: text(entry, "dlq_source_id"),
+            event_type: text(entry, TYPE),
+            reason: text(entry, DLQ_REASON),
+            group: text(entry, DLQ_GROUP),
+            error: text(entry, DLQ_ERROR),
+            attempts: text(entry, DLQ_ATTEMPTS),
+            failed_at: text(entry, DLQ_FAILED_AT),
+            source_id: text(entry, DLQ_SOURCE_ID),
             fields,
         }
     }
 }
 
+/// A filter as a user gives it (CLI flags, API query): text, checked by [`Filter::parse`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FilterInput<'a> {
+    /// Only these types (none: every type).
+    pub types: &'a [String],
+    /// A `dlq_reason` value.
+    pub reason: Option<&'a str>,
+    /// TIME: failed at or after.
+    pub since: Option<&'a str>,
+    /// TIME: failed at or before.
+    pub until: Option<&'a str>,
+    /// Text anywhere in the entry's values.
+    pub grep: Option<&'a str>,
+}
+
 impl Filter {
+    /// Checks and converts a user's filter; errors name the field at fault.
+    pub fn parse(input: FilterInput<'_>) -> Result<Filter, InputError> {
+        if let Some(r) = input.reason
+            && DlqReason::parse(r).is_none()
+        {
+            let all: Vec<&str> = DlqReason::ALL.iter().map(|r| r.as_str()).collect();
+            return Err(InputError::new(
+                "reason",
+                format!("reason `{r}` is not one of {}", all.join(", ")),
+            ));
+        }
+        let (start, end) = timespec::range(input.since, input.until)?;
+        Ok(Filter {
+            types: input.types.to_vec(),
+            reason: input.reason.map(String::from),
+            start: Some(start),
+            end: Some(end),
+            grep: input.grep.filter(|g| !g.is_empty()).map(String::from),
+        })
+    }
+
+    /// Whether `entry` is selected.
     pub fn matches(&self, entry: &RawEntry) -> bool {
         let field_is = |name: &str, want: &str| {
             entry
                 .field(name)
                 .is_some_and(|v| v.as_ref() == want.as_bytes())
         };
-        if !self.types.is_empty() && !self.types.iter().any(|t| field_is("type", t)) {
+        if !self.types.is_empty() && !self.types.iter().any(|t| field_is(TYPE, t)) {
             return false;
         }
         if let Some(reason) = &self.reason
-            && !field_is("dlq_reason", reason)
+            && !field_is(DLQ_REASON, reason)
         {
             return false;
         }
@@ -165,12 +214,9 @@ async fn stats_of(
 ) -> Result<(), RedisError> {
     scan(redis, dlq, filter, |entry| {
         stats.total += 1;
-        *stats.by_type.entry(text(&entry, "type")).or_default() += 1;
-        *stats
-            .by_reason
-            .entry(text(&entry, "dlq_reason"))
-            .or_default() += 1;
-        *stats.by_group.entry(text(&entry, "dlq_group")).or_default() += 1;
+        *stats.by_type.entry(text(&entry, TYPE)).or_default() += 1;
+        *stats.by_reason.entry(text(&entry, DLQ_REASON)).or_default() += 1;
+        *stats.by_group.entry(text(&entry, DLQ_GROUP)).or_default() += 1;
         true
     })
     .await?;

@@ -1,0 +1,216 @@
+//! Replaying history: copies entries of a time range back onto the main stream, with
+//! `replay_of`, `replay_job` and (optionally) `replay_group`. Progress lives in the hash
+//! `<stream>:replay:<job>` and each batch's XADDs and its progress update are one MULTI/EXEC,
+//! so a killed replay resumes exactly at its cursor: no duplicates, no gaps.
+
+mod job;
+mod partitions;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+pub use job::Job;
+pub use partitions::Replay;
+
+use crate::clock;
+use crate::config::Config;
+use crate::error::{InputError, OpError, RedisError};
+use crate::redis::{RawEntry, StreamId};
+use crate::timespec;
+use crate::vocab::{REPLAY_OF, TYPE};
+
+/// What to replay. Stored in the job hash so `--resume` needs nothing else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    pub start: StreamId,
+    /// Inclusive; clamped to the stream's last ID when the job starts, so a replay never
+    /// reads its own output.
+    pub end: StreamId,
+    pub types: Vec<String>,
+    pub group: Option<String>,
+    pub limit: Option<u64>,
+    pub batch_size: usize,
+    /// Entries published per second at most.
+    pub rate: Option<u64>,
+    pub include_replays: bool,
+}
+
+/// Where a job stands; the fields of the job hash.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Progress {
+    pub job: String,
+    pub status: String,
+    pub cursor: String,
+    pub scanned: u64,
+    pub matched: u64,
+    pub published: u64,
+    pub by_type: BTreeMap<String, u64>,
+}
+
+/// Why a replay cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error("replay job `{0}` not found (its progress hash does not exist)")]
+    UnknownJob(String),
+    #[error("replay job `{0}` already finished; start a new one")]
+    Finished(String),
+    #[error("replay job `{job}` has an unreadable field `{field}`")]
+    Corrupt { job: String, field: &'static str },
+}
+
+impl From<ReplayError> for OpError {
+    fn from(e: ReplayError) -> OpError {
+        match e {
+            ReplayError::Redis(e) => OpError::Redis(e),
+            ReplayError::UnknownJob(_) => OpError::NotFound(e.to_string()),
+            ReplayError::Finished(_) | ReplayError::Corrupt { .. } => {
+                OpError::Conflict(e.to_string())
+            }
+        }
+    }
+}
+
+/// A replay as a user asks for it (CLI flags, API body), checked by [`Spec::parse`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SpecInput<'a> {
+    /// TIME: start of the range, inclusive.
+    pub since: Option<&'a str>,
+    /// TIME: end of the range, inclusive.
+    pub until: Option<&'a str>,
+    /// Only these types (none: all).
+    pub types: &'a [String],
+    /// Only this pool handles the copies.
+    pub group: Option<&'a str>,
+    /// Stop after this many matching entries.
+    pub limit: Option<u64>,
+    /// Entries per page and per write.
+    pub batch_size: usize,
+    /// Entries published per second, at most.
+    pub rate: Option<u64>,
+    /// Also replay entries that are replays themselves.
+    pub include_replays: bool,
+}
+
+impl Spec {
+    /// Checks a user's replay request against `config`; errors name the field at fault.
+    pub fn parse(config: &Config, a: SpecInput<'_>) -> Result<Spec, InputError> {
+        let (Some(since), Some(until)) = (a.since, a.until) else {
+            return Err(InputError::new(
+                if a.since.is_none() { "since" } else { "until" },
+                "replay needs --since and --until (or --resume JOB)",
+            ));
+        };
+        let (start, end) = timespec::range(Some(since), Some(until))?;
+        if let Some(g) = a.group
+            && config.pool(g).is_none()
+        {
+            return Err(InputError::new(
+                "group",
+                format!("--group `{g}` is not a configured pool"),
+            ));
+        }
+        if a.batch_size == 0 || a.batch_size > 10_000 {
+            return Err(InputError::new(
+                "batchSize",
+                "--batch-size must be between 1 and 10000",
+            ));
+        }
+        if a.rate == Some(0) {
+            return Err(InputError::new(
+                "rate",
+                "--rate must be at least 1 entry per second",
+            ));
+        }
+        let batch_size = a
+            .rate
+            .map_or(a.batch_size, |r| a.batch_size.min(r.max(1) as usize));
+        Ok(Spec {
+            start,
+            end,
+            types: a.types.to_vec(),
+            group: a.group.map(String::from),
+            limit: a.limit,
+            batch_size,
+            rate: a.rate,
+            include_replays: a.include_replays,
+        })
+    }
+}
+
+/// The progress hash of `job` beside `stream` (a partition's stream with partitions).
+pub fn job_key(stream: &str, job: &str) -> String {
+    format!("{stream}:replay:{job}")
+}
+
+pub fn new_job_id() -> String {
+    format!("{}-{:04x}", clock::now_ms(), rand::random::<u16>())
+}
+
+impl Spec {
+    fn matches(&self, entry: &RawEntry) -> bool {
+        if !self.include_replays && entry.field(REPLAY_OF).is_some() {
+            return false;
+        }
+        self.types.is_empty()
+            || self.types.iter().any(|t| {
+                entry
+                    .field(TYPE)
+                    .is_some_and(|v| v.as_ref() == t.as_bytes())
+            })
+    }
+
+    fn to_fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("since", self.start.to_string()),
+            ("until", self.end.to_string()),
+            ("types", self.types.join(",")),
+            ("group", self.group.clone().unwrap_or_default()),
+            (
+                "limit",
+                self.limit.map(|l| l.to_string()).unwrap_or_default(),
+            ),
+            ("batch_size", self.batch_size.to_string()),
+            ("rate", self.rate.map(|r| r.to_string()).unwrap_or_default()),
+            ("include_replays", self.include_replays.to_string()),
+        ]
+    }
+
+    fn from_fields(job: &str, f: &HashMap<String, String>) -> Result<Spec, ReplayError> {
+        let corrupt = |field| ReplayError::Corrupt {
+            job: job.to_string(),
+            field,
+        };
+        let id = |field: &'static str| {
+            f.get(field)
+                .and_then(|v| StreamId::parse(v))
+                .ok_or_else(|| corrupt(field))
+        };
+        let opt_num = |field: &'static str| -> Result<Option<u64>, ReplayError> {
+            match f.get(field).map(String::as_str) {
+                None | Some("") => Ok(None),
+                Some(v) => v.parse().map(Some).map_err(|_| corrupt(field)),
+            }
+        };
+        Ok(Spec {
+            start: id("since")?,
+            end: id("until")?,
+            types: f
+                .get("types")
+                .map(|t| {
+                    t.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            group: f.get("group").filter(|g| !g.is_empty()).cloned(),
+            limit: opt_num("limit")?,
+            batch_size: opt_num("batch_size")?.unwrap_or(500).clamp(1, 10_000) as usize,
+            rate: opt_num("rate")?,
+            include_replays: f.get("include_replays").is_some_and(|v| v == "true"),
+        })
+    }
+}

@@ -1,0 +1,118 @@
+//! A replay over every partition: one job ID, one progress hash per partition, run
+//! partition by partition with one shared limit. The CLI and the HTTP API both drive this.
+
+use super::{Job, Progress, ReplayError, Spec, job_key, new_job_id};
+use crate::config::Config;
+use crate::error::{OpError, RedisError};
+use crate::redis::Redis;
+
+/// A replay job across partitions, ready to run.
+pub struct Replay {
+    /// The job ID, shared by every partition's progress hash.
+    pub id: String,
+    /// Count only; write nothing.
+    pub dry_run: bool,
+    /// Per partition: its stream and its job (`None`: that partition already finished).
+    jobs: Vec<(String, Option<Job>)>,
+}
+
+impl Replay {
+    /// Creates a new job on every partition (a progress hash each, unless dry).
+    pub async fn start(
+        redis: &Redis,
+        config: &Config,
+        spec: Spec,
+        dry_run: bool,
+    ) -> Result<Replay, OpError> {
+        let id = new_job_id();
+        let mut jobs = Vec::new();
+        for part in config.stream.partition_list() {
+            let job = Job::create_as(redis, &part.name, spec.clone(), dry_run, id.clone()).await?;
+            jobs.push((part.name, Some(job)));
+        }
+        Ok(Replay { id, dry_run, jobs })
+    }
+
+    /// Reads back an interrupted job; partitions it finished are skipped.
+    pub async fn resume(redis: &Redis, config: &Config, id: &str) -> Result<Replay, OpError> {
+        let mut jobs = Vec::new();
+        for part in config.stream.partition_list() {
+            let job = match Job::resume(redis, &part.name, id).await {
+                Ok(job) => Some(job),
+                Err(ReplayError::Finished(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            jobs.push((part.name, job));
+        }
+        if jobs.iter().all(|(_, j)| j.is_none()) {
+            return Err(ReplayError::Finished(id.to_string()).into());
+        }
+        Ok(Replay {
+            id: id.to_string(),
+            dry_run: false,
+            jobs,
+        })
+    }
+
+    /// The first partition's progress hash (`redis-cli HGETALL` it).
+    pub fn key(&self) -> String {
+        let first = self
+            .jobs
+            .first()
+            .map(|(s, _)| s.as_str())
+            .unwrap_or_default();
+        job_key(first, &self.id)
+    }
+
+    /// How many partitions (and progress hashes) the job spans.
+    pub fn partitions(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Runs every partition's job in turn; `report` gets the totals after each batch. One
+    /// limit for the whole replay: what the partitions before used is gone.
+    pub async fn run(
+        &mut self,
+        redis: &Redis,
+        mut report: impl FnMut(&Progress),
+    ) -> Result<Progress, RedisError> {
+        let mut total = Progress {
+            job: self.id.clone(),
+            ..Progress::default()
+        };
+        let mut limit = self
+            .jobs
+            .iter()
+            .find_map(|(_, j)| j.as_ref().and_then(|j| j.spec.limit));
+        for (stream, job) in self.jobs.iter_mut() {
+            let Some(job) = job else { continue };
+            if let Some(left) = limit {
+                job.spec.limit = Some(left);
+            }
+            let before = total.clone();
+            job.run(redis, stream, self.dry_run, |p| report(&add(&before, p)))
+                .await?;
+            total = add(&before, &job.progress);
+            limit = limit.map(|l| l.saturating_sub(job.progress.matched));
+            if limit == Some(0) {
+                break;
+            }
+        }
+        total.status = "done".into();
+        Ok(total)
+    }
+}
+
+/// `before` plus one partition's progress `p`.
+fn add(before: &Progress, p: &Progress) -> Progress {
+    let mut sum = before.clone();
+    sum.scanned += p.scanned;
+    sum.matched += p.matched;
+    sum.published += p.published;
+    sum.status = p.status.clone();
+    sum.cursor = p.cursor.clone();
+    for (t, n) in &p.by_type {
+        *sum.by_type.entry(t.clone()).or_default() += n;
+    }
+    sum
+}
