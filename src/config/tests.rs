@@ -37,9 +37,23 @@ type Case = (
     &'static str,
 );
 
+/// Every case, by area.
 fn cases() -> Vec<Case> {
+    [
+        phase_one_cases,
+        pool_cases,
+        retry_cases,
+        stream_cases,
+        other_cases,
+    ]
+    .into_iter()
+    .flat_map(|area| area())
+    .collect()
+}
+
+#[rustfmt::skip]
+fn phase_one_cases() -> Vec<Case> {
     let none: &'static [(&str, &str)] = &[];
-    let two_pools = |a: &str, b: &str| format!("{a}\n{b}");
     vec![
         // types and unknown keys (phase one)
         (pool("concurrency = \"x\""), none, "pools[0].concurrency", "expected a whole number, found string \"x\""),
@@ -58,6 +72,14 @@ fn cases() -> Vec<Case> {
         (pool(""), &[("WEIR_RETRY__MAX_ATTEMPTS", "0")], "retry.max_attempts", "must be at least 1"),
         (pool(""), &[("WEIR_STREAM__MAX_LEN", "lots")], "stream.max_len", "environment overrides in effect: WEIR_STREAM__MAX_LEN"),
         (pool(""), &[("WEIR_STREAM__NMAE", "x")], "stream.nmae", "is not a known key"),
+    ]
+}
+
+#[rustfmt::skip]
+fn pool_cases() -> Vec<Case> {
+    let none: &'static [(&str, &str)] = &[];
+    let two_pools = |a: &str, b: &str| format!("{a}\n{b}");
+    vec![
         // pools
         ("".into(), none, "pools", "no [[pools]] configured"),
         ("[[pools]]\ntypes = [\"a\"]\n".into(), none, "pools[0].name", "every pool needs a name"),
@@ -67,17 +89,19 @@ fn cases() -> Vec<Case> {
         (pool("concurrency = 10001"), none, "pools[0].concurrency", "must be between 1 and 10000"),
         ("[[pools]]\nname = \"p\"\ntypes = []\n".into(), none, "pools[0].types", "list the event types"),
         ("[[pools]]\nname = \"p\"\ntypes = [\"\"]\n".into(), none, "pools[0].types", "is not a type name"),
-        (
-            "[[pools]]\nname = \"p\"\ntypes = [\"*\"]\n[[pools]]\nname = \"q\"\ntypes = [\"*\"]\n".into(),
-            none,
-            "pools[1].types",
-            "`*` is already taken by pool `p`",
-        ),
+        ("[[pools]]\nname = \"p\"\ntypes = [\"*\"]\n[[pools]]\nname = \"q\"\ntypes = [\"*\"]\n".into(), none, "pools[1].types", "`*` is already taken by pool `p`"),
         (pool("start = \"yesterday\""), none, "pools[0].start", "must be \"0\", \"$\" or a stream ID"),
         (pool("start = \"1700000000000-x\""), none, "pools[0].start", "a stream ID like 1700000000000-0"),
         (pool("timeout_seconds = 0"), none, "pools[0].timeout_seconds", "0 is not a number of seconds above 0"),
         ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"exec\", command = [] }\n".into(), none, "pools[0].handler.command", "must list the program"),
         ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"http\", url = \"ftp://x\" }\n".into(), none, "pools[0].handler.url", "must start with http:// or https://"),
+    ]
+}
+
+#[rustfmt::skip]
+fn retry_cases() -> Vec<Case> {
+    let none: &'static [(&str, &str)] = &[];
+    vec![
         // retry values and their layering: built-in defaults < [retry] < the pool's own keys
         (with_pool("[retry]\nmax_attempts = 0"), none, "retry.max_attempts", "must be at least 1"),
         (with_pool("[retry]\nbackoff_exp = 0.5"), none, "retry.backoff_exp", "must be a number of 1 or more"),
@@ -90,6 +114,13 @@ fn cases() -> Vec<Case> {
         (pool("retry_seconds = -1"), none, "pools[0].retry_seconds", "0 or more"),
         (pool("max_backoff_seconds = -0.5"), none, "pools[0].max_backoff_seconds", "0 or more"),
         (pool("visibility_timeout_seconds = 0"), none, "pools[0].visibility_timeout_seconds", "above 0"),
+    ]
+}
+
+#[rustfmt::skip]
+fn stream_cases() -> Vec<Case> {
+    let none: &'static [(&str, &str)] = &[];
+    vec![
         // stream, partitions, DLQ naming
         (with_pool("[stream]\nname = \"\""), none, "stream.name", "must not be empty"),
         (with_pool("[stream]\nname = \"bus\"\ndlq = \"bus\""), none, "stream.dlq", "a key other than the main stream"),
@@ -101,12 +132,18 @@ fn cases() -> Vec<Case> {
         (with_pool("[stream]\npartitions = 1025"), none, "stream.partitions", "between 1 and 1024"),
         (with_pool("[stream]\nname = \"bus\"\ndlq = \"dead\"\npartitions = 2"), none, "stream.dlq", "start with the stream name, e.g. dlq = \"bus:dlq\""),
         (with_pool("[stream]\nname = \"{bus}:events\"\ndlq = \"bus:dlq\"\npartitions = 2"), none, "stream.dlq", "carry the stream's hash tag {bus}"),
-        (
-            with_pool("[redis]\nurl = \"redis-cluster://127.0.0.1:7000\"\n[stream]\nname = \"events\"\ndlq = \"dead\""),
+        (with_pool( "[redis]\nurl = \"redis-cluster://127.0.0.1:7000\"\n[stream]\nname = \"events\"\ndlq = \"dead\""),
             none,
             "stream.dlq",
             "must hash to the same slot",
         ),
+    ]
+}
+
+#[rustfmt::skip]
+fn other_cases() -> Vec<Case> {
+    let none: &'static [(&str, &str)] = &[];
+    vec![
         // redis
         (with_pool("[redis]\nurl = \"http://u:hunter2@x\""), none, "redis.url", "is not a Redis URL"),
         (with_pool("[redis]\nurl = \"redis-cluster://127.0.0.1:notaport\""), none, "redis.url", "redis-cluster://127.0.0.1:notaport"),
