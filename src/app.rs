@@ -366,8 +366,8 @@ async fn ensure_groups(
     only: &Option<Vec<String>>,
 ) -> Result<HashMap<(String, String), StreamId>, RedisError> {
     let mut positions = HashMap::new();
-    for part in config.stream.partition_list() {
-        let stream = &part.name;
+    for part in config.partitions() {
+        let stream = &part.stream;
         for pool in &config.pools {
             if only.as_ref().is_none_or(|o| o.contains(&pool.name))
                 && redis.create_group(stream, &pool.name, &pool.start).await?

@@ -11,6 +11,7 @@
 //!
 //! - [`config`]: `streams.toml` read in two phases (raw serde form, then validated `Config`).
 //! - [`error`]: one error enum per layer.
+//! - [`keys`]: the Redis key layout (partitions, DLQ, paused set, replay, dedup, owner leases).
 //! - [`redis`]: the only module that talks to Redis; typed stream commands.
 //! - [`envelope`]: decodes a raw entry into an event (`type`, `data`, pass-through fields).
 //! - [`schema`]: JSON Schema validation of `data`, compiled once.
@@ -41,6 +42,7 @@ pub mod error;
 pub mod handler;
 pub mod health;
 pub mod janitor;
+pub mod keys;
 pub mod metrics;
 pub mod publisher;
 pub mod redis;

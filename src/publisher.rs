@@ -103,9 +103,9 @@ impl Publisher {
             redis,
             streams: config
                 .stream
-                .partition_list()
-                .into_iter()
-                .map(|p| p.name)
+                .partitions()
+                .iter()
+                .map(|p| p.stream.clone())
                 .collect(),
             next: std::sync::atomic::AtomicUsize::new(0),
             max_entry_bytes: config.stream.max_entry_bytes,
@@ -176,7 +176,7 @@ impl Publisher {
 
     /// The dedup key of `id`, next to its partition (same hash tag, same slot).
     fn dedup_key(stream: &str, id: &str) -> String {
-        format!("{stream}:dedup:{id}")
+        crate::keys::dedup(stream, id)
     }
 
     /// Validates and writes one event. With an `id`, a second publish within the dedup window

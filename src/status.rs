@@ -56,14 +56,14 @@ pub async fn totals(redis: &Redis, stream: &StreamConfig) -> Result<Totals, Redi
         dlq_length: 0,
         groups: Vec::new(),
     };
-    for part in stream.partition_list() {
-        let len = redis.len(&part.name).await?;
+    for part in stream.partitions() {
+        let len = redis.len(&part.stream).await?;
         totals.stream_length += len;
         totals.dlq_length += redis.len(&part.dlq).await?;
-        if len == 0 && !redis.exists(&part.name).await? {
+        if len == 0 && !redis.exists(&part.stream).await? {
             continue;
         }
-        for g in redis.groups(&part.name).await? {
+        for g in redis.groups(&part.stream).await? {
             match totals.groups.iter_mut().find(|t| t.name == g.name) {
                 None => totals.groups.push(g),
                 Some(t) => {
@@ -86,8 +86,8 @@ pub async fn oldest_pending(
     group: &str,
 ) -> Result<Option<StreamId>, RedisError> {
     let mut oldest: Option<StreamId> = None;
-    for part in stream.partition_list() {
-        if let (n, Some(min)) = redis.pending_summary(&part.name, group).await?
+    for part in stream.partitions() {
+        if let (n, Some(min)) = redis.pending_summary(&part.stream, group).await?
             && n > 0
         {
             oldest = Some(oldest.map_or(min, |o| o.min(min)));

@@ -79,12 +79,7 @@ impl Serialize for Cursor {
 
 /// Every partition's DLQ key, in partition order.
 fn dlq_keys(config: &Config) -> Vec<String> {
-    config
-        .stream
-        .partition_list()
-        .into_iter()
-        .map(|p| p.dlq)
-        .collect()
+    config.partitions().iter().map(|p| p.dlq.clone()).collect()
 }
 
 /// Visits matching dead letters, partition by partition, in ID order; `visit` returns
@@ -211,7 +206,7 @@ pub async fn reprocess(
             return Ok(done);
         }
     }
-    for part in config.stream.partition_list() {
+    for part in config.partitions() {
         let targets = match selection {
             Selection::Ids(_) => std::mem::take(&mut unplaced),
             Selection::Matching(filter) => {
@@ -228,7 +223,7 @@ pub async fn reprocess(
                 continue;
             }
             let ids: Vec<StreamId> = chunk.iter().map(|(id, _)| *id).collect();
-            let results = redis.reprocess(&part.dlq, &part.name, &ids).await?;
+            let results = redis.reprocess(&part.dlq, &part.stream, &ids).await?;
             for ((id, ty), result) in chunk.iter().zip(results) {
                 match result {
                     Some(_) => {

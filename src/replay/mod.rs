@@ -142,7 +142,7 @@ impl Spec {
 
 /// The progress hash of `job` beside `stream` (a partition's stream with partitions).
 pub fn job_key(stream: &str, job: &str) -> String {
-    format!("{stream}:replay:{job}")
+    crate::keys::replay_job(stream, job)
 }
 
 pub fn new_job_id() -> String {

@@ -26,9 +26,10 @@ impl Replay {
     ) -> Result<Replay, OpError> {
         let id = new_job_id();
         let mut jobs = Vec::new();
-        for part in config.stream.partition_list() {
-            let job = Job::create_as(redis, &part.name, spec.clone(), dry_run, id.clone()).await?;
-            jobs.push((part.name, Some(job)));
+        for part in config.partitions() {
+            let job =
+                Job::create_as(redis, &part.stream, spec.clone(), dry_run, id.clone()).await?;
+            jobs.push((part.stream.clone(), Some(job)));
         }
         Ok(Replay { id, dry_run, jobs })
     }
@@ -36,13 +37,13 @@ impl Replay {
     /// Reads back an interrupted job; partitions it finished are skipped.
     pub async fn resume(redis: &Redis, config: &Config, id: &str) -> Result<Replay, OpError> {
         let mut jobs = Vec::new();
-        for part in config.stream.partition_list() {
-            let job = match Job::resume(redis, &part.name, id).await {
+        for part in config.partitions() {
+            let job = match Job::resume(redis, &part.stream, id).await {
                 Ok(job) => Some(job),
                 Err(ReplayError::Finished(_)) => None,
                 Err(e) => return Err(e.into()),
             };
-            jobs.push((part.name, job));
+            jobs.push((part.stream.clone(), job));
         }
         if jobs.iter().all(|(_, j)| j.is_none()) {
             return Err(ReplayError::Finished(id.to_string()).into());

@@ -1,0 +1,152 @@
+//! The validated configuration the engine runs on: durations parsed, paths resolved,
+//! defaults filled in, and the partition key list computed once.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::keys::{self, Partition};
+
+/// A built-in handler, chosen per pool with `handler = { kind = "…", … }`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum HandlerConfig {
+    /// POST `data` to `url`.
+    Http {
+        url: String,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
+    /// Run `command` (argv, no shell) with `data` on stdin.
+    Exec {
+        command: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+    },
+    /// Log the entry at INFO and succeed.
+    Log,
+    /// Succeed without doing anything.
+    Noop,
+}
+
+/// The validated configuration the engine runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub redis: RedisConfig,
+    pub stream: StreamConfig,
+    pub janitor: JanitorConfig,
+    /// `None`: `data` is only checked to be JSON.
+    pub schemas_dir: Option<PathBuf>,
+    pub http_listen: SocketAddr,
+    pub health: HealthConfig,
+    pub shutdown_grace: Duration,
+    pub pools: Vec<PoolConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: String,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    pub name: String,
+    pub dlq: String,
+    pub max_len: u64,
+    pub max_entry_bytes: usize,
+    pub dedup_window: Duration,
+    /// How many stream keys the main stream is spread over; 1 is the plain layout.
+    pub partitions: usize,
+    /// Each partition's stream and DLQ keys, computed once by validation so every caller
+    /// agrees on them.
+    pub(super) parts: Vec<Partition>,
+}
+
+impl StreamConfig {
+    /// The set whose members are paused pools (one for all partitions).
+    pub fn paused_key(&self) -> String {
+        keys::paused(&self.name)
+    }
+
+    /// Each partition's stream and DLQ keys; one entry, these keys, when unpartitioned.
+    pub fn partitions(&self) -> &[Partition] {
+        &self.parts
+    }
+
+    /// One `StreamConfig` per partition, with its own stream and DLQ keys and its share of
+    /// `max_len`: what a pool's reader, janitor and settle work on. With one partition,
+    /// this stream as it is.
+    pub fn partition_list(&self) -> Vec<StreamConfig> {
+        if self.partitions <= 1 {
+            return vec![self.clone()];
+        }
+        let max_len = self.max_len.div_ceil(self.partitions as u64).max(1);
+        self.parts
+            .iter()
+            .map(|part| StreamConfig {
+                name: part.stream.clone(),
+                dlq: part.dlq.clone(),
+                max_len,
+                partitions: 1,
+                parts: vec![part.clone()],
+                ..self.clone()
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// `degraded` when the DLQ holds more entries than this.
+    pub degraded_dlq_length: u64,
+    /// `degraded` when any pool's lag is above this.
+    pub degraded_lag: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct JanitorConfig {
+    pub interval: Duration,
+    pub consumer_gc: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+/// The retry rules of a pool; what they mean is in [`crate::settle`] (`exhausted`, `backoff`).
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub retry: Duration,
+    pub backoff_exp: f64,
+    pub max_backoff: Duration,
+    pub visibility_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub name: String,
+    pub concurrency: usize,
+    pub types: Vec<String>,
+    pub timeout: Duration,
+    /// `None` when the handler is supplied in code ([`crate::Engine::with_handler`]).
+    pub handler: Option<HandlerConfig>,
+    /// Where a newly created group starts: `0` (everything) or `$` (only new entries).
+    pub start: String,
+    pub read_count: usize,
+    pub retry: RetryPolicy,
+}
+
+impl Config {
+    pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// Each partition's stream and DLQ keys (see [`StreamConfig::partitions`]).
+    pub fn partitions(&self) -> &[Partition] {
+        self.stream.partitions()
+    }
+}

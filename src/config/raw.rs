@@ -1,0 +1,126 @@
+//! Phase one: `streams.toml` exactly as serde reads it. Unknown keys are errors; the only
+//! checks here are types. Everything else is [`super::validate`]'s job.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::model::HandlerConfig;
+
+/// The file as written, before any checking beyond types.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub shutdown_grace_seconds: Option<f64>,
+    #[serde(default)]
+    pub redis: RawRedis,
+    #[serde(default)]
+    pub stream: RawStream,
+    #[serde(default)]
+    pub retry: RawRetry,
+    #[serde(default)]
+    pub janitor: RawJanitor,
+    #[serde(default)]
+    pub schemas: Option<RawSchemas>,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub health: RawHealth,
+    #[serde(default)]
+    pub pools: Vec<RawPool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub insecure_skip_verify: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStream {
+    pub name: Option<String>,
+    pub dlq: Option<String>,
+    pub max_len: Option<u64>,
+    pub max_entry_bytes: Option<u64>,
+    /// How long `weir publish --id` remembers an id.
+    pub dedup_window_seconds: Option<f64>,
+    /// Stream keys the main stream is spread over (Redis Cluster scale-out).
+    pub partitions: Option<u32>,
+}
+
+/// Retry keys: the `[retry]` defaults, and the per-pool overrides.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub max_attempts: Option<u32>,
+    pub retry_seconds: Option<f64>,
+    pub backoff_exp: Option<f64>,
+    pub max_backoff_seconds: Option<f64>,
+    pub visibility_timeout_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJanitor {
+    pub interval_seconds: Option<f64>,
+    pub consumer_gc_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchemas {
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+}
+
+/// When `/healthz` says `degraded` (the seeds' warning levels by default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub degraded_dlq_length: Option<u64>,
+    pub degraded_lag: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub name: Option<String>,
+    pub concurrency: Option<u32>,
+    #[serde(default)]
+    pub types: Vec<String>,
+    pub timeout_seconds: Option<f64>,
+    pub handler: Option<HandlerConfig>,
+    pub start: Option<String>,
+    /// Entries fetched per XREADGROUP; more means fewer round trips under load.
+    pub read_count: Option<u32>,
+    // The `[retry]` keys a pool may override. Listed, not flattened: serde cannot combine
+    // `flatten` with `deny_unknown_fields`.
+    pub max_attempts: Option<u32>,
+    pub retry_seconds: Option<f64>,
+    pub backoff_exp: Option<f64>,
+    pub max_backoff_seconds: Option<f64>,
+    pub visibility_timeout_seconds: Option<f64>,
+}
+
+impl RawPool {
+    pub(super) fn retry_overrides(&self) -> RawRetry {
+        RawRetry {
+            max_attempts: self.max_attempts,
+            retry_seconds: self.retry_seconds,
+            backoff_exp: self.backoff_exp,
+            max_backoff_seconds: self.max_backoff_seconds,
+            visibility_timeout_seconds: self.visibility_timeout_seconds,
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Keyed errors, table-driven: every rule names its key as a path (`pools[0].concurrency`)
+//! and says what is wrong in words.
+
+use std::path::Path;
+
+use super::load::{Overrides, load_with};
+use super::*;
+use crate::error::ConfigError;
+
+/// A valid pool, with `extra` lines appended to its table.
+fn pool(extra: &str) -> String {
+    format!("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = {{ kind = \"log\" }}\n{extra}")
+}
+
+/// `top` (keys before any pool) followed by one valid pool.
+fn with_pool(top: &str) -> String {
+    format!("{top}\n{}", pool(""))
+}
+
+/// Loads `text` as a file with `env` as `WEIR_…` overrides.
+fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("streams.toml");
+    std::fs::write(&path, text).expect("write config");
+    let overrides: Overrides = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    load_with(&path, overrides)
+}
+
+/// (config text, environment overrides, key path, fragment of the problem)
+type Case = (
+    String,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    &'static str,
+);
+
+/// Every case, by area.
+fn cases() -> Vec<Case> {
+    [
+        phase_one_cases,
+        pool_cases,
+        retry_cases,
+        stream_cases,
+        other_cases,
+    ]
+    .into_iter()
+    .flat_map(|area| area())
+    .collect()
+}
+
+#[rustfmt::skip]
+fn phase_one_cases() -> Vec<Case> {
+    let none: &'static [(&str, &str)] = &[];
+    vec![
+        // types and unknown keys (phase one)
+        (pool("concurrency = \"x\""), none, "pools[0].concurrency", "expected a whole number, found string \"x\""),
+        (pool("retry_seconds = \"soon\""), none, "pools[0].retry_seconds", "expected a number"),
+        (with_pool("[retry]\nmax_attempts = -1"), none, "retry.max_attempts", "expected a whole number, 0 or more"),
+        ("[[pools]]\nname = \"p\"\ntypes = \"a\"\n".into(), none, "pools[0].types", "expected a list, found string \"a\""),
+        ("pools = 3\n".into(), none, "pools", "expected a list"),
+        ("[stream]\nnmae = \"x\"\n".into(), none, "stream.nmae", "is not a known key; expected one of `name`"),
+        ("nmae = 1\n".into(), none, "nmae", "is not a known key"),
+        (pool("bogus = 1"), none, "pools[0].bogus", "is not a known key"),
+        ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"smtp\" }\n".into(), none, "pools[0].handler.kind", "unknown variant `smtp`"),
+        ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"http\" }\n".into(), none, "pools[0].handler.url", "is required"),
+        ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"exec\", command = [\"x\"], url = \"x\" }\n".into(), none, "pools[0].handler.url", "is not a known key"),
+        ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = \"log\"\n".into(), none, "pools[0].handler", "expected a table like { kind"),
+        // environment overrides
+        (pool(""), &[("WEIR_RETRY__MAX_ATTEMPTS", "0")], "retry.max_attempts", "must be at least 1"),
+        (pool(""), &[("WEIR_STREAM__MAX_LEN", "lots")], "stream.max_len", "environment overrides in effect: WEIR_STREAM__MAX_LEN"),
+        (pool(""), &[("WEIR_STREAM__NMAE", "x")], "stream.nmae", "is not a known key"),
+    ]
+}
+
+#[rustfmt::skip]
+fn pool_cases() -> Vec<Case> {
+    let none: &'static [(&str, &str)] = &[];
+    let two_pools = |a: &str, b: &str| format!("{a}\n{b}");
+    vec![
+        // pools
+        ("".into(), none, "pools", "no [[pools]] configured"),
+        ("[[pools]]\ntypes = [\"a\"]\n".into(), none, "pools[0].name", "every pool needs a name"),
+        ("[[pools]]\nname = \"a b\"\ntypes = [\"a\"]\n".into(), none, "pools[0].name", "only letters, digits"),
+        (two_pools(&pool(""), &pool("")), none, "pools[1].name", "pool `p` is defined twice"),
+        (pool("concurrency = 0"), none, "pools[0].concurrency", "must be between 1 and 10000"),
+        (pool("concurrency = 10001"), none, "pools[0].concurrency", "must be between 1 and 10000"),
+        ("[[pools]]\nname = \"p\"\ntypes = []\n".into(), none, "pools[0].types", "list the event types"),
+        ("[[pools]]\nname = \"p\"\ntypes = [\"\"]\n".into(), none, "pools[0].types", "is not a type name"),
+        ("[[pools]]\nname = \"p\"\ntypes = [\"*\"]\n[[pools]]\nname = \"q\"\ntypes = [\"*\"]\n".into(), none, "pools[1].types", "`*` is already taken by pool `p`"),
+        (pool("start = \"yesterday\""), none, "pools[0].start", "must be \"0\", \"$\" or a stream ID"),
+        (pool("start = \"1700000000000-x\""), none, "pools[0].start", "a stream ID like 1700000000000-0"),
+        (pool("timeout_seconds = 0"), none, "pools[0].timeout_seconds", "0 is not a number of seconds above 0"),
+        ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"exec\", command = [] }\n".into(), none, "pools[0].handler.command", "must list the program"),
+        ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"http\", url = \"ftp://x\" }\n".into(), none, "pools[0].handler.url", "must start with http:// or https://"),
+    ]
+}
+
+#[rustfmt::skip]
+fn retry_cases() -> Vec<Case> {
+    let none: &'static [(&str, &str)] = &[];
+    vec![
+        // retry values and their layering: built-in defaults < [retry] < the pool's own keys
+        (with_pool("[retry]\nmax_attempts = 0"), none, "retry.max_attempts", "must be at least 1"),
+        (with_pool("[retry]\nbackoff_exp = 0.5"), none, "retry.backoff_exp", "must be a number of 1 or more"),
+        (with_pool("[retry]\nretry_seconds = -1"), none, "retry.retry_seconds", "-1 is not a number of seconds 0 or more"),
+        (with_pool("[retry]\nmax_backoff_seconds = -1"), none, "retry.max_backoff_seconds", "0 or more"),
+        (with_pool("[retry]\nvisibility_timeout_seconds = 0"), none, "retry.visibility_timeout_seconds", "above 0"),
+        (format!("[retry]\nmax_attempts = 0\n{}", pool("max_attempts = 3")), none, "retry.max_attempts", "must be at least 1"),
+        (pool("max_attempts = 0"), none, "pools[0].max_attempts", "must be at least 1"),
+        (pool("backoff_exp = 0"), none, "pools[0].backoff_exp", "1 or more"),
+        (pool("retry_seconds = -1"), none, "pools[0].retry_seconds", "0 or more"),
+        (pool("max_backoff_seconds = -0.5"), none, "pools[0].max_backoff_seconds", "0 or more"),
+        (pool("visibility_timeout_seconds = 0"), none, "pools[0].visibility_timeout_seconds", "above 0"),
+    ]
+}
+
+#[rustfmt::skip]
+fn stream_cases() -> Vec<Case> {
+    let none: &'static [(&str, &str)] = &[];
+    vec![
+        // stream, partitions, DLQ naming
+        (with_pool("[stream]\nname = \"\""), none, "stream.name", "must not be empty"),
+        (with_pool("[stream]\nname = \"bus\"\ndlq = \"bus\""), none, "stream.dlq", "a key other than the main stream"),
+        (with_pool("[stream]\ndlq = \"\""), none, "stream.dlq", "a key other than the main stream"),
+        (with_pool("[stream]\nmax_len = 0"), none, "stream.max_len", "must be at least 1"),
+        (with_pool("[stream]\nmax_entry_bytes = 0"), none, "stream.max_entry_bytes", "must be at least 1"),
+        (with_pool("[stream]\ndedup_window_seconds = 0"), none, "stream.dedup_window_seconds", "above 0"),
+        (with_pool("[stream]\npartitions = 0"), none, "stream.partitions", "between 1 and 1024"),
+        (with_pool("[stream]\npartitions = 1025"), none, "stream.partitions", "between 1 and 1024"),
+        (with_pool("[stream]\nname = \"bus\"\ndlq = \"dead\"\npartitions = 2"), none, "stream.dlq", "start with the stream name, e.g. dlq = \"bus:dlq\""),
+        (with_pool("[stream]\nname = \"{bus}:events\"\ndlq = \"bus:dlq\"\npartitions = 2"), none, "stream.dlq", "carry the stream's hash tag {bus}"),
+        (with_pool( "[redis]\nurl = \"redis-cluster://127.0.0.1:7000\"\n[stream]\nname = \"events\"\ndlq = \"dead\""),
+            none,
+            "stream.dlq",
+            "must hash to the same slot",
+        ),
+    ]
+}
+
+#[rustfmt::skip]
+fn other_cases() -> Vec<Case> {
+    let none: &'static [(&str, &str)] = &[];
+    vec![
+        // redis
+        (with_pool("[redis]\nurl = \"http://u:hunter2@x\""), none, "redis.url", "is not a Redis URL"),
+        (with_pool("[redis]\nurl = \"redis-cluster://127.0.0.1:notaport\""), none, "redis.url", "redis-cluster://127.0.0.1:notaport"),
+        (with_pool("[redis]\nurl = \"redis://x\"\ninsecure_skip_verify = true"), none, "redis.url", "TLS options are set but the URL is not rediss://"),
+        // janitor, http, shutdown
+        (with_pool("[janitor]\ninterval_seconds = 0"), none, "janitor.interval_seconds", "above 0"),
+        (with_pool("[janitor]\nconsumer_gc_seconds = -1"), none, "janitor.consumer_gc_seconds", "above 0"),
+        (with_pool("[http]\nlisten = \"nowhere\""), none, "http.listen", "`nowhere` is not an address"),
+        (with_pool("shutdown_grace_seconds = -1"), none, "shutdown_grace_seconds", "0 or more"),
+        // files (checked by the loader)
+        (with_pool("[redis]\nurl = \"rediss://x\"\nca_file = \"missing.pem\""), none, "redis.ca_file", "missing.pem does not exist"),
+        (with_pool("[redis]\nurl = \"rediss://x\"\ncert_file = \"c.pem\""), none, "redis.cert_file", "c.pem does not exist"),
+        (with_pool("[redis]\nkey_file = \"k.pem\""), none, "redis.key_file", "k.pem does not exist"),
+        (with_pool("[schemas]\ndir = \"nope\""), none, "schemas.dir", "nope is not a directory"),
+    ]
+}
+
+#[test]
+fn every_rule_names_its_key_as_a_path() {
+    let failures: Vec<String> = cases()
+        .into_iter()
+        .filter_map(|(text, env, key, fragment)| check(&text, env, key, fragment).err())
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// One case: the error names `key` first, says `fragment`, and is human text.
+fn check(text: &str, env: &[(&str, &str)], key: &str, fragment: &str) -> Result<(), String> {
+    let message = match load(text, env) {
+        Ok(_) => return Err(format!("accepted, expected an error on `{key}`:\n{text}")),
+        Err(e) => e.to_string(),
+    };
+    let debug_forms = [
+        "Some(",
+        "None",
+        "\\\"",
+        "Unexpected",
+        "RawConfig",
+        "HandlerConfig",
+    ];
+    if !message.starts_with(&format!("config key `{key}`: ")) || !message.contains(fragment) {
+        Err(format!(
+            "expected `{key}`: …{fragment}… for\n{text}\ngot: {message}"
+        ))
+    } else if let Some(form) = debug_forms.iter().find(|f| message.contains(**f)) {
+        Err(format!("Rust debug form `{form}` in: {message}"))
+    } else if message.contains("hunter2") {
+        Err(format!("password leaked: {message}"))
+    } else {
+        Ok(())
+    }
+}
+
+#[test]
+fn syntax_errors_name_the_file() {
+    let err = load("[stream\n", &[]).expect_err("syntax error");
+    let message = err.to_string();
+    assert!(matches!(err, ConfigError::Parse { .. }), "{message}");
+    assert!(
+        message.contains("streams.toml") && message.contains("line 1"),
+        "{message}"
+    );
+}
+
+#[test]
+fn validation_is_pure_and_files_are_the_loaders_job() {
+    let text = with_pool(
+        "[redis]\nurl = \"rediss://x\"\nca_file = \"/nowhere/ca.pem\"\n[schemas]\ndir = \"/nowhere\"",
+    );
+    let raw: RawConfig = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .expect("raw");
+    let config = raw
+        .into_config()
+        .expect("no filesystem checks in validation");
+    assert_eq!(
+        config.redis.ca_file.as_deref(),
+        Some(Path::new("/nowhere/ca.pem"))
+    );
+    let err = Config::from_toml(&text, Path::new(".")).expect_err("the loader checks files");
+    assert!(err.to_string().contains("redis.ca_file"), "{err}");
+}
+
+#[test]
+fn relative_paths_resolve_against_the_files_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("s")).expect("mkdir");
+    std::fs::write(dir.path().join("ca.pem"), "").expect("ca");
+    let text =
+        with_pool("[redis]\nurl = \"rediss://x\"\nca_file = \"ca.pem\"\n[schemas]\ndir = \"s\"");
+    let config = Config::from_toml(&text, dir.path()).expect("valid");
+    assert_eq!(config.redis.ca_file, Some(dir.path().join("ca.pem")));
+    assert_eq!(config.schemas_dir, Some(dir.path().join("s")));
+    let beside = Config::from_toml(&pool(""), dir.path()).expect("valid");
+    assert_eq!(beside.schemas_dir, None);
+}
+
+#[test]
+fn valid_edges_are_accepted() {
+    for text in [
+        pool("start = \"$\""),
+        pool("start = \"1700000000000-0\""),
+        pool("concurrency = 10000"),
+        with_pool("[stream]\npartitions = 1024"),
+        with_pool("[retry]\nbackoff_exp = 1\nretry_seconds = 0"),
+        with_pool("shutdown_grace_seconds = 0"),
+    ] {
+        if let Err(e) = load(&text, &[]) {
+            panic!("rejected:\n{text}\n{e}");
+        }
+    }
+}
+
+#[test]
+fn the_partition_list_is_computed_once_at_validation() {
+    let text = with_pool(
+        "[stream]\nname = \"{bus}:events\"\ndlq = \"{bus}:dlq\"\npartitions = 2\nmax_len = 11",
+    );
+    let config = load(&text, &[]).expect("valid");
+    let keys: Vec<(&str, &str)> = config
+        .partitions()
+        .iter()
+        .map(|p| (p.stream.as_str(), p.dlq.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("{bus:0}:events", "{bus:0}:dlq"),
+            ("{bus:1}:events", "{bus:1}:dlq")
+        ]
+    );
+    let parts = config.stream.partition_list();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(
+        (parts[1].name.as_str(), parts[1].max_len),
+        ("{bus:1}:events", 6)
+    );
+    assert_eq!(parts[1].partitions(), &config.partitions()[1..]);
+    let plain = load(&pool(""), &[]).expect("valid");
+    assert_eq!(plain.partitions().len(), 1);
+    assert_eq!(plain.partitions()[0].dlq, "integration-bus:dlq");
+}
