@@ -28,6 +28,7 @@
 //! - [`metrics`]: every metric name and its recording helper.
 //! - [`health`]: `/healthz` and `/metrics`.
 //! - [`app`]: the composition root, [`Engine::run`].
+//! - `sync`: the one way to take a lock, which survives a poisoned mutex.
 
 pub mod app;
 pub mod config;
@@ -46,6 +47,7 @@ pub mod replay;
 pub mod schema;
 pub mod settle;
 pub mod status;
+mod sync;
 pub mod timespec;
 
 pub use app::Engine;

@@ -25,6 +25,7 @@ use crate::config::{PoolConfig, StreamConfig};
 use crate::dispatch::Router;
 use crate::handler::Handler;
 use crate::redis::{Redis, StreamId};
+use crate::sync::lock;
 
 /// The set of paused pool names, refreshed from `<stream>:paused`.
 pub type Paused = watch::Receiver<Arc<HashSet<String>>>;
@@ -87,18 +88,14 @@ impl Pool {
     }
 
     pub fn note_delivered(&self, id: StreamId) {
-        if let Ok(mut last) = self.last_delivered.lock()
-            && id > *last
-        {
+        let mut last = lock(&self.last_delivered);
+        if id > *last {
             *last = id;
         }
     }
 
     pub fn last_delivered(&self) -> StreamId {
-        self.last_delivered
-            .lock()
-            .map(|l| *l)
-            .unwrap_or(StreamId::ZERO)
+        *lock(&self.last_delivered)
     }
 
     /// Recreates the group after NOGROUP at the last ID this process saw delivered, and
