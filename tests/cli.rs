@@ -322,6 +322,29 @@ fn an_unreachable_redis_is_exit_1_naming_the_redacted_url() {
 }
 
 #[test]
+fn connection_errors_read_as_words_not_rust_debug_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: &Path = &dir.path().join("streams.toml");
+    std::fs::write(path, "[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n[[pools]]\nname = \"p\"\ntypes = [\"*\"]\nhandler = { kind = \"log\" }\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("-c")
+        .arg(path)
+        .arg("status")
+        .env("WEIR_REDIS__URL", "redis://ops:hunter2@127.0.0.1:1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("Os {"), "{stderr}");
+    assert!(!stderr.contains("kind:"), "{stderr}");
+    assert!(
+        stderr.contains("redis://ops:***@127.0.0.1:1: connection refused (os error 111)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
 fn status_reports_pending_lag_oldest_age_and_paused_per_pool() {
     let server = RedisServer::start();
     let cli = Cli::new(&server, "status");
