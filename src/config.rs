@@ -463,7 +463,7 @@ fn validate_url(url: &str) -> Result<(), ConfigError> {
         "rediss://",
         "redis-cluster://",
         "rediss-cluster://",
-        "unix://",
+        "redis+unix://",
     ]
     .iter()
     .any(|s| url.starts_with(s));

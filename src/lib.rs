@@ -50,7 +50,7 @@ pub mod status;
 mod sync;
 pub mod timespec;
 
-pub use app::Engine;
+pub use app::{Engine, HttpAddr};
 pub use config::Config;
 pub use handler::{Delivery, Handler, Outcome};
 
