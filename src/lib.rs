@@ -29,6 +29,7 @@
 //! - [`metrics`]: every metric name and its recording helper.
 //! - [`health`]: `/healthz` and `/metrics`.
 //! - [`app`]: the composition root, [`Engine::run`].
+//! - `sync`: the one way to take a lock, which survives a poisoned mutex.
 
 pub mod app;
 pub(crate) mod backoff;
@@ -50,10 +51,11 @@ pub mod replay;
 pub mod schema;
 pub mod settle;
 pub mod status;
+mod sync;
 pub mod timespec;
 pub mod vocab;
 
-pub use app::Engine;
+pub use app::{Engine, HttpAddr};
 pub use config::Config;
 pub use handler::{Delivery, Handler, Outcome};
 

@@ -31,11 +31,10 @@ visibility_timeout_seconds = 2
 [janitor]
 interval_seconds = 0.05
 [http]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 {pools}
 "#,
         url = server.url(),
-        port = free_port(),
     )
 }
 
@@ -512,20 +511,11 @@ async fn shutdown_lets_in_flight_handlers_finish_and_acknowledges_them() {
 async fn survives_a_redis_restart_without_losing_entries_and_reports_health() {
     let mut server = RedisServer::start_durable();
     let stream = stream_name("restart");
-    let port = free_port();
-    let mut text = toml(&server, &stream, "", &pool("p", r#"["job"]"#));
-    text = text.replace(
-        &text[text.find("listen = ").unwrap()..]
-            .lines()
-            .next()
-            .unwrap()
-            .to_string(),
-        &format!("listen = \"127.0.0.1:{port}\""),
-    );
+    let text = toml(&server, &stream, "", &pool("p", r#"["job"]"#));
     let config = config(&text);
     let handler = Recorder::ok();
     let running = run(Engine::new(config).with_handler("p", handler.clone()));
-    let health = format!("http://127.0.0.1:{port}/healthz");
+    let health = running.url("/healthz").await;
     let status = |url: String| async move {
         reqwest::get(url)
             .await

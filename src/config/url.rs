@@ -50,7 +50,7 @@ pub(super) fn validate_url(url: &str) -> Result<(), ConfigError> {
         "rediss://",
         "redis-cluster://",
         "rediss-cluster://",
-        "unix://",
+        "redis+unix://",
     ]
     .iter()
     .any(|s| url.starts_with(s));
