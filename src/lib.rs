@@ -11,6 +11,7 @@
 //!
 //! - [`config`]: `streams.toml` read in two phases (raw serde form, then validated `Config`).
 //! - [`error`]: one error enum per layer.
+//! - [`vocab`]: the shared words (`StreamId`, `RawEntry`); imports nothing of the crate.
 //! - [`redis`]: the only module that talks to Redis; typed stream commands.
 //! - [`envelope`]: decodes a raw entry into an event (`type`, `data`, pass-through fields).
 //! - [`schema`]: JSON Schema validation of `data`, compiled once.
@@ -47,6 +48,7 @@ pub mod schema;
 pub mod settle;
 pub mod status;
 pub mod timespec;
+pub mod vocab;
 
 pub use app::Engine;
 pub use config::Config;

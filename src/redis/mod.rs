@@ -2,7 +2,6 @@
 //! non-generic method here, so the rest of the crate speaks in [`StreamId`]s and
 //! [`RawEntry`]s and fred's generic API is compiled once.
 
-mod id;
 mod reply;
 mod tls;
 
@@ -18,8 +17,7 @@ use fred::types::config::{
 };
 use fred::types::{CustomCommand, Value};
 
-pub use id::StreamId;
-pub use reply::RawEntry;
+pub use crate::vocab::{RawEntry, StreamId};
 use reply::{array, int, pairs, protocol, text};
 
 use crate::config::RedisConfig;

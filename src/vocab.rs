@@ -1,6 +1,10 @@
-//! Stream entry IDs as numbers, so the engine can compare, step and take minimums of them.
+//! The words every layer shares: stream entry IDs and raw entries. A leaf module: it imports
+//! nothing from the crate, so pure modules (envelope, dispatch, settle decisions) can name
+//! these types without depending on the Redis layer.
 
 use std::fmt;
+
+use bytes::Bytes;
 
 /// `<ms>-<seq>`, ordered the way Redis orders entries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -39,6 +43,33 @@ impl StreamId {
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// One stream entry as it came from Redis: the ID and the fields as bytes, in order.
+/// `fields` is `None` when the entry was deleted but its ID is still pending.
+#[derive(Debug, Clone)]
+pub struct RawEntry {
+    pub id: StreamId,
+    pub fields: Option<Vec<(Bytes, Bytes)>>,
+}
+
+impl RawEntry {
+    /// Bytes of all field names and values: what `max_entry_bytes` limits.
+    pub fn size(&self) -> usize {
+        self.fields
+            .iter()
+            .flatten()
+            .map(|(k, v)| k.len() + v.len())
+            .sum()
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Bytes> {
+        self.fields
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k.as_ref() == name.as_bytes())
+            .map(|(_, v)| v)
     }
 }
 
