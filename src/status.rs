@@ -64,9 +64,9 @@ pub async fn totals(redis: &Redis, stream: &StreamConfig) -> Result<Totals, Redi
         groups: Vec::new(),
     };
     for part in stream.partition_list() {
-        let len = redis.len(&part.name).await?;
+        let len = redis.stream_len(&part.name).await?;
         totals.stream_length += len;
-        totals.dlq_length += redis.len(&part.dlq).await?;
+        totals.dlq_length += redis.stream_len(&part.dlq).await?;
         if len == 0 && !redis.exists(&part.name).await? {
             continue;
         }

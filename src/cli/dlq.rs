@@ -342,7 +342,10 @@ pub async fn forget(config: &Config, ids: &[String], json: bool) -> Outcome {
     let redis = connect(config).await?;
     let mut deleted = 0;
     for part in config.stream.partition_list() {
-        deleted += redis.delete(&part.dlq, &ids).await.map_err(runtime)?;
+        deleted += redis
+            .delete_entries(&part.dlq, &ids)
+            .await
+            .map_err(runtime)?;
     }
     if json {
         print_json(&serde_json::json!({"forgotten": deleted, "requested": ids.len()}));
@@ -372,7 +375,10 @@ pub async fn purge(config: &Config, types: &[String], yes: bool, json: bool) -> 
             .map(|(id, _)| id)
             .collect();
         for chunk in ids.chunks(dlq::PAGE) {
-            deleted += redis.delete(&part.dlq, chunk).await.map_err(runtime)?;
+            deleted += redis
+                .delete_entries(&part.dlq, chunk)
+                .await
+                .map_err(runtime)?;
             bar.inc(chunk.len() as u64);
         }
     }
