@@ -421,7 +421,7 @@ pub fn is_cluster_url(url: &str) -> bool {
     url.starts_with("redis-cluster://") || url.starts_with("rediss-cluster://")
 }
 
-/// `redis-cluster://[user:pass@]h1:p1,h2:p2[/…]` in the form fred reads:
+/// `redis-cluster://[user:pass@]h1:p1,h2:p2[/…]` in the form the client reads:
 /// `redis-cluster://[user:pass@]h1:p1?node=h2:p2`. Other URLs are returned as they are.
 pub fn normalize_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -476,21 +476,15 @@ fn validate_url(url: &str) -> Result<(), ConfigError> {
             ),
         ));
     }
-    fred::types::config::Config::from_url(url)
-        .map(|_| ())
-        .map_err(|e| {
-            invalid(
-                "redis.url",
-                format!("{}: {}", crate::redact_url(url), e.details()),
-            )
-        })
+    crate::redis::validate_url(url)
+        .map_err(|e| invalid("redis.url", format!("{}: {e}", crate::redact_url(url))))
 }
 
 /// On Redis Cluster, keys that one script or transaction touches together must hash to the
 /// same slot: the stream and its DLQ (the DLQ move), replay progress and dedup keys (their
 /// names start with the stream's, so they follow its hash tag).
 fn check_slots(stream: &StreamConfig) -> Result<(), ConfigError> {
-    let slot = |key: &str| fred::util::redis_keyslot(key.as_bytes());
+    let slot = crate::redis::key_slot;
     for part in stream.partition_list() {
         if slot(&part.name) != slot(&part.dlq) {
             return Err(invalid(
