@@ -12,6 +12,7 @@
 //! - [`config`]: `streams.toml` read in two phases (raw serde form, then validated `Config`).
 //! - [`error`]: one error enum per layer.
 //! - [`keys`]: the Redis key layout (partitions, DLQ, paused set, replay, dedup, owner leases).
+//! - [`vocab`]: the shared words (`StreamId`, `RawEntry`); imports nothing of the crate.
 //! - [`redis`]: the only module that talks to Redis; typed stream commands.
 //! - [`envelope`]: decodes a raw entry into an event (`type`, `data`, pass-through fields).
 //! - [`schema`]: JSON Schema validation of `data`, compiled once.

@@ -130,7 +130,7 @@ async fn users_have_exactly_the_rights_they_need() {
             "publisher could run {args:?}: {reply}"
         );
     }
-    // A raw, invalid entry: the engine must be able to dead-letter it (MULTI, XADD to the DLQ, XACK).
+    // A raw, invalid entry: the engine must be able to dead-letter it (one script: XADD to the DLQ, XACK).
     as_user(
         &server,
         "publisher",
@@ -146,7 +146,7 @@ async fn users_have_exactly_the_rights_they_need() {
         ],
     );
     wait_for("all handled, the bad one dead-lettered", T, || async {
-        redis.len("integration-bus:dlq").await.unwrap() == 1
+        redis.stream_len("integration-bus:dlq").await.unwrap() == 1
             && server
                 .cli(&["XINFO", "GROUPS", "integration-bus"])
                 .contains("entries-read\n11")

@@ -108,7 +108,7 @@ async fn bad_entries_are_dead_lettered_once_and_the_pool_keeps_serving() {
         "every bad entry dead-lettered and the good one handled",
         T,
         || async {
-            redis.len(&dlq).await.unwrap() == corpus.len() as u64
+            redis.stream_len(&dlq).await.unwrap() == corpus.len() as u64
                 && handler.seen().iter().any(|s| s.fields.is_empty())
         },
     )

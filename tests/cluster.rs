@@ -127,7 +127,7 @@ async fn routing_retries_dlq_and_the_cli_work_on_a_cluster() {
         publish(&redis, &stream, "b", &format!("{{\"i\":{i}}}")).await;
     }
     wait_for("a handled, b dead-lettered", T, || async {
-        ok.per_entry().len() == 20 && redis.len(&dlq).await.unwrap_or(0) == 3
+        ok.per_entry().len() == 20 && redis.stream_len(&dlq).await.unwrap_or(0) == 3
     })
     .await;
     assert!(ok.per_entry().values().all(|n| *n == 1));
@@ -502,7 +502,7 @@ async fn a_partitioned_stream_spreads_over_the_shards_and_every_tool_sees_all_of
     let mut nodes = std::collections::HashSet::new();
     for part in &parts {
         assert!(
-            redis.len(&part.name).await.unwrap() > 0,
+            redis.stream_len(&part.name).await.unwrap() > 0,
             "{} is empty",
             part.name
         );
@@ -545,7 +545,7 @@ async fn a_partitioned_stream_spreads_over_the_shards_and_every_tool_sees_all_of
     wait_for("every DLQ move done", T, || async {
         let mut total = 0;
         for part in &parts {
-            total += redis.len(&part.dlq).await.unwrap_or(0);
+            total += redis.stream_len(&part.dlq).await.unwrap_or(0);
         }
         total == 6
     })
@@ -640,7 +640,8 @@ async fn partitions_work_on_a_single_server_and_publish_keeps_a_keys_order() {
         }
         pending == 0
             && handler.per_entry().len() as u64
-                == redis.len(&parts[0]).await.unwrap() + redis.len(&parts[1]).await.unwrap()
+                == redis.stream_len(&parts[0]).await.unwrap()
+                    + redis.stream_len(&parts[1]).await.unwrap()
     })
     .await;
     // The key's events sit in its partition in publish order (handling runs concurrently).

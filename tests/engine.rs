@@ -88,7 +88,7 @@ async fn routes_each_type_to_its_pools_and_wildcard_takes_the_rest() {
         })
         .await;
     }
-    assert_eq!(redis.len(&format!("{stream}:dlq")).await.unwrap(), 0);
+    assert_eq!(redis.stream_len(&format!("{stream}:dlq")).await.unwrap(), 0);
     running.stop().await;
 }
 
@@ -120,7 +120,7 @@ async fn retries_with_exponential_spacing_then_dead_letters_with_every_field() {
         .unwrap();
     let dlq = format!("{stream}:dlq");
     wait_for("entry dead-lettered", T, || async {
-        redis.len(&dlq).await.unwrap() == 1
+        redis.stream_len(&dlq).await.unwrap() == 1
     })
     .await;
 
@@ -278,7 +278,7 @@ async fn permanent_failures_are_dead_lettered_once_without_retries() {
     publish(&redis, &stream, "incident.event", &valid).await;
     let dlq = format!("{stream}:dlq");
     wait_for("all bad entries dead-lettered", T, || async {
-        redis.len(&dlq).await.unwrap() >= cases.len() as u64
+        redis.stream_len(&dlq).await.unwrap() >= cases.len() as u64
     })
     .await;
     wait_for("valid entry handled", T, || async {
@@ -378,7 +378,7 @@ async fn a_hanging_handler_times_out_and_the_entry_is_retried() {
     publish(&redis, &stream, "hang", "{}").await;
     let dlq = format!("{stream}:dlq");
     wait_for("dead-lettered after two timeouts", T, || async {
-        redis.len(&dlq).await.unwrap() == 1
+        redis.stream_len(&dlq).await.unwrap() == 1
     })
     .await;
     let entry = &redis.range(&dlq, "-", "+", 1).await.unwrap()[0];
@@ -473,7 +473,7 @@ async fn trimming_never_removes_unread_or_unacknowledged_entries() {
     // Two trim intervals pass with the pool paused: nothing may go.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
-        redis.len(&stream).await.unwrap(),
+        redis.stream_len(&stream).await.unwrap(),
         500,
         "unread entries were trimmed"
     );
@@ -481,7 +481,7 @@ async fn trimming_never_removes_unread_or_unacknowledged_entries() {
     wait_for("all handled", T, || async { handler.count() >= 500 }).await;
     assert_eq!(handler.per_entry().len(), 500);
     wait_for("trimmed toward max_len once handled", T, || async {
-        redis.len(&stream).await.unwrap() <= 110
+        redis.stream_len(&stream).await.unwrap() <= 110
     })
     .await;
     running.stop().await;
@@ -655,7 +655,7 @@ async fn sweep_dead_letters_an_over_attempted_backlog_without_worker_slots() {
     assert_eq!(bumped, OVER.to_string());
     let dlq = format!("{stream}:dlq");
     wait_for("the over-attempted backlog dead-lettered", T, || async {
-        redis.len(&dlq).await.unwrap() == (OVER - 1) as u64
+        redis.stream_len(&dlq).await.unwrap() == (OVER - 1) as u64
             && group_pending(&redis, &stream, "p").await == 2
     })
     .await;
@@ -694,6 +694,6 @@ async fn sweep_dead_letters_an_over_attempted_backlog_without_worker_slots() {
     let data: Vec<&str> = seen.iter().map(|s| s.data.as_str()).collect();
     assert_eq!(data, ["{\"n\":0}", "{\"n\":1}"]);
     assert!(seen.iter().all(|s| s.attempt == 1), "{seen:?}");
-    assert_eq!(redis.len(&dlq).await.unwrap(), (OVER - 1) as u64);
+    assert_eq!(redis.stream_len(&dlq).await.unwrap(), (OVER - 1) as u64);
     running.stop().await;
 }

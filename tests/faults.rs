@@ -51,7 +51,8 @@ async fn a_dlq_move_that_cannot_write_the_dlq_acknowledges_nothing() {
     // Repair the key: the next attempt moves it, once.
     server.cli(&["DEL", &dlq]);
     wait_for("dead-lettered after the repair", T, || async {
-        redis.len(&dlq).await.unwrap_or(0) == 1 && group_pending(&redis, &stream, "p").await == 0
+        redis.stream_len(&dlq).await.unwrap_or(0) == 1
+            && group_pending(&redis, &stream, "p").await == 0
     })
     .await;
     let entry = &redis.range(&dlq, "-", "+", 10).await.unwrap()[0];
@@ -394,7 +395,7 @@ async fn sigstop_past_the_visibility_timeout_then_sigcont_corrupts_nothing() {
         0,
         "A's late work left entries pending"
     );
-    assert_eq!(redis.len(&format!("{stream}:dlq")).await.unwrap(), 0);
+    assert_eq!(redis.stream_len(&format!("{stream}:dlq")).await.unwrap(), 0);
     assert_eq!(b.count(), 20, "nothing was delivered a third time");
     assert!(signal("-TERM").success());
     assert_eq!(
@@ -671,5 +672,52 @@ async fn soak_memory_stays_flat_under_steady_load() {
     assert!(
         end < start * 3 / 2 + 8 * 1024,
         "RSS grew from {start} kB to {end} kB"
+    );
+}
+
+/// `calls` of a command in `INFO commandstats`.
+fn calls(stats: &str, command: &str) -> u64 {
+    stats
+        .lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+        .and_then(|l| l.split(',').find_map(|kv| kv.split_once("calls=")))
+        .and_then(|(_, n)| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn scripts_run_by_sha_and_survive_a_flushed_script_cache() {
+    let server = RedisServer::start();
+    let redis = server.client().await;
+    let stream = stream_name("evalsha");
+    let batch: Vec<Vec<(String, String)>> = (0..3)
+        .map(|i| vec![("n".to_string(), i.to_string())])
+        .collect();
+    // (EVAL, EVALSHA) calls so far; the SHA may be known from another test's server.
+    let counts = || {
+        let stats = server.cli(&["INFO", "commandstats"]);
+        (calls(&stats, "eval"), calls(&stats, "evalsha"))
+    };
+    redis.add_many(&stream, &batch).await.unwrap();
+    let before = counts();
+    redis.add_many(&stream, &batch).await.unwrap();
+    assert_eq!(
+        counts(),
+        (before.0, before.1 + 1),
+        "a known script goes by SHA"
+    );
+
+    // The server forgets every script (as after a restart): NOSCRIPT, then EVAL, once.
+    server.cli(&["SCRIPT", "FLUSH"]);
+    let before = counts();
+    redis.add_many(&stream, &batch).await.unwrap();
+    let flushed = counts();
+    assert_eq!(flushed.0, before.0 + 1, "the lost script went as EVAL");
+    redis.add_many(&stream, &batch).await.unwrap();
+    assert_eq!(counts(), (flushed.0, flushed.1 + 1), "and by SHA again");
+    assert_eq!(
+        redis.stream_len(&stream).await.unwrap(),
+        12,
+        "no batch twice"
     );
 }

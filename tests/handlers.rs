@@ -103,7 +103,7 @@ async fn http_handler_sends_headers_and_maps_statuses() {
     let dlq = format!("{stream}:dlq");
     wait_for("busy retried and 400 dead-lettered", T, || async {
         requests.lock().unwrap().len() == 4
-            && redis.len(&dlq).await.unwrap() == 1
+            && redis.stream_len(&dlq).await.unwrap() == 1
             && group_pending(&redis, &stream, "hooks").await == 0
     })
     .await;
@@ -161,7 +161,8 @@ async fn exec_handler_gets_stdin_and_env_and_exit_65_is_permanent() {
     publish(&redis, &stream, "poison", "{}").await;
     let dlq = format!("{stream}:dlq");
     wait_for("both handled", T, || async {
-        redis.len(&dlq).await.unwrap() == 1 && group_pending(&redis, &stream, "cmd").await == 0
+        redis.stream_len(&dlq).await.unwrap() == 1
+            && group_pending(&redis, &stream, "cmd").await == 0
     })
     .await;
     let seen = std::fs::read_to_string(&log).unwrap();
@@ -198,7 +199,7 @@ async fn a_panicking_handler_is_retried_then_dead_lettered_while_the_pool_keeps_
     }
     let dlq = format!("{stream}:dlq");
     wait_for("poison dead-lettered", T, || async {
-        redis.len(&dlq).await.unwrap() == 1
+        redis.stream_len(&dlq).await.unwrap() == 1
     })
     .await;
     assert_eq!(

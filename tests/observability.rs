@@ -62,7 +62,7 @@ async fn counters_after_a_scripted_run_are_exact() {
     let dlq = format!("{stream}:dlq");
     wait_for("everything settled", T, || async {
         handler.count() == 6
-            && redis.len(&dlq).await.unwrap() == 2
+            && redis.stream_len(&dlq).await.unwrap() == 2
             && group_pending(&redis, &stream, "obs").await == 0
     })
     .await;
@@ -340,7 +340,7 @@ async fn healthz_turns_degraded_at_the_configured_thresholds() {
     let redis = server.client().await;
     publish(&redis, &stream, "nobody", "{}").await;
     wait_for("one dead letter", T, || async {
-        redis.len(&format!("{stream}:dlq")).await.unwrap() == 1
+        redis.stream_len(&format!("{stream}:dlq")).await.unwrap() == 1
     })
     .await;
     assert_eq!(

@@ -82,7 +82,7 @@ async fn every_runbook_command_runs() {
     .await;
     publish(&redis, "integration-bus", "auth.provider", "{}").await;
     wait_for("two dead letters", Duration::from_secs(15), || async {
-        redis.len("integration-bus:dlq").await.unwrap() == 2
+        redis.stream_len("integration-bus:dlq").await.unwrap() == 2
     })
     .await;
     let dlq_id = redis

@@ -46,14 +46,9 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
 }
 
-#[derive(Debug, Clone)]
-pub struct RedisConfig {
-    pub url: String,
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub insecure_skip_verify: bool,
-}
+/// How to reach Redis: defined beside the connection code that reads it, so the Redis layer
+/// never imports `config` (config → redis, one direction).
+pub use crate::redis::RedisConfig;
 
 #[derive(Debug, Clone)]
 pub struct StreamConfig {

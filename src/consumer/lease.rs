@@ -107,14 +107,18 @@ async fn write(pool: &Pool, keep: &[StreamId], hand_over: &[(StreamId, Duration)
     for chunk in keep.chunks(CHUNK) {
         if let Err(e) = pool
             .redis
-            .touch(stream, group, me, chunk, Duration::ZERO)
+            .set_pending_idle(stream, group, me, chunk, Duration::ZERO)
             .await
         {
             tracing::debug!(pool = group, error = %e, "lease renewal failed; will retry next tick");
         }
     }
     for (id, idle) in hand_over {
-        if let Err(e) = pool.redis.touch(stream, group, me, &[*id], *idle).await {
+        if let Err(e) = pool
+            .redis
+            .set_pending_idle(stream, group, me, &[*id], *idle)
+            .await
+        {
             tracing::debug!(pool = group, entry_id = %id, error = %e, "could not schedule the retry; it follows the visibility timeout");
         }
     }
