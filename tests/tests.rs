@@ -11,6 +11,7 @@ mod engine;
 mod faults;
 mod handlers;
 mod observability;
+mod ordered;
 mod process;
 mod props;
 mod replay;
