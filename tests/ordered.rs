@@ -321,7 +321,7 @@ async fn two_engines_one_owner_and_a_graceful_stop_hands_over_at_once() {
     );
     let a = run(Engine::new(config(&text)).with_handler("p", first.clone()));
     wait_for("the first engine owns the pool", T, || async {
-        owner(&server, &stream).get("epoch").is_some()
+        owner(&server, &stream).contains_key("epoch")
     })
     .await;
     let b = run(Engine::new(config(&text)).with_handler("p", second.clone()));
@@ -420,7 +420,7 @@ async fn kill_9_of_the_owner_is_taken_over_after_expiry_pending_first_in_order()
     let mut first = spawn_owner(dir.path(), &server, &stream, &log, "30");
     let _reaper = Reaper(first.id());
     wait_for("the process owns the pool", T, || async {
-        owner(&server, &stream).get("epoch").is_some()
+        owner(&server, &stream).contains_key("epoch")
     })
     .await;
     let epoch: u64 = owner(&server, &stream)["epoch"].parse().unwrap();
