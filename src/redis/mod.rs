@@ -4,6 +4,7 @@
 
 mod id;
 mod reply;
+mod reverse;
 mod tls;
 
 use std::collections::HashMap;
