@@ -781,3 +781,21 @@ async fn tls_serves_the_api_over_https() {
     );
     running.stop().await;
 }
+
+#[test]
+fn a_config_dump_never_shows_the_tokens() {
+    let server_url = "redis://127.0.0.1:1/0";
+    let text = format!(
+        "[redis]\nurl = \"{server_url}\"\n[http]\n{}[[pools]]\nname = \"p\"\ntypes = [\"*\"]\nhandler = {{ kind = \"noop\" }}\n",
+        tokens()
+    );
+    let config = config(&text);
+    let dump = format!("{config:?}");
+    assert!(!dump.contains(ADMIN) && !dump.contains(READ), "{dump}");
+    assert!(config.http.api_enabled());
+    let empty = "[http]\nadmin_token = \" \"\n[[pools]]\nname = \"p\"\ntypes = [\"*\"]\n";
+    let err = weir::Config::from_toml(empty, &repo())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("http.admin_token"), "{err}");
+}
