@@ -138,13 +138,19 @@ impl Engine {
             activity: activity.clone(),
             prometheus: metrics::install(),
         });
+        let api = crate::api::Api::new(redis.clone(), config.clone(), health.pools.clone());
         let http_cancel = CancellationToken::new();
-        let (addr, http) = health::serve(config.http_listen, health.clone(), http_cancel.clone())
-            .await
-            .map_err(|source| EngineError::Listen {
-                addr: config.http_listen,
-                source,
-            })?;
+        let (addr, http) = health::serve(
+            config.http_listen,
+            health.clone(),
+            api.clone(),
+            http_cancel.clone(),
+        )
+        .await
+        .map_err(|source| EngineError::Listen {
+            addr: config.http_listen,
+            source,
+        })?;
         self.bound.send_replace(Some(addr));
         tracing::info!(listen = %addr, redis = %redis.url(), stream = %config.stream.name, "weir starting");
         tracing::info!("listening on {addr}");
@@ -280,7 +286,15 @@ impl Engine {
             stop.clone(),
         ));
 
+        if let Some(api) = &api {
+            background.spawn(api.clone().sample_loop(stop.clone()));
+        }
+
         shutdown.await;
+        if let Some(api) = &api {
+            // Replay jobs stop between batches, `interrupted` and resumable.
+            api.shutdown().await;
+        }
         drain(&pools, &feeders, &stop, &abandon, config.shutdown_grace).await;
         for pool in &pools {
             consumer::ordered::release(pool).await;
