@@ -705,3 +705,50 @@ async fn with_three_partitions_each_has_one_owner_and_a_standby_takes_them_all_o
     assert_ordered(&[first.runs(), second.runs()].concat());
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_vanished_lease_never_gives_two_owners_at_once() {
+    let server = RedisServer::start();
+    let stream = stream_name("ordered-vanish");
+    let (first, second) = (
+        Timeline::new(|_, _| Outcome::Success),
+        Timeline::new(|_, _| Outcome::Success),
+    );
+    let text = toml(&server, &stream, 4, "");
+    let a = run(Engine::new(config(&text)).with_handler("p", first.clone()));
+    wait_for("the first engine owns the pool", T, || async {
+        owner(&server, &stream).contains_key("epoch")
+    })
+    .await;
+    let b = run(Engine::new(config(&text)).with_handler("p", second.clone()));
+    let redis = server.client().await;
+    for i in 0..40 {
+        publish_keyed(&redis, &stream, Some(["x", "y", "z"][i % 3]), i).await;
+    }
+    wait_for("40 handled", T, || async {
+        first.count() + second.count() == 40
+    })
+    .await;
+    // Redis forgets the lease and its epoch counter (a restart without persistence).
+    let lease = format!("{stream}:owner:p");
+    server.cli(&["DEL", &lease, &format!("{lease}:epoch")]);
+    for i in 40..100 {
+        publish_keyed(&redis, &stream, Some(["x", "y", "z"][i % 3]), i).await;
+    }
+    wait_for("all 100 handled", T, || async {
+        first.count() + second.count() == 100
+    })
+    .await;
+    let all = [first.runs(), second.runs()].concat();
+    assert_ordered(&all);
+    let mut ids: Vec<_> = all.iter().map(|r| r.entry).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 100, "every entry handled");
+    wait_for("one owner again", T, || async {
+        owner(&server, &stream).contains_key("consumer")
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
