@@ -10,15 +10,21 @@ use crate::config::{Config, StreamConfig};
 use crate::error::RedisError;
 use crate::redis::{GroupInfo, Redis, StreamId};
 
+/// What `weir status` prints: enough to tell at a glance whether events flow, pile up or fail.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
+    /// The stream key (the partitions' prefix when partitioned).
     pub stream: String,
     /// How many stream keys the stream is spread over.
     pub partitions: usize,
+    /// Entries on the stream, over all partitions; grows when trimming is held back.
     pub stream_length: u64,
+    /// The DLQ key.
     pub dlq: String,
+    /// Entries waiting for an operator, over all partitions.
     pub dlq_length: u64,
+    /// Every configured pool, in config order.
     pub pools: Vec<PoolStatus>,
     /// Groups on the stream that no configured pool owns (other consumers, old pools).
     pub other_groups: Vec<String>,
@@ -26,14 +32,19 @@ pub struct Status {
     pub warnings: Vec<String>,
 }
 
+/// One pool's group, summed over the partitions.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolStatus {
+    /// The pool, and its consumer group.
     pub name: String,
     /// False when the pool's consumer group does not exist (yet).
     pub exists: bool,
+    /// In the paused set: its readers stop, in-flight work finishes.
     pub paused: bool,
+    /// Processes reading (the most any partition has).
     pub consumers: u64,
+    /// Delivered, not yet acknowledged: in flight or waiting for a retry.
     pub pending: u64,
     /// Entries not yet delivered to the group; `None` when Redis cannot tell.
     pub lag: Option<u64>,
@@ -43,13 +54,16 @@ pub struct PoolStatus {
 
 /// The stream, its DLQ and its groups summed over the partitions.
 pub struct Totals {
+    /// Entries on the stream keys.
     pub stream_length: u64,
+    /// Entries on the DLQ keys.
     pub dlq_length: u64,
     /// Per group: consumers is the most any partition has (a process is one consumer in
     /// each), pending and lag are sums (lag `None` if any partition cannot tell).
     pub groups: Vec<GroupInfo>,
 }
 
+/// Sums the stream, the DLQ and the groups over the partitions: what every report starts from.
 pub async fn totals(redis: &Redis, stream: &StreamConfig) -> Result<Totals, RedisError> {
     let mut totals = Totals {
         stream_length: 0,
@@ -96,6 +110,7 @@ pub async fn oldest_pending(
     Ok(oldest)
 }
 
+/// The snapshot behind `weir status`: a few round trips per pool and partition, never a scan.
 pub async fn status(redis: &Redis, config: &Config) -> Result<Status, RedisError> {
     let stream = &config.stream;
     let Totals {
