@@ -52,6 +52,58 @@ pub struct PoolStatus {
     pub oldest_pending_age_seconds: Option<f64>,
 }
 
+/// One configured pool as every report shows it — `weir status`, `/healthz` and the gauges
+/// — built in one place from the summed groups and the paused set.
+#[derive(Debug, Clone)]
+pub(crate) struct PoolView {
+    pub name: String,
+    pub exists: bool,
+    pub paused: bool,
+    pub consumers: u64,
+    pub pending: u64,
+    pub lag: Option<u64>,
+}
+
+impl PoolView {
+    /// Pool `name` as `groups` (from [`totals`]) and `paused` say; a pool whose group does not
+    /// exist yet shows zeros.
+    pub(crate) fn of(name: &str, groups: &[GroupInfo], paused: &HashSet<String>) -> PoolView {
+        let group = groups.iter().find(|g| g.name == name);
+        PoolView {
+            name: name.to_string(),
+            exists: group.is_some(),
+            paused: paused.contains(name),
+            consumers: group.map_or(0, |g| g.consumers),
+            pending: group.map_or(0, |g| g.pending),
+            lag: group.and_then(|g| g.lag),
+        }
+    }
+
+    /// The oldest entry the pool has not acknowledged; no round trip when nothing is pending.
+    pub(crate) async fn oldest_pending(
+        &self,
+        redis: &Redis,
+        stream: &StreamConfig,
+    ) -> Result<Option<StreamId>, RedisError> {
+        if self.pending == 0 {
+            return Ok(None);
+        }
+        oldest_pending(redis, stream, &self.name).await
+    }
+}
+
+/// The members of the paused set: pools an operator paused.
+pub(crate) async fn paused(
+    redis: &Redis,
+    stream: &StreamConfig,
+) -> Result<HashSet<String>, RedisError> {
+    Ok(redis
+        .members(&stream.paused_key())
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// The stream, its DLQ and its groups summed over the partitions.
 pub struct Totals {
     /// Entries on the stream keys.
@@ -118,25 +170,18 @@ pub async fn status(redis: &Redis, config: &Config) -> Result<Status, RedisError
         dlq_length,
         groups,
     } = totals(redis, stream).await?;
-    let paused: HashSet<String> = redis
-        .members(&stream.paused_key())
-        .await?
-        .into_iter()
-        .collect();
+    let paused = paused(redis, stream).await?;
     let mut pools = Vec::new();
     for pool in &config.pools {
-        let group = groups.iter().find(|g| g.name == pool.name);
-        let oldest = match group {
-            Some(g) if g.pending > 0 => oldest_pending(redis, stream, &g.name).await?,
-            _ => None,
-        };
+        let view = PoolView::of(&pool.name, &groups, &paused);
+        let oldest = view.oldest_pending(redis, stream).await?;
         pools.push(PoolStatus {
-            name: pool.name.clone(),
-            exists: group.is_some(),
-            paused: paused.contains(&pool.name),
-            consumers: group.map_or(0, |g| g.consumers),
-            pending: group.map_or(0, |g| g.pending),
-            lag: group.and_then(|g| g.lag),
+            name: view.name,
+            exists: view.exists,
+            paused: view.paused,
+            consumers: view.consumers,
+            pending: view.pending,
+            lag: view.lag,
             oldest_pending_age_seconds: oldest
                 .map(|id| clock::now_ms().saturating_sub(id.ms) as f64 / 1000.0),
         });
