@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::consumer::{Activity, Pool};
 use crate::metrics;
 use crate::redis::Redis;
-use crate::status::{self, PoolView};
+use crate::status::{self, PoolStatus};
 
 /// A health check never waits longer than this on Redis.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -48,7 +48,7 @@ struct Report {
     error: Option<String>,
 }
 
-/// A pool in `/healthz`: the shared [`PoolView`] plus what only this process knows.
+/// A pool in `/healthz`: the shared [`PoolStatus`] plus what only this process knows.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PoolReport {
@@ -61,7 +61,7 @@ struct PoolReport {
 }
 
 impl PoolReport {
-    fn new(view: PoolView, in_flight: usize) -> PoolReport {
+    fn new(view: PoolStatus, in_flight: usize) -> PoolReport {
         PoolReport {
             name: view.name,
             paused: view.paused,
@@ -110,7 +110,7 @@ impl Health {
             .pools
             .iter()
             .map(|p| {
-                let view = PoolView::of(&p.name, &groups, &paused);
+                let view = PoolStatus::of(&p.name, &groups, &paused);
                 PoolReport::new(view, in_flight(&running, &p.name))
             })
             .collect();
@@ -231,7 +231,7 @@ async fn refresh_gauges(health: &Health, paused: &HashSet<String>) {
         if !seen.insert(pool.name.clone()) {
             continue;
         }
-        let view = PoolView::of(&pool.name, &groups, paused);
+        let view = PoolStatus::of(&pool.name, &groups, paused);
         let oldest = view
             .oldest_pending(&health.redis, stream)
             .await

@@ -32,8 +32,9 @@ pub struct Status {
     pub warnings: Vec<String>,
 }
 
-/// One pool's group, summed over the partitions.
-#[derive(Debug, Serialize)]
+/// One configured pool as every report shows it — `weir status`, `/healthz` and the gauges —
+/// built in one place (`PoolStatus::of`): its group summed over the partitions.
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolStatus {
     /// The pool, and its consumer group.
@@ -52,30 +53,20 @@ pub struct PoolStatus {
     pub oldest_pending_age_seconds: Option<f64>,
 }
 
-/// One configured pool as every report shows it — `weir status`, `/healthz` and the gauges
-/// — built in one place from the summed groups and the paused set.
-#[derive(Debug, Clone)]
-pub(crate) struct PoolView {
-    pub name: String,
-    pub exists: bool,
-    pub paused: bool,
-    pub consumers: u64,
-    pub pending: u64,
-    pub lag: Option<u64>,
-}
-
-impl PoolView {
+impl PoolStatus {
     /// Pool `name` as `groups` (from [`totals`]) and `paused` say; a pool whose group does not
-    /// exist yet shows zeros.
-    pub(crate) fn of(name: &str, groups: &[GroupInfo], paused: &HashSet<String>) -> PoolView {
+    /// exist yet shows zeros. The oldest pending entry costs round trips, so only `weir
+    /// status` asks for it (`oldest_pending`).
+    pub(crate) fn of(name: &str, groups: &[GroupInfo], paused: &HashSet<String>) -> PoolStatus {
         let group = groups.iter().find(|g| g.name == name);
-        PoolView {
+        PoolStatus {
             name: name.to_string(),
             exists: group.is_some(),
             paused: paused.contains(name),
             consumers: group.map_or(0, |g| g.consumers),
             pending: group.map_or(0, |g| g.pending),
             lag: group.and_then(|g| g.lag),
+            oldest_pending_age_seconds: None,
         }
     }
 
@@ -173,18 +164,11 @@ pub async fn status(redis: &Redis, config: &Config) -> Result<Status, RedisError
     let paused = paused(redis, stream).await?;
     let mut pools = Vec::new();
     for pool in &config.pools {
-        let view = PoolView::of(&pool.name, &groups, &paused);
+        let mut view = PoolStatus::of(&pool.name, &groups, &paused);
         let oldest = view.oldest_pending(redis, stream).await?;
-        pools.push(PoolStatus {
-            name: view.name,
-            exists: view.exists,
-            paused: view.paused,
-            consumers: view.consumers,
-            pending: view.pending,
-            lag: view.lag,
-            oldest_pending_age_seconds: oldest
-                .map(|id| clock::now_ms().saturating_sub(id.ms) as f64 / 1000.0),
-        });
+        view.oldest_pending_age_seconds =
+            oldest.map(|id| clock::now_ms().saturating_sub(id.ms) as f64 / 1000.0);
+        pools.push(view);
     }
     let other_groups = groups
         .iter()
