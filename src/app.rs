@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backoff::FailureStreak;
-use crate::config::Config;
+use crate::config::{Config, PoolConfig};
 use crate::consumer::{self, Activity, Leases, Ordered, Pool};
 use crate::dispatch::Router;
 use crate::error::{ConfigError, EngineError, RedisError, RedisErrorKind};
@@ -156,8 +156,6 @@ impl Engine {
         tracing::info!(listen = %addr, redis = %redis.url(), stream = %config.stream.name, "weir starting");
         tracing::info!("listening on {addr}");
 
-        let stop = CancellationToken::new();
-        let abandon = CancellationToken::new();
         let mut shutdown = std::pin::pin!(shutdown);
         let started = tokio::select! {
             r = start(&redis, &config, &self.only) => Some(r),
@@ -175,95 +173,161 @@ impl Engine {
             }
         };
 
-        let background = TaskTracker::new();
-        // Readers and janitors: everything that hands entries to workers.
-        let feeders = TaskTracker::new();
         let (paused_tx, paused_rx) = watch::channel(Arc::new(HashSet::new()));
-        let consumer = consumer_name();
+        let shared = Shared {
+            config: config.clone(),
+            redis: redis.clone(),
+            router,
+            activity,
+            consumer: consumer_name(),
+            paused: paused_rx,
+            stop: CancellationToken::new(),
+            abandon: CancellationToken::new(),
+            background: TaskTracker::new(),
+            feeders: TaskTracker::new(),
+        };
         let mut pools = Vec::new();
         for (index, (pool_config, handler)) in config.pools.iter().zip(handlers).enumerate() {
-            if !self
+            if self
                 .only
                 .as_ref()
                 .is_none_or(|o| o.contains(&pool_config.name))
             {
-                continue;
+                pools.extend(shared.spawn_pool(index, pool_config, handler, &positions));
             }
-            // Shared by the pool's partitions: the worker slots, the queue and the workers.
-            let permits = Arc::new(Semaphore::new(
-                // Running plus queued: the reader may read one batch ahead of the workers, so
-                // a round trip to Redis is never waited for while workers sit idle.
-                pool_config.concurrency + pool_config.read_count,
-            ));
-            let (jobs_tx, jobs_rx) = async_channel::unbounded();
-            let workers = TaskTracker::new();
-            metrics::register_pool(&pool_config.name);
-            // Per partition: a reader, a janitor, leases and an acker.
-            for part in config.stream.partition_list() {
-                let (acks_tx, acks_rx) = mpsc::unbounded_channel();
-                let last = positions
-                    .get(&(part.name.clone(), pool_config.name.clone()))
-                    .copied()
-                    .unwrap_or(StreamId::ZERO);
-                let owner_key = keys::owner(&part.name, &pool_config.name);
-                let pool = Arc::new(Pool {
-                    index,
-                    name: pool_config.name.as_str().into(),
-                    config: pool_config.clone(),
-                    stream: part,
-                    consumer: consumer.clone(),
-                    redis: redis.clone(),
-                    router: router.clone(),
-                    handler: handler.clone(),
-                    leases: Leases::default(),
-                    acks: acks_tx,
-                    permits: permits.clone(),
-                    jobs: jobs_tx.clone(),
-                    metrics: metrics::PoolMetrics::new(&pool_config.name),
-                    in_flight: AtomicUsize::new(0),
-                    last_delivered: Mutex::new(last),
-                    paused: paused_rx.clone(),
-                    activity: activity.clone(),
-                    stop: stop.child_token(),
-                    abandon: abandon.child_token(),
-                    workers: workers.clone(),
-                    ordered: pool_config.order_key.clone().map(|key| {
-                        Ordered::new(key, owner_key, pool_config.retry.visibility_timeout)
-                    }),
-                });
-                consumer::spawn_pool_tasks(&pool, acks_rx, &background);
-                let reader = pool.clone();
-                let redis = redis.clone();
-                feeders.spawn(async move {
-                    match dedicated(&redis, &reader.stop).await {
-                        Some(conn) if reader.ordered.is_some() => {
-                            consumer::ordered::run(reader, conn.clone()).await;
-                            conn.quit().await;
-                        }
-                        Some(conn) => {
-                            consumer::read_loop(reader, conn.clone()).await;
-                            conn.quit().await;
-                        }
-                        None => {
-                            tracing::debug!(pool = %reader.name, "stopped before the reader connected")
-                        }
-                    }
-                });
-                feeders.spawn(janitor::reclaim_loop(
-                    pool.clone(),
-                    config.janitor.interval,
-                    config.janitor.consumer_gc,
-                ));
-                pools.push(pool);
-            }
-            for _ in 0..pool_config.concurrency {
-                workers.spawn(consumer::worker_loop(jobs_rx.clone()));
-            }
-            tracing::info!(pool = %pool_config.name, consumer = %consumer, concurrency = pool_config.concurrency, partitions = config.stream.partitions, types = ?pool_config.types, "pool running");
         }
         pools_tx.send_replace(pools.clone());
-        background.spawn(janitor::trim_loop(
-            redis.clone(),
+        shared.spawn_background(&health, paused_tx, api.as_ref());
+
+        shutdown.await;
+        if let Some(api) = &api {
+            // Replay jobs stop between batches, `interrupted` and resumable.
+            api.shutdown().await;
+        }
+        shared.shut_down(&pools).await;
+        http_cancel.cancel();
+        let _ = http.await;
+        redis.quit().await;
+        tracing::info!("weir stopped");
+        Ok(())
+    }
+}
+
+/// What every pool of a running engine shares, and the trackers of its tasks.
+struct Shared {
+    config: Arc<Config>,
+    redis: Redis,
+    router: Arc<Router>,
+    activity: Arc<Activity>,
+    /// This process's consumer name in every group.
+    consumer: String,
+    paused: consumer::Paused,
+    /// Cancelled when reading must stop (shutdown begins).
+    stop: CancellationToken,
+    /// Cancelled when the drain grace is over.
+    abandon: CancellationToken,
+    /// Ackers, lease keepers, trimming, gauges: stopped last.
+    background: TaskTracker,
+    /// Readers and janitors: everything that hands entries to workers.
+    feeders: TaskTracker,
+}
+
+impl Shared {
+    /// One pool: its worker slots, queue and workers, shared by its partitions, and per
+    /// partition a reader, a janitor, leases and an acker.
+    fn spawn_pool(
+        &self,
+        index: usize,
+        pool_config: &PoolConfig,
+        handler: Arc<dyn Handler>,
+        positions: &HashMap<(String, String), StreamId>,
+    ) -> Vec<Arc<Pool>> {
+        // Running plus queued: the reader may read one batch ahead of the workers, so a round
+        // trip to Redis is never waited for while workers sit idle.
+        let permits = Arc::new(Semaphore::new(
+            pool_config.concurrency + pool_config.read_count,
+        ));
+        let (jobs_tx, jobs_rx) = async_channel::unbounded();
+        let workers = TaskTracker::new();
+        metrics::register_pool(&pool_config.name);
+        let mut pools = Vec::new();
+        for part in self.config.stream.partition_list() {
+            let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+            let last = positions
+                .get(&(part.name.clone(), pool_config.name.clone()))
+                .copied()
+                .unwrap_or(StreamId::ZERO);
+            let ordered = pool_config.order_key.clone().map(|key| {
+                let lease = keys::owner(&part.name, &pool_config.name);
+                Ordered::new(key, lease, pool_config.retry.visibility_timeout)
+            });
+            let pool = Arc::new(Pool {
+                index,
+                name: pool_config.name.as_str().into(),
+                config: pool_config.clone(),
+                stream: part,
+                consumer: self.consumer.clone(),
+                redis: self.redis.clone(),
+                router: self.router.clone(),
+                handler: handler.clone(),
+                leases: Leases::default(),
+                acks: acks_tx,
+                permits: permits.clone(),
+                jobs: jobs_tx.clone(),
+                metrics: metrics::PoolMetrics::new(&pool_config.name),
+                in_flight: AtomicUsize::new(0),
+                last_delivered: Mutex::new(last),
+                paused: self.paused.clone(),
+                activity: self.activity.clone(),
+                stop: self.stop.child_token(),
+                abandon: self.abandon.child_token(),
+                workers: workers.clone(),
+                ordered,
+            });
+            consumer::spawn_pool_tasks(&pool, acks_rx, &self.background);
+            self.spawn_reader(pool.clone());
+            self.feeders.spawn(janitor::reclaim_loop(
+                pool.clone(),
+                self.config.janitor.interval,
+                self.config.janitor.consumer_gc,
+            ));
+            pools.push(pool);
+        }
+        for _ in 0..pool_config.concurrency {
+            workers.spawn(consumer::worker_loop(jobs_rx.clone()));
+        }
+        tracing::info!(pool = %pool_config.name, consumer = %self.consumer, concurrency = pool_config.concurrency, partitions = self.config.stream.partitions, types = ?pool_config.types, ordered_by = pool_config.order_key.as_ref().map(|k| k.as_str()), "pool running");
+        pools
+    }
+
+    /// The reader of one pool on one partition, on its own connection: the blocking read
+    /// loop, or for an ordered pool the owner loop around it.
+    fn spawn_reader(&self, reader: Arc<Pool>) {
+        let redis = self.redis.clone();
+        self.feeders.spawn(async move {
+            let Some(conn) = dedicated(&redis, &reader.stop).await else {
+                tracing::debug!(pool = %reader.name, "stopped before the reader connected");
+                return;
+            };
+            if reader.ordered.is_some() {
+                consumer::ownership::run(reader, conn.clone()).await;
+            } else {
+                consumer::read_loop(reader, conn.clone()).await;
+            }
+            conn.quit().await;
+        });
+    }
+
+    /// Trimming, metric upkeep, the paused-set and gauge watcher, the API's history sampler.
+    fn spawn_background(
+        &self,
+        health: &Arc<Health>,
+        paused: watch::Sender<Arc<HashSet<String>>>,
+        api: Option<&Arc<crate::api::Api>>,
+    ) {
+        let (config, stop) = (&self.config, &self.stop);
+        self.background.spawn(janitor::trim_loop(
+            self.redis.clone(),
             config.clone(),
             stop.clone(),
         ));
@@ -271,7 +335,7 @@ impl Engine {
             // Histograms keep raw samples until upkeep folds them into buckets: without this,
             // an engine nobody scrapes would grow without bound.
             let cancel = stop.clone();
-            background.spawn(async move {
+            self.background.spawn(async move {
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(5)) => handle.run_upkeep(),
@@ -280,38 +344,32 @@ impl Engine {
                 }
             });
         }
-        background.spawn(health::watch_loop(
+        self.background.spawn(health::watch_loop(
             health.clone(),
-            paused_tx,
+            paused,
             config.janitor.interval.max(Duration::from_secs(1)),
             stop.clone(),
         ));
+        if let Some(api) = api {
+            self.background.spawn(api.clone().sample_loop(stop.clone()));
+        }
+    }
 
-        if let Some(api) = &api {
-            background.spawn(api.clone().sample_loop(stop.clone()));
+    /// Stop → drain → abandon, then ordered pools give their leases up at once and the
+    /// background tasks stop.
+    async fn shut_down(&self, pools: &[Arc<Pool>]) {
+        let grace = self.config.shutdown_grace;
+        drain(pools, &self.feeders, &self.stop, &self.abandon, grace).await;
+        for pool in pools {
+            consumer::ownership::release(pool).await;
         }
-
-        shutdown.await;
-        if let Some(api) = &api {
-            // Replay jobs stop between batches, `interrupted` and resumable.
-            api.shutdown().await;
-        }
-        drain(&pools, &feeders, &stop, &abandon, config.shutdown_grace).await;
-        for pool in &pools {
-            consumer::ordered::release(pool).await;
-        }
-        background.close();
-        if tokio::time::timeout(Duration::from_secs(10), background.wait())
+        self.background.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.background.wait())
             .await
             .is_err()
         {
             tracing::warn!("background tasks did not stop within 10 s");
         }
-        http_cancel.cancel();
-        let _ = http.await;
-        redis.quit().await;
-        tracing::info!("weir stopped");
-        Ok(())
     }
 }
 

@@ -170,63 +170,81 @@ async fn reclaim_pass(
             .await?;
         tracing::trace!(pool = group, claimed = page.entries.len(), deleted = page.deleted.len(), next = %page.next, "reclaim page");
         pool.lost(&page.deleted).await;
-        if !page.entries.is_empty() {
-            let ids: Vec<StreamId> = page.entries.iter().map(|e| e.id).collect();
-            pool.leases.hold(ids.iter().copied());
-            let counts = match pool.redis.delivery_counts(stream, group, &ids).await {
-                Ok(counts) => counts,
-                Err(e) => {
-                    // Not held after all: let them go idle again for the next pass.
-                    for id in ids {
-                        pool.leases.retry_at(id, Instant::now());
-                    }
-                    return Err(e);
-                }
-            };
-            let taken_over = ids
-                .iter()
-                .filter(|id| !pool.leases.was_scheduled(**id))
-                .count();
-            if taken_over > 0 {
-                metrics::reclaimed(group, taken_over as u64);
-                tracing::info!(
-                    pool = group,
-                    entries = taken_over,
-                    "reclaimed entries idle past the visibility timeout (a worker died or hung)"
-                );
-            }
-            for entry in page.entries {
-                let Some(&count) = counts.get(&entry.id) else {
-                    pool.leases.release(&[entry.id]);
-                    continue; // acknowledged meanwhile
-                };
-                // XAUTOCLAIM itself counted a delivery; the handler has seen `count - 1`.
-                let made = count.saturating_sub(1);
-                if retry.exhausted(made) {
-                    let error = format!(
-                        "no success after {made} deliveries; the last one timed out or its worker stopped (visibility timeout)"
-                    );
-                    pool.dead_letter(&entry, made, DlqReason::MaxAttempts, &error)
-                        .await;
-                } else {
-                    let permit = tokio::select! {
-                        permit = pool.permits.clone().acquire_owned() => permit.ok(),
-                        _ = pool.stop.cancelled() => None,
-                    };
-                    match permit {
-                        Some(permit) => enqueue(pool, entry, count, permit),
-                        // Shutting down: give it back to the PEL for another consumer.
-                        None => pool.leases.retry_at(entry.id, Instant::now()),
-                    }
-                }
-            }
-        }
+        hand_out_claimed(pool, page.entries).await?;
         cursor = page.next;
         if cursor == StreamId::ZERO {
             break;
         }
     }
     Ok(cursor)
+}
+
+/// Entries one reclaim page claimed: dead-lettered when their attempts are used up, handed
+/// to the workers otherwise (a permit each), in claim order.
+async fn hand_out_claimed(
+    pool: &Arc<Pool>,
+    entries: Vec<crate::redis::RawEntry>,
+) -> Result<(), crate::error::RedisError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let (stream, group) = (&pool.stream.name, &*pool.name);
+    let ids: Vec<StreamId> = entries.iter().map(|e| e.id).collect();
+    pool.leases.hold(ids.iter().copied());
+    let counts = match pool.redis.delivery_counts(stream, group, &ids).await {
+        Ok(counts) => counts,
+        Err(e) => {
+            // Not held after all: let them go idle again for the next pass.
+            for id in ids {
+                pool.leases.retry_at(id, Instant::now());
+            }
+            return Err(e);
+        }
+    };
+    report_reclaimed(pool, &ids);
+    for entry in entries {
+        let Some(&count) = counts.get(&entry.id) else {
+            pool.leases.release(&[entry.id]);
+            continue; // acknowledged meanwhile
+        };
+        // XAUTOCLAIM itself counted a delivery; the handler has seen `count - 1`.
+        let made = count.saturating_sub(1);
+        if pool.config.retry.exhausted(made) {
+            let error = format!(
+                "no success after {made} deliveries; the last one timed out or its worker stopped (visibility timeout)"
+            );
+            pool.dead_letter(&entry, made, DlqReason::MaxAttempts, &error)
+                .await;
+            continue;
+        }
+        let permit = tokio::select! {
+            permit = pool.permits.clone().acquire_owned() => permit.ok(),
+            _ = pool.stop.cancelled() => None,
+        };
+        match permit {
+            Some(permit) => enqueue(pool, entry, count, permit),
+            // Shutting down: give it back to the PEL for another consumer.
+            None => pool.leases.retry_at(entry.id, Instant::now()),
+        }
+    }
+    Ok(())
+}
+
+/// Counts and logs the claimed entries that were not retries this process scheduled: their
+/// worker died or hung.
+fn report_reclaimed(pool: &Pool, ids: &[StreamId]) {
+    let taken_over = ids
+        .iter()
+        .filter(|id| !pool.leases.was_scheduled(**id))
+        .count();
+    if taken_over > 0 {
+        metrics::reclaimed(&pool.name, taken_over as u64);
+        tracing::info!(
+            pool = %pool.name,
+            entries = taken_over,
+            "reclaimed entries idle past the visibility timeout (a worker died or hung)"
+        );
+    }
 }
 
 /// Deletes other consumers of the group that own nothing and have been idle long enough.

@@ -6,6 +6,7 @@
 mod ack;
 mod lease;
 pub(crate) mod ordered;
+pub(crate) mod ownership;
 mod reader;
 mod worker;
 

@@ -26,28 +26,21 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::OwnedSemaphorePermit;
-use tokio_util::sync::CancellationToken;
-
 use super::Pool;
 use super::worker::Job;
-use crate::clock;
 use crate::config::OrderKey;
-use crate::redis::{LeaseClaim, RawEntry, Redis, StreamId};
+use crate::redis::RawEntry;
 use crate::sync::lock;
-use crate::vocab::{DATA, DlqReason};
-
-/// Claimed pending entries per XAUTOCLAIM page at takeover.
-const TAKEOVER_PAGE: usize = 100;
+use crate::vocab::DATA;
 
 /// An ordered pool's state on one stream or partition.
 pub struct Ordered {
     key: OrderKey,
     /// `<stream>:owner:<pool>`.
     pub lease_key: String,
-    ttl: Duration,
+    pub(super) ttl: Duration,
     /// The epoch we hold the lease at; 0 when we do not.
-    epoch: AtomicU64,
+    pub(super) epoch: AtomicU64,
     /// Until when hand-outs are allowed: the last confirmed renewal plus a margin that ends
     /// before the lease can expire in Redis. `None` when not owning.
     valid_until: Mutex<Option<Instant>>,
@@ -77,7 +70,7 @@ impl Ordered {
     /// How long a confirmed renewal allows hand-outs and reads: half the lease. A read
     /// issued just before that ends blocks at most [`Ordered::read_block`] on the server,
     /// so it is over before the lease can expire and a successor claim what it delivered.
-    fn validity(&self) -> Duration {
+    pub(super) fn validity(&self) -> Duration {
         self.ttl / 2
     }
 
@@ -88,7 +81,7 @@ impl Ordered {
 
     /// How long a new owner waits when Redis had no lease state at all: a previous owner
     /// (Redis restarted without persistence) notices at its next renewal.
-    fn fresh_wait(&self) -> Duration {
+    pub(super) fn fresh_wait(&self) -> Duration {
         (self.renew_every() * 3).min(self.validity())
     }
 
@@ -113,11 +106,11 @@ impl Ordered {
         lane_of(&self.key, entry)
     }
 
-    fn confirm(&self, sent: Instant) {
+    pub(super) fn confirm(&self, sent: Instant) {
         *lock(&self.valid_until) = Some(sent + self.validity());
     }
 
-    fn disown(&self) {
+    pub(super) fn disown(&self) {
         *lock(&self.valid_until) = None;
     }
 
@@ -158,7 +151,7 @@ impl Ordered {
 
     /// Forgets every lane (ownership lost): waiting jobs are dropped, their entries stay
     /// pending for whoever owns the lease next.
-    fn clear(&self) {
+    pub(super) fn clear(&self) {
         let dropped: Vec<Job> = lock(&self.lanes).drain().flat_map(|(_, q)| q).collect();
         self.waiting.store(0, Ordering::Relaxed);
         drop(dropped);
@@ -229,258 +222,12 @@ pub(super) fn retry_later(pool: &Arc<Pool>, mut job: Job, after: Duration) {
     });
 }
 
-/// The reader of an ordered pool on one stream or partition: stands by until it owns the
-/// lease, takes over the pending entries, reads new ones while it owns, and starts over when
-/// it loses the lease. Returns at shutdown; the lease is released after the drain
-/// ([`release`]).
-pub(crate) async fn run(pool: Arc<Pool>, conn: Redis) {
-    let Some(ordered) = pool.ordered.as_ref() else {
-        return;
-    };
-    while !pool.stop.is_cancelled() {
-        let Some(epoch) = acquire(&pool, ordered).await else {
-            break;
-        };
-        let lost = pool.stop.child_token();
-        let renewer = tokio::spawn(renew_loop(pool.clone(), epoch, lost.clone()));
-        if takeover(&pool, ordered, epoch, &lost).await {
-            super::reader::read_until(&pool, &conn, &lost).await;
-        }
-        lost.cancel();
-        let _ = renewer.await;
-        if pool.stop.is_cancelled() {
-            break;
-        }
-        // Lost the lease: forget what is queued and wait for what runs, so the next
-        // takeover (ours or another's) never overlaps a handler of the same key.
-        ordered.disown();
-        ordered.clear();
-        pool.leases.clear();
-        while pool.in_flight.load(Ordering::Acquire) > 0 && !pool.stop.is_cancelled() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// Waits until this process owns the lease; `None` at shutdown.
-async fn acquire(pool: &Pool, ordered: &Ordered) -> Option<u64> {
-    let mut holder_seen = String::new();
-    loop {
-        if pool.stop.is_cancelled() {
-            return None;
-        }
-        let sent = Instant::now();
-        let claim = pool
-            .redis
-            .take_lease(
-                &ordered.lease_key,
-                &pool.consumer,
-                ordered.ttl,
-                clock::now_ms(),
-            )
-            .await;
-        match claim {
-            Ok(LeaseClaim::Taken { epoch, fresh }) => {
-                if fresh {
-                    // Nothing in Redis says who owned before: a previous owner (Redis restarted
-                    // without persistence) notices within one validity period; wait it out.
-                    let wait = ordered.fresh_wait();
-                    tracing::warn!(pool = %pool.name, stream = %pool.stream.name, epoch, wait_ms = wait.as_millis() as u64, "no earlier owner lease state (first start, or Redis lost its data); waiting before handing out work so two owners never overlap");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = pool.stop.cancelled() => return None,
-                    }
-                    if !renew(pool, ordered, epoch).await {
-                        continue;
-                    }
-                } else {
-                    ordered.confirm(sent);
-                }
-                ordered.epoch.store(epoch, Ordering::Release);
-                tracing::info!(pool = %pool.name, stream = %pool.stream.name, consumer = %pool.consumer, epoch, "took ownership of the ordered pool");
-                return Some(epoch);
-            }
-            Ok(LeaseClaim::Held { holder, epoch }) => {
-                if holder != holder_seen {
-                    tracing::info!(pool = %pool.name, stream = %pool.stream.name, owner = %holder, epoch, "standing by: another process owns this ordered pool");
-                    holder_seen = holder;
-                }
-            }
-            Err(e) => {
-                tracing::debug!(pool = %pool.name, error = %e, "could not check the owner lease");
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(ordered.renew_every()) => {}
-            _ = pool.stop.cancelled() => return None,
-        }
-    }
-}
-
-/// One renewal; true when the lease is still ours at `epoch`.
-async fn renew(pool: &Pool, ordered: &Ordered, epoch: u64) -> bool {
-    let sent = Instant::now();
-    match pool
-        .redis
-        .renew_lease(&ordered.lease_key, &pool.consumer, epoch, ordered.ttl)
-        .await
-    {
-        Ok(true) => {
-            ordered.confirm(sent);
-            true
-        }
-        Ok(false) => false,
-        Err(e) => {
-            tracing::debug!(pool = %pool.name, error = %e, "owner lease renewal failed; retrying");
-            ordered.owned_epoch().is_some()
-        }
-    }
-}
-
-/// Renews the lease until `lost` fires; fires it when the lease is no longer ours or could
-/// not be renewed in time.
-async fn renew_loop(pool: Arc<Pool>, epoch: u64, lost: CancellationToken) {
-    let Some(ordered) = pool.ordered.as_ref() else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(ordered.renew_every()) => {}
-            _ = lost.cancelled() => return,
-        }
-        // A process stopped past its validity must not renew its way back: it lost.
-        let lapsed = ordered.owned_epoch().is_none();
-        if lapsed || !renew(&pool, ordered, epoch).await {
-            tracing::warn!(pool = %pool.name, stream = %pool.stream.name, epoch, lapsed, "lost ownership of the ordered pool; handing out nothing more");
-            ordered.disown();
-            lost.cancel();
-            return;
-        }
-    }
-}
-
-/// Claims every pending entry of the group (any consumer's) and hands them out in ID order,
-/// before anything new is read. False when ownership was lost or shutdown began meanwhile.
-async fn takeover(
-    pool: &Arc<Pool>,
-    ordered: &Ordered,
-    epoch: u64,
-    lost: &CancellationToken,
-) -> bool {
-    let mut cursor = StreamId::ZERO;
-    let mut taken = 0usize;
-    loop {
-        if lost.is_cancelled() {
-            return false;
-        }
-        let page = pool
-            .redis
-            .autoclaim(
-                &pool.stream.name,
-                &pool.name,
-                &pool.consumer,
-                Duration::ZERO,
-                cursor,
-                TAKEOVER_PAGE,
-            )
-            .await;
-        let page = match page {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(pool = %pool.name, error = %e, "taking over pending entries failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(ordered.renew_every()) => continue,
-                    _ = lost.cancelled() => return false,
-                }
-            }
-        };
-        pool.lost(&page.deleted).await;
-        taken += page.entries.len();
-        if !hand_over_claimed(pool, epoch, page.entries, lost).await {
-            return false;
-        }
-        cursor = page.next;
-        if cursor == StreamId::ZERO {
-            break;
-        }
-    }
-    if taken > 0 {
-        tracing::info!(pool = %pool.name, stream = %pool.stream.name, entries = taken, epoch, "took over pending entries; handling them first, in order");
-    }
-    true
-}
-
-/// Hands claimed entries out in order; those whose attempts are used up are dead-lettered.
-async fn hand_over_claimed(
-    pool: &Arc<Pool>,
-    epoch: u64,
-    entries: Vec<RawEntry>,
-    lost: &CancellationToken,
-) -> bool {
-    if entries.is_empty() {
-        return true;
-    }
-    let ids: Vec<StreamId> = entries.iter().map(|e| e.id).collect();
-    pool.leases.hold(ids.iter().copied());
-    let counts = pool
-        .redis
-        .delivery_counts(&pool.stream.name, &pool.name, &ids)
-        .await
-        .unwrap_or_default();
-    for entry in entries {
-        // XAUTOCLAIM counted a delivery; the handler has seen `count - 1`.
-        let count = counts.get(&entry.id).copied().unwrap_or(1);
-        let made = count.saturating_sub(1);
-        if pool.config.retry.exhausted(made) {
-            let error = format!(
-                "no success after {made} deliveries; the last one timed out or its process stopped (ordered pool takeover)"
-            );
-            pool.dead_letter(&entry, made, DlqReason::MaxAttempts, &error)
-                .await;
-            continue;
-        }
-        let permit: Option<OwnedSemaphorePermit> = tokio::select! {
-            permit = pool.permits.clone().acquire_owned() => permit.ok(),
-            _ = lost.cancelled() => None,
-        };
-        let Some(permit) = permit else {
-            return false;
-        };
-        super::enqueue_as(pool, entry, count.max(1), permit, Some(epoch));
-    }
-    true
-}
-
-/// Gives the lease up at once after the drain, so a standby takes over without waiting for
-/// the expiry.
-pub(crate) async fn release(pool: &Pool) {
-    let Some(ordered) = pool.ordered.as_ref() else {
-        return;
-    };
-    let Some(epoch) = ordered.owned_epoch() else {
-        return;
-    };
-    ordered.disown();
-    match pool
-        .redis
-        .release_lease(&ordered.lease_key, &pool.consumer, epoch)
-        .await
-    {
-        Ok(true) => {
-            tracing::info!(pool = %pool.name, stream = %pool.stream.name, epoch, "released ownership of the ordered pool")
-        }
-        Ok(false) => {}
-        Err(e) => {
-            tracing::warn!(pool = %pool.name, error = %e, "could not release the owner lease; a standby takes over after it expires")
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::redis::StreamId;
 
     fn entry(fields: &[(&str, &str)]) -> RawEntry {
         RawEntry {

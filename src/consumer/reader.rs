@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{Pool, enqueue};
 use crate::backoff::FailureStreak;
-use crate::error::RedisErrorKind;
-use crate::redis::Redis;
+use crate::error::{RedisError, RedisErrorKind};
+use crate::redis::{RawEntry, Redis};
 use tokio_util::sync::CancellationToken;
 
 /// Short enough that pausing and shutdown take effect within a second.
@@ -35,69 +35,77 @@ pub(crate) async fn read_until(pool: &Arc<Pool>, conn: &Redis, stop: &Cancellati
             permit = pool.permits.acquire() => permit.is_ok(),
             _ = stop.cancelled() => break,
         };
-        if !free {
-            break;
+        let owner_lost = pool
+            .ordered
+            .as_ref()
+            .is_some_and(|o| o.owned_epoch().is_none());
+        if !free || owner_lost {
+            break; // an ordered pool reads only while it owns the lease
         }
         let count = pool
             .permits
             .available_permits()
             .clamp(1, pool.config.read_count);
-        if pool
-            .ordered
-            .as_ref()
-            .is_some_and(|o| o.owned_epoch().is_none())
-        {
-            break; // an ordered pool reads only while it owns the lease
-        }
         // Never dropped mid-flight: a read cancelled after Redis answered would strand entries.
         let read = conn
             .read_group(&pool.stream.name, &pool.name, &pool.consumer, count, block)
             .await;
-        let entries = match read {
+        match read {
             Ok(entries) => {
                 streak.succeeded();
-                entries
-            }
-            Err(e) if e.is(RedisErrorKind::NoGroup) => {
-                // Logged once, by the call that actually recreates the group.
-                pool.recreate_group().await;
-                streak.failed();
-                streak.wait(stop).await;
-                continue;
-            }
-            Err(e) => {
-                if e.is(RedisErrorKind::Protocol) {
-                    conn.reset_connection();
+                if !hand_out(pool, entries).await {
+                    break;
                 }
-                if streak.failed() {
-                    tracing::warn!(pool = %pool.name, error = %e, failures = streak.count(), "XREADGROUP failed; backing off");
-                }
-                streak.wait(stop).await;
-                continue;
             }
-        };
-        if let Some(last) = entries.last() {
-            pool.note_delivered(last.id);
-        }
-        pool.leases.hold(entries.iter().map(|e| e.id));
-        if entries.is_empty() {
-            continue;
-        }
-        // Slots for what was read (the janitor may have taken some meanwhile: then wait).
-        let Ok(mut permits) = pool
-            .permits
-            .clone()
-            .acquire_many_owned(entries.len() as u32)
-            .await
-        else {
-            break;
-        };
-        for entry in entries {
-            let Some(permit) = permits.split(1) else {
-                break;
-            };
-            enqueue(pool, entry, 1, permit);
+            Err(e) => failed(pool, conn, &e, &mut streak, stop).await,
         }
     }
     tracing::debug!(pool = %pool.name, "reader stopped");
+}
+
+/// Leases what was read and hands it to the workers, a slot each (the janitor may have taken
+/// some slots meanwhile: then it waits). False when the pool is shutting down.
+async fn hand_out(pool: &Arc<Pool>, entries: Vec<RawEntry>) -> bool {
+    if let Some(last) = entries.last() {
+        pool.note_delivered(last.id);
+    }
+    pool.leases.hold(entries.iter().map(|e| e.id));
+    if entries.is_empty() {
+        return true;
+    }
+    let Ok(mut permits) = pool
+        .permits
+        .clone()
+        .acquire_many_owned(entries.len() as u32)
+        .await
+    else {
+        return false;
+    };
+    for entry in entries {
+        let Some(permit) = permits.split(1) else {
+            break;
+        };
+        enqueue(pool, entry, 1, permit);
+    }
+    true
+}
+
+/// A failed read: recreate a vanished group, reset a confused connection, back off.
+async fn failed(
+    pool: &Pool,
+    conn: &Redis,
+    e: &RedisError,
+    streak: &mut FailureStreak,
+    stop: &CancellationToken,
+) {
+    if e.is(RedisErrorKind::NoGroup) {
+        // Logged once, by the call that actually recreates the group.
+        pool.recreate_group().await;
+    } else if e.is(RedisErrorKind::Protocol) {
+        conn.reset_connection();
+    }
+    if streak.failed() && !e.is(RedisErrorKind::NoGroup) {
+        tracing::warn!(pool = %pool.name, error = %e, failures = streak.count(), "XREADGROUP failed; backing off");
+    }
+    streak.wait(stop).await;
 }
