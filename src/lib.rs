@@ -28,6 +28,7 @@
 //! - [`replay`]: copies a time range back onto the stream, resumable via its progress hash.
 //! - [`metrics`]: every metric name and its recording helper.
 //! - [`health`]: `/healthz` and `/metrics`.
+//! - [`dashboard`]: the operator web page, embedded; served at `/` when a token is set.
 //! - [`app`]: the composition root, [`Engine::run`].
 
 pub mod app;
@@ -35,6 +36,7 @@ pub(crate) mod backoff;
 pub(crate) mod clock;
 pub mod config;
 pub mod consumer;
+pub mod dashboard;
 pub mod dispatch;
 pub mod dlq;
 pub mod envelope;

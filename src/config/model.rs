@@ -41,6 +41,10 @@ pub struct Config {
     /// `None`: `data` is only checked to be JSON.
     pub schemas_dir: Option<PathBuf>,
     pub http_listen: SocketAddr,
+    /// Full access to the admin API and the dashboard; `None` (with no read token): both off.
+    pub admin_token: Option<String>,
+    /// GET endpoints of the admin API only.
+    pub read_token: Option<String>,
     pub health: HealthConfig,
     pub shutdown_grace: Duration,
     pub pools: Vec<PoolConfig>,

@@ -82,6 +82,8 @@ pub struct RawSchemas {
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub listen: Option<String>,
+    pub admin_token: Option<String>,
+    pub read_token: Option<String>,
 }
 
 /// When `/healthz` says `degraded` (the seeds' warning levels by default).

@@ -32,6 +32,11 @@ fn seconds(key: &str, value: f64, positive: bool) -> Result<Duration, ConfigErro
     Duration::try_from_secs_f64(value).map_err(|e| invalid(key, e.to_string()))
 }
 
+/// A token from the file or the environment; an empty one (`WEIR_HTTP__ADMIN_TOKEN=`) is none.
+fn token(raw: Option<String>) -> Option<String> {
+    raw.filter(|t| !t.trim().is_empty())
+}
+
 impl RawConfig {
     /// Every rule that needs more than one key. Relative paths must already be resolved
     /// against the file's folder; whether they exist is checked by the loader.
@@ -72,6 +77,8 @@ impl RawConfig {
             janitor,
             schemas_dir: self.schemas.and_then(|s| s.dir),
             http_listen,
+            admin_token: token(self.http.admin_token),
+            read_token: token(self.http.read_token),
             health: HealthConfig {
                 degraded_dlq_length: self.health.degraded_dlq_length.unwrap_or(100),
                 degraded_lag: self.health.degraded_lag.unwrap_or(1000),
