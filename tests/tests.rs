@@ -6,6 +6,7 @@ mod acl;
 mod bad_input;
 mod cli;
 mod cluster;
+mod dashboard;
 mod dlq;
 mod engine;
 mod faults;

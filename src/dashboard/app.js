@@ -12,6 +12,7 @@
   const LISTS_EVERY_MS = 5000;
   const REPLAY_EVERY_MS = 700;
   const DLQ_PAGE = 50;
+  const MAX_IDS = 10000; // the API's limit per reprocess call
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -537,19 +538,37 @@
     await Promise.all([refreshDlq(), refreshOverview()]).catch(fail);
   }
 
-  // The filter as a reprocess body; no filter at all means every dead letter.
-  function reprocessBody() {
+  // The filter as a reprocess body; no filter at all means every dead letter. The API's
+  // reprocess filter has no text search, so with one the matching IDs are listed first.
+  async function reprocessBody() {
     const f = state.dlq.filter;
+    if (f.grep) return { ids: await matchingIds(f) };
     const body = {};
     if (f.type) body.types = list(f.type);
-    for (const k of ["reason", "since", "until", "pool", "grep"]) if (f[k]) body[k] = f[k];
+    for (const k of ["reason", "since", "until", "pool"]) if (f[k]) body[k] = f[k];
     return Object.keys(body).length ? body : { all: true };
   }
 
+  async function matchingIds(filter) {
+    const ids = [];
+    let cursor = null;
+    do {
+      const page = await api("GET", "/dlq" + query({ ...filter, limit: 1000, cursor }));
+      for (const e of page.entries || []) ids.push(e.id);
+      cursor = page.next || null;
+    } while (cursor && ids.length < MAX_IDS);
+    if (cursor) throw new Error("More than " + MAX_IDS + " dead letters match; narrow the filter.");
+    return ids;
+  }
+
   async function reprocessMatching() {
-    const body = reprocessBody();
     try {
-      const dry = await api("POST", "/dlq/reprocess", { ...body, dryRun: true });
+      const body = await reprocessBody();
+      if (body.ids && !body.ids.length) {
+        notice("No dead letters match this filter.");
+        return;
+      }
+      const dry = body.ids ? { matched: body.ids.length } : await api("POST", "/dlq/reprocess", { ...body, dryRun: true });
       const n = dry.matched !== undefined ? dry.matched : dry.moved;
       const byType = Object.entries(dry.byType || {})
         .filter(([t]) => t)
