@@ -386,7 +386,7 @@ impl Bench {
         });
         let _ = publisher.join();
         wait_until("end-to-end", Duration::from_secs(600), || async {
-            redis.len(STREAM).await.unwrap_or(0) >= n && drained(&redis).await
+            redis.stream_len(STREAM).await.unwrap_or(0) >= n && drained(&redis).await
         })
         .await;
         let took = start.elapsed();
@@ -499,7 +499,7 @@ impl Bench {
         }
         let took = start.elapsed();
         let (own, redis_cpu) = (own_cpu() - own_before, self.server.cpu() - redis_before);
-        let written = self.redis.len(STREAM).await.unwrap();
+        let written = self.redis.stream_len(STREAM).await.unwrap();
         let per = |cpu: f64| cpu * 1e6 / written as f64;
         let extra = format!(
             ", CPU µs/entry: publisher {:.2}, Redis {:.2}",
@@ -527,7 +527,7 @@ impl Bench {
             .unwrap();
         let took = start.elapsed();
         assert!(status.success(), "weir publish failed");
-        let written = self.redis.len(STREAM).await.unwrap();
+        let written = self.redis.stream_len(STREAM).await.unwrap();
         assert_eq!(written, n);
         self.rate("publish (weir publish --ndjson)", written, took, 0.8, "");
     }
@@ -593,11 +593,11 @@ impl Bench {
         let redis = self.redis.clone();
         let dlq = format!("{STREAM}:dlq");
         let first = wait_until("janitor's first move", Duration::from_secs(60), || async {
-            redis.len(&dlq).await.unwrap_or(0) > 0
+            redis.stream_len(&dlq).await.unwrap_or(0) > 0
         })
         .await;
         let pass = wait_until("janitor", Duration::from_secs(600), || async {
-            redis.len(&dlq).await.unwrap_or(0) >= n
+            redis.stream_len(&dlq).await.unwrap_or(0) >= n
         })
         .await;
         let took = first + pass;
@@ -650,7 +650,7 @@ impl Bench {
             assert!(out.status.success(), "weir replay failed: {out:?}");
             self.rate(name, n, took, 0.0, "");
         }
-        assert_eq!(self.redis.len(STREAM).await.unwrap(), 2 * n);
+        assert_eq!(self.redis.stream_len(STREAM).await.unwrap(), 2 * n);
     }
 
     /// Scale-out: consume throughput on a local Redis Cluster, 1 shard vs 3 shards (with as

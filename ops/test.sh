@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every check CI runs: formatting, lints, and the whole test suite (unit + integration tests
-# against real redis-server processes the tests start on free loopback ports).
+# Every check CI runs: formatting, the MSRV (ops/check-msrv.sh), lints, and the whole test
+# suite (unit + integration tests against real redis-server processes the tests start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,12 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || 
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server redis-tools curl prometheus openssl
 fi
 
+if ! command -v python3 >/dev/null; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3
+fi
+
 cargo fmt --all -- --check
+ops/check-msrv.sh
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +30,20 @@ pub struct Engine {
     config: Config,
     handlers: HashMap<String, Arc<dyn Handler>>,
     only: Option<Vec<String>>,
+    /// Set once the HTTP listener is bound: with `http.listen` on port 0 only the engine
+    /// knows the port.
+    bound: watch::Sender<Option<SocketAddr>>,
+}
+
+/// Where a running engine's `/healthz` and `/metrics` listen; see [`Engine::http_addr`].
+#[derive(Clone)]
+pub struct HttpAddr(watch::Receiver<Option<SocketAddr>>);
+
+impl HttpAddr {
+    /// Waits until the engine has bound its listener; `None` if it stopped before that.
+    pub async fn get(&mut self) -> Option<SocketAddr> {
+        self.0.wait_for(Option::is_some).await.ok().and_then(|a| *a)
+    }
 }
 
 /// `<host>-<pid>-<random>`: unique per process, readable in XINFO CONSUMERS.
@@ -48,6 +63,7 @@ impl Engine {
             config,
             handlers: HashMap::new(),
             only: None,
+            bound: watch::Sender::new(None),
         }
     }
 
@@ -55,6 +71,12 @@ impl Engine {
     pub fn with_handler(mut self, pool: &str, handler: impl Handler) -> Engine {
         self.handlers.insert(pool.to_string(), Arc::new(handler));
         self
+    }
+
+    /// The address the HTTP endpoints are bound to once [`run`](Engine::run) started them:
+    /// how to reach them with `http.listen = "127.0.0.1:0"`.
+    pub fn http_addr(&self) -> HttpAddr {
+        HttpAddr(self.bound.subscribe())
     }
 
     /// Runs only these pools (the others are still known for routing).
@@ -122,7 +144,9 @@ impl Engine {
                 addr: config.http_listen,
                 source,
             })?;
+        self.bound.send_replace(Some(addr));
         tracing::info!(listen = %addr, redis = %redis.url(), stream = %config.stream.name, "weir starting");
+        tracing::info!("listening on {addr}");
 
         let stop = CancellationToken::new();
         let abandon = CancellationToken::new();

@@ -18,7 +18,7 @@ pub enum ConfigError {
 
 /// A Redis command failed. The message never contains a password.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("redis {command}: {message}")]
+#[error("redis {command}: {}", self.reason())]
 pub struct RedisError {
     pub command: &'static str,
     pub message: String,
@@ -46,6 +46,96 @@ pub enum RedisErrorKind {
 impl RedisError {
     pub fn is(&self, kind: RedisErrorKind) -> bool {
         self.kind == kind
+    }
+
+    /// The message for people: the Redis client reports I/O errors in their debug form
+    /// (`Os { code: 111, kind: ConnectionRefused, … }`), which becomes what `std::io::Error`
+    /// displays (`connection refused (os error 111)`).
+    pub fn reason(&self) -> String {
+        readable(&self.message)
+    }
+}
+
+/// `text` with every debug-formatted `std::io::Error` in it replaced by readable words.
+fn readable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((start, end, words)) = first_io_debug(rest) {
+        out.push_str(&rest[..start]);
+        out.push_str(&words);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The first debug form of an `io::Error` in `text`: its byte range and its readable words.
+fn first_io_debug(text: &str) -> Option<(usize, usize, String)> {
+    ["Os { ", "Custom { ", "Error { kind: ", "Kind("]
+        .iter()
+        .filter_map(|opener| text.find(opener).map(|at| (at, *opener)))
+        .min_by_key(|(at, _)| *at)
+        .and_then(|(at, opener)| {
+            let body = &text[at + opener.len()..];
+            let (inner, len) = if opener == "Kind(" {
+                let close = body.find(')')?;
+                (&body[..close], close + 1)
+            } else {
+                let close = body.find(" }")?;
+                (&body[..close], close + 2)
+            };
+            let words = io_words(opener, inner)?;
+            Some((at, at + opener.len() + len, words))
+        })
+}
+
+/// Readable words for the inside of one debug form (`code: 111, kind: K, message: "M"`).
+fn io_words(opener: &str, inner: &str) -> Option<String> {
+    let words = match opener {
+        "Os { " => {
+            let message = lowercase_first(debug_field(inner, "message")?);
+            format!("{message} (os error {})", debug_field(inner, "code")?)
+        }
+        "Custom { " => match debug_field(inner, "error") {
+            Some(error) => error.to_string(),
+            None => words_of_camel(debug_field(inner, "kind")?)?,
+        },
+        "Error { kind: " => debug_field(inner, "message")?.to_string(),
+        _ => words_of_camel(inner)?,
+    };
+    Some(words.replace("\\\"", "\""))
+}
+
+/// The value of `name: value` in a debug form's fields; quoted strings lose their quotes.
+fn debug_field<'a>(inner: &'a str, name: &str) -> Option<&'a str> {
+    let start = inner.find(&format!("{name}: "))? + name.len() + 2;
+    let value = &inner[start..];
+    match value.strip_prefix('"') {
+        Some(quoted) => Some(&quoted[..quoted.rfind('"')?]),
+        None => value.split(", ").next(),
+    }
+}
+
+/// `ConnectionRefused` → `connection refused`.
+fn words_of_camel(camel: &str) -> Option<String> {
+    if camel.is_empty() || !camel.chars().all(char::is_alphanumeric) {
+        return None;
+    }
+    let mut words = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            words.push(' ');
+        }
+        words.extend(c.to_lowercase());
+    }
+    Some(words)
+}
+
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -104,4 +194,32 @@ pub enum OpError {
     /// Redis failed: exit 1, HTTP 503 when unreachable.
     #[error(transparent)]
     Redis(#[from] RedisError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable;
+
+    #[test]
+    fn io_errors_in_debug_form_read_as_words() {
+        assert_eq!(
+            readable(
+                r#"cannot reach Redis at redis://h:1: Os { code: 111, kind: ConnectionRefused, message: "Connection refused" }"#
+            ),
+            "cannot reach Redis at redis://h:1: connection refused (os error 111)"
+        );
+        assert_eq!(readable("Kind(TimedOut)"), "timed out");
+        assert_eq!(
+            readable(
+                r#"Custom { kind: InvalidData, error: "invalid peer certificate: UnknownIssuer" }"#
+            ),
+            "invalid peer certificate: UnknownIssuer"
+        );
+        assert_eq!(
+            readable(r#"Error { kind: UnexpectedEof, message: "failed to fill whole buffer" }"#),
+            "failed to fill whole buffer"
+        );
+        assert_eq!(readable("NOGROUP No such key"), "NOGROUP No such key");
+        assert_eq!(readable("odd Os { and no end"), "odd Os { and no end");
+    }
 }

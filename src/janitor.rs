@@ -369,7 +369,7 @@ pub async fn trim_once(
     let stream = &part.name;
     let mut removed = 0;
     for _ in 0..10 {
-        let len = redis.len(stream).await?;
+        let len = redis.stream_len(stream).await?;
         if len <= part.max_len {
             break;
         }

@@ -12,6 +12,7 @@
 //! - [`config`]: `streams.toml` read in two phases (raw serde form, then validated `Config`).
 //! - [`error`]: one error enum per layer.
 //! - [`keys`]: the Redis key layout (partitions, DLQ, paused set, replay, dedup, owner leases).
+//! - [`vocab`]: the shared words (`StreamId`, `RawEntry`); imports nothing of the crate.
 //! - [`redis`]: the only module that talks to Redis; typed stream commands.
 //! - [`envelope`]: decodes a raw entry into an event (`type`, `data`, pass-through fields).
 //! - [`schema`]: JSON Schema validation of `data`, compiled once.
@@ -30,6 +31,7 @@
 //! - [`health`]: `/healthz` and `/metrics`.
 //! - [`dashboard`]: the operator web page, embedded; served at `/` when a token is set.
 //! - [`app`]: the composition root, [`Engine::run`].
+//! - `sync`: the one way to take a lock, which survives a poisoned mutex.
 
 pub mod app;
 pub(crate) mod backoff;
@@ -52,10 +54,11 @@ pub mod replay;
 pub mod schema;
 pub mod settle;
 pub mod status;
+mod sync;
 pub mod timespec;
 pub mod vocab;
 
-pub use app::Engine;
+pub use app::{Engine, HttpAddr};
 pub use config::Config;
 pub use handler::{Delivery, Handler, Outcome};
 

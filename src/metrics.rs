@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::sync::lock;
 use crate::vocab::DlqReason;
 
 pub const PROCESSED: &str = "weir_messages_processed_total";
@@ -137,10 +138,10 @@ impl PoolMetrics {
         }
     }
 
-    fn for_type(&self, ty: &str) -> Option<Arc<TypeMetrics>> {
-        let mut map = self.by_type.lock().ok()?;
+    fn for_type(&self, ty: &str) -> Arc<TypeMetrics> {
+        let mut map = lock(&self.by_type);
         if let Some(m) = map.get(ty) {
-            return Some(m.clone());
+            return m.clone();
         }
         let label = if map.len() >= MAX_TYPES { "other" } else { ty };
         let labels = [("pool", self.pool.clone()), ("type", label.to_string())];
@@ -150,24 +151,44 @@ impl PoolMetrics {
             duration: histogram!(HANDLER_DURATION, &labels),
         });
         map.insert(label.to_string(), m.clone());
-        Some(m)
+        m
     }
 
     pub fn processed(&self, ty: &str, took: Duration) {
-        if let Some(m) = self.for_type(ty) {
-            m.processed.increment(1);
-            m.duration.record(took.as_secs_f64());
-        }
+        let m = self.for_type(ty);
+        m.processed.increment(1);
+        m.duration.record(took.as_secs_f64());
     }
 
     pub fn failed(&self, ty: &str, took: Duration) {
-        if let Some(m) = self.for_type(ty) {
-            m.failed.increment(1);
-            m.duration.record(took.as_secs_f64());
-        }
+        let m = self.for_type(ty);
+        m.failed.increment(1);
+        m.duration.record(took.as_secs_f64());
     }
 
     pub fn attempt(&self, attempt: u64) {
         self.attempts.record(attempt as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_metrics_still_record_after_a_panic_poisoned_their_lock() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let pool = PoolMetrics::new("orders");
+            crate::sync::poison(&pool.by_type);
+            pool.processed("order.created", Duration::from_millis(3));
+            pool.failed("order.created", Duration::from_millis(3));
+        });
+        let text = handle.render();
+        for name in [PROCESSED, FAILED] {
+            let line = format!("{name}{{pool=\"orders\",type=\"order.created\"}} 1");
+            assert!(text.contains(&line), "{line} missing in:\n{text}");
+        }
     }
 }

@@ -169,7 +169,7 @@ impl Publisher {
             return 0;
         }
         match event.key.as_deref().or(event.id.as_deref()) {
-            Some(key) => usize::from(fred::util::redis_keyslot(key.as_bytes())) % n,
+            Some(key) => usize::from(crate::redis::key_slot(key)) % n,
             None => self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n,
         }
     }

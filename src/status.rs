@@ -57,9 +57,9 @@ pub async fn totals(redis: &Redis, stream: &StreamConfig) -> Result<Totals, Redi
         groups: Vec::new(),
     };
     for part in stream.partitions() {
-        let len = redis.len(&part.stream).await?;
+        let len = redis.stream_len(&part.stream).await?;
         totals.stream_length += len;
-        totals.dlq_length += redis.len(&part.dlq).await?;
+        totals.dlq_length += redis.stream_len(&part.dlq).await?;
         if len == 0 && !redis.exists(&part.stream).await? {
             continue;
         }

@@ -17,9 +17,9 @@ fn config(
 ) -> std::path::PathBuf {
     let path = dir.join(name);
     let text = format!(
-        "[redis]\nurl = \"redis://{user}:{password}@127.0.0.1:{}/0\"\n[stream]\nname = \"integration-bus\"\nmax_len = 5\n[retry]\nvisibility_timeout_seconds = 1\n[janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:{}\"\n[[pools]]\nname = \"p\"\ntypes = [\"job\"]\nhandler = {{ kind = \"log\" }}\n",
-        server.port,
-        free_port()
+        "[redis]\nurl = \"{}\"\n[stream]\nname = \"integration-bus\"\nmax_len = 5\n[retry]\nvisibility_timeout_seconds = 1\n[janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:{}\"\n[[pools]]\nname = \"p\"\ntypes = [\"job\"]\nhandler = {{ kind = \"log\" }}\n",
+        server.url_as(user, password),
+        "0"
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -36,15 +36,8 @@ fn weir(config: &std::path::Path, args: &[&str]) -> Output {
 
 fn as_user(server: &RedisServer, user: &str, password: &str, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
-        .args([
-            "-p",
-            &server.port.to_string(),
-            "--user",
-            user,
-            "--pass",
-            password,
-            "--no-auth-warning",
-        ])
+        .args(server.cli_target())
+        .args(["--user", user, "--pass", password, "--no-auth-warning"])
         .args(args)
         .output()
         .unwrap();
@@ -137,7 +130,7 @@ async fn users_have_exactly_the_rights_they_need() {
             "publisher could run {args:?}: {reply}"
         );
     }
-    // A raw, invalid entry: the engine must be able to dead-letter it (MULTI, XADD to the DLQ, XACK).
+    // A raw, invalid entry: the engine must be able to dead-letter it (one script: XADD to the DLQ, XACK).
     as_user(
         &server,
         "publisher",
@@ -153,7 +146,7 @@ async fn users_have_exactly_the_rights_they_need() {
         ],
     );
     wait_for("all handled, the bad one dead-lettered", T, || async {
-        redis.len("integration-bus:dlq").await.unwrap() == 1
+        redis.stream_len("integration-bus:dlq").await.unwrap() == 1
             && server
                 .cli(&["XINFO", "GROUPS", "integration-bus"])
                 .contains("entries-read\n11")
@@ -215,7 +208,7 @@ async fn users_have_exactly_the_rights_they_need() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr.contains("redis://engine:***@") && !stderr.contains("not-the-password"),
+        stderr.contains("://engine:***@") && !stderr.contains("not-the-password"),
         "{stderr}"
     );
 

@@ -303,7 +303,8 @@ fn pause_and_resume_use_the_paused_set_and_reject_unknown_pools() {
 #[test]
 fn an_unreachable_redis_is_exit_1_naming_the_redacted_url() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // Port 1: nothing listens there.
+    let port = 1;
     let path: &Path = &dir.path().join("streams.toml");
     std::fs::write(path, format!("[redis]\nurl = \"redis://app:hunter2@127.0.0.1:{port}/0\"\n[[pools]]\nname = \"p\"\ntypes = [\"*\"]\nhandler = {{ kind = \"log\" }}\n")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -316,6 +317,29 @@ fn an_unreachable_redis_is_exit_1_naming_the_redacted_url() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr.contains(&format!("redis://app:***@127.0.0.1:{port}/0")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn connection_errors_read_as_words_not_rust_debug_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: &Path = &dir.path().join("streams.toml");
+    std::fs::write(path, "[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n[[pools]]\nname = \"p\"\ntypes = [\"*\"]\nhandler = { kind = \"log\" }\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("-c")
+        .arg(path)
+        .arg("status")
+        .env("WEIR_REDIS__URL", "redis://ops:hunter2@127.0.0.1:1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("Os {"), "{stderr}");
+    assert!(!stderr.contains("kind:"), "{stderr}");
+    assert!(
+        stderr.contains("redis://ops:***@127.0.0.1:1: connection refused (os error 111)"),
         "{stderr}"
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");

@@ -56,10 +56,9 @@ visibility_timeout_seconds = 1
 [janitor]
 interval_seconds = 0.05
 [http]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 {pools}"#,
         url = cluster.url(),
-        port = free_port(),
     )
 }
 
@@ -128,7 +127,7 @@ async fn routing_retries_dlq_and_the_cli_work_on_a_cluster() {
         publish(&redis, &stream, "b", &format!("{{\"i\":{i}}}")).await;
     }
     wait_for("a handled, b dead-lettered", T, || async {
-        ok.per_entry().len() == 20 && redis.len(&dlq).await.unwrap_or(0) == 3
+        ok.per_entry().len() == 20 && redis.stream_len(&dlq).await.unwrap_or(0) == 3
     })
     .await;
     assert!(ok.per_entry().values().all(|n| *n == 1));
@@ -262,7 +261,7 @@ async fn a_master_failover_loses_nothing_acknowledged_with_wait() {
     .await;
 
     // Before: 100 entries, each acknowledged by a replica (XADD then WAIT, one connection).
-    let master = cluster.node_for(&stream).port;
+    let master = cluster.node_for(&stream).port();
     let mut script = String::new();
     for n in 0..100 {
         script.push_str(&format!(
@@ -288,7 +287,7 @@ async fn a_master_failover_loses_nothing_acknowledged_with_wait() {
 
     let killed = cluster.kill9_master_of(&stream);
     wait_for("a replica took over the stream's slot", T, || async {
-        cluster.is_ok() && cluster.node_for(&stream).port != killed
+        cluster.is_ok() && cluster.node_for(&stream).port() != killed
     })
     .await;
 
@@ -321,18 +320,9 @@ async fn two_engines_share_a_pool_on_a_cluster_and_a_stopped_ones_consumer_is_re
         Recorder::ok().slow(Duration::from_millis(10)),
     );
     let first = run(Engine::new(config(&toml)).with_handler("p", a.clone()));
-    // The same file but its own HTTP port, as a second process would have.
-    let port = toml
-        .lines()
-        .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
-        .unwrap()
-        .trim_end_matches('"')
-        .to_string();
-    let other = toml.replace(
-        &format!("127.0.0.1:{port}"),
-        &format!("127.0.0.1:{}", free_port()),
-    );
-    let second = run(Engine::new(config(&other)).with_handler("p", b.clone()));
+    // The same file: `listen` on port 0 gives the second engine its own HTTP port, as a
+    // second process would have.
+    let second = run(Engine::new(config(&toml)).with_handler("p", b.clone()));
     let redis = cluster.client().await;
     wait_for("the group", T, || async {
         redis.groups(&stream).await.is_ok_and(|g| g.len() == 1)
@@ -512,11 +502,11 @@ async fn a_partitioned_stream_spreads_over_the_shards_and_every_tool_sees_all_of
     let mut nodes = std::collections::HashSet::new();
     for part in &parts {
         assert!(
-            redis.len(&part.name).await.unwrap() > 0,
+            redis.stream_len(&part.name).await.unwrap() > 0,
             "{} is empty",
             part.name
         );
-        nodes.insert(cluster.node_for(&part.name).port);
+        nodes.insert(cluster.node_for(&part.name).port());
     }
     assert!(nodes.len() > 1, "partitions on one node only");
     wait_for("all a handled, all b dead-lettered", T, || async {
@@ -555,7 +545,7 @@ async fn a_partitioned_stream_spreads_over_the_shards_and_every_tool_sees_all_of
     wait_for("every DLQ move done", T, || async {
         let mut total = 0;
         for part in &parts {
-            total += redis.len(&part.dlq).await.unwrap_or(0);
+            total += redis.stream_len(&part.dlq).await.unwrap_or(0);
         }
         total == 6
     })
@@ -600,7 +590,7 @@ async fn partitions_work_on_a_single_server_and_publish_keeps_a_keys_order() {
          [janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:{}\"\n\
          [[pools]]\nname = \"p\"\nconcurrency = 4\ntypes = [\"*\"]\nhandler = {{ kind = \"log\" }}\n",
         server.url(),
-        free_port()
+        0
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("streams.toml");
@@ -650,7 +640,8 @@ async fn partitions_work_on_a_single_server_and_publish_keeps_a_keys_order() {
         }
         pending == 0
             && handler.per_entry().len() as u64
-                == redis.len(&parts[0]).await.unwrap() + redis.len(&parts[1]).await.unwrap()
+                == redis.stream_len(&parts[0]).await.unwrap()
+                    + redis.stream_len(&parts[1]).await.unwrap()
     })
     .await;
     // The key's events sit in its partition in publish order (handling runs concurrently).

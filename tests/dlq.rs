@@ -27,7 +27,7 @@ fn write_config(dir: &std::path::Path, server: &RedisServer, stream: &str) -> st
     let text = format!(
         "[redis]\nurl = \"{}\"\n[stream]\nname = \"{stream}\"\n[retry]\nvisibility_timeout_seconds = 2\n[janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:{}\"\n[[pools]]\nname = \"p\"\nconcurrency = 8\ntypes = [\"job\", \"a\", \"b\"]\nhandler = {{ kind = \"log\" }}\n[[pools]]\nname = \"q\"\ntypes = [\"job\"]\nhandler = {{ kind = \"log\" }}\n",
         server.url(),
-        free_port()
+        "0"
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -167,11 +167,11 @@ async fn list_show_stats_forget_and_purge() {
             .code(),
         Some(0)
     );
-    assert_eq!(redis.len(&dlq).await.unwrap(), 4);
+    assert_eq!(redis.stream_len(&dlq).await.unwrap(), 4);
     let refused = weir_cli(&config, &["dlq", "purge", "--type", "b"]).await;
     assert_eq!(refused.status.code(), Some(2));
     assert_eq!(
-        redis.len(&dlq).await.unwrap(),
+        redis.stream_len(&dlq).await.unwrap(),
         4,
         "purge without --yes deleted something"
     );
@@ -182,7 +182,7 @@ async fn list_show_stats_forget_and_purge() {
             .code(),
         Some(0)
     );
-    assert_eq!(redis.len(&dlq).await.unwrap(), 2);
+    assert_eq!(redis.stream_len(&dlq).await.unwrap(), 2);
     assert_eq!(
         weir_cli(&config, &["dlq", "purge", "--yes"])
             .await
@@ -190,7 +190,7 @@ async fn list_show_stats_forget_and_purge() {
             .code(),
         Some(0)
     );
-    assert_eq!(redis.len(&dlq).await.unwrap(), 0);
+    assert_eq!(redis.stream_len(&dlq).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -223,7 +223,7 @@ async fn reprocess_sends_entries_back_to_the_pool_that_failed_them_only() {
     }
     let dlq = format!("{stream}:dlq");
     wait_for("5 dead letters", Duration::from_secs(15), || async {
-        redis.len(&dlq).await.unwrap() == 5
+        redis.stream_len(&dlq).await.unwrap() == 5
     })
     .await;
     wait_for("q handled all 5", Duration::from_secs(15), || async {
@@ -239,7 +239,11 @@ async fn reprocess_sends_entries_back_to_the_pool_that_failed_them_only() {
         (dry["matched"].as_u64(), dry["byType"]["job"].as_u64()),
         (Some(5), Some(5))
     );
-    assert_eq!(redis.len(&dlq).await.unwrap(), 5, "a dry run moved entries");
+    assert_eq!(
+        redis.stream_len(&dlq).await.unwrap(),
+        5,
+        "a dry run moved entries"
+    );
     assert_eq!(
         weir_cli(&path, &["dlq", "reprocess"]).await.status.code(),
         Some(2)
@@ -248,7 +252,7 @@ async fn reprocess_sends_entries_back_to_the_pool_that_failed_them_only() {
     let out = weir_cli(&path, &["dlq", "reprocess", "--type", "job", "--json"]).await;
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["reprocessed"], 5);
-    assert_eq!(redis.len(&dlq).await.unwrap(), 0);
+    assert_eq!(redis.stream_len(&dlq).await.unwrap(), 0);
     wait_for(
         "p handled the reprocessed entries",
         Duration::from_secs(15),
@@ -323,7 +327,7 @@ async fn reprocessing_10k_while_the_engine_consumes_loses_and_doubles_nothing() 
     );
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["reprocessed"], 10_000);
-    assert_eq!(redis.len(&dlq).await.unwrap(), 0);
+    assert_eq!(redis.stream_len(&dlq).await.unwrap(), 0);
     wait_for(
         "all 10k reprocessed entries handled",
         Duration::from_secs(60),

@@ -31,11 +31,10 @@ visibility_timeout_seconds = 2
 [janitor]
 interval_seconds = 0.05
 [http]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 {pools}
 "#,
         url = server.url(),
-        port = free_port(),
     )
 }
 
@@ -89,7 +88,7 @@ async fn routes_each_type_to_its_pools_and_wildcard_takes_the_rest() {
         })
         .await;
     }
-    assert_eq!(redis.len(&format!("{stream}:dlq")).await.unwrap(), 0);
+    assert_eq!(redis.stream_len(&format!("{stream}:dlq")).await.unwrap(), 0);
     running.stop().await;
 }
 
@@ -121,7 +120,7 @@ async fn retries_with_exponential_spacing_then_dead_letters_with_every_field() {
         .unwrap();
     let dlq = format!("{stream}:dlq");
     wait_for("entry dead-lettered", T, || async {
-        redis.len(&dlq).await.unwrap() == 1
+        redis.stream_len(&dlq).await.unwrap() == 1
     })
     .await;
 
@@ -279,7 +278,7 @@ async fn permanent_failures_are_dead_lettered_once_without_retries() {
     publish(&redis, &stream, "incident.event", &valid).await;
     let dlq = format!("{stream}:dlq");
     wait_for("all bad entries dead-lettered", T, || async {
-        redis.len(&dlq).await.unwrap() >= cases.len() as u64
+        redis.stream_len(&dlq).await.unwrap() >= cases.len() as u64
     })
     .await;
     wait_for("valid entry handled", T, || async {
@@ -379,7 +378,7 @@ async fn a_hanging_handler_times_out_and_the_entry_is_retried() {
     publish(&redis, &stream, "hang", "{}").await;
     let dlq = format!("{stream}:dlq");
     wait_for("dead-lettered after two timeouts", T, || async {
-        redis.len(&dlq).await.unwrap() == 1
+        redis.stream_len(&dlq).await.unwrap() == 1
     })
     .await;
     let entry = &redis.range(&dlq, "-", "+", 1).await.unwrap()[0];
@@ -474,7 +473,7 @@ async fn trimming_never_removes_unread_or_unacknowledged_entries() {
     // Two trim intervals pass with the pool paused: nothing may go.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
-        redis.len(&stream).await.unwrap(),
+        redis.stream_len(&stream).await.unwrap(),
         500,
         "unread entries were trimmed"
     );
@@ -482,7 +481,7 @@ async fn trimming_never_removes_unread_or_unacknowledged_entries() {
     wait_for("all handled", T, || async { handler.count() >= 500 }).await;
     assert_eq!(handler.per_entry().len(), 500);
     wait_for("trimmed toward max_len once handled", T, || async {
-        redis.len(&stream).await.unwrap() <= 110
+        redis.stream_len(&stream).await.unwrap() <= 110
     })
     .await;
     running.stop().await;
@@ -512,20 +511,11 @@ async fn shutdown_lets_in_flight_handlers_finish_and_acknowledges_them() {
 async fn survives_a_redis_restart_without_losing_entries_and_reports_health() {
     let mut server = RedisServer::start_durable();
     let stream = stream_name("restart");
-    let port = free_port();
-    let mut text = toml(&server, &stream, "", &pool("p", r#"["job"]"#));
-    text = text.replace(
-        &text[text.find("listen = ").unwrap()..]
-            .lines()
-            .next()
-            .unwrap()
-            .to_string(),
-        &format!("listen = \"127.0.0.1:{port}\""),
-    );
+    let text = toml(&server, &stream, "", &pool("p", r#"["job"]"#));
     let config = config(&text);
     let handler = Recorder::ok();
     let running = run(Engine::new(config).with_handler("p", handler.clone()));
-    let health = format!("http://127.0.0.1:{port}/healthz");
+    let health = running.url("/healthz").await;
     let status = |url: String| async move {
         reqwest::get(url)
             .await
@@ -665,7 +655,7 @@ async fn sweep_dead_letters_an_over_attempted_backlog_without_worker_slots() {
     assert_eq!(bumped, OVER.to_string());
     let dlq = format!("{stream}:dlq");
     wait_for("the over-attempted backlog dead-lettered", T, || async {
-        redis.len(&dlq).await.unwrap() == (OVER - 1) as u64
+        redis.stream_len(&dlq).await.unwrap() == (OVER - 1) as u64
             && group_pending(&redis, &stream, "p").await == 2
     })
     .await;
@@ -704,6 +694,6 @@ async fn sweep_dead_letters_an_over_attempted_backlog_without_worker_slots() {
     let data: Vec<&str> = seen.iter().map(|s| s.data.as_str()).collect();
     assert_eq!(data, ["{\"n\":0}", "{\"n\":1}"]);
     assert!(seen.iter().all(|s| s.attempt == 1), "{seen:?}");
-    assert_eq!(redis.len(&dlq).await.unwrap(), (OVER - 1) as u64);
+    assert_eq!(redis.stream_len(&dlq).await.unwrap(), (OVER - 1) as u64);
     running.stop().await;
 }

@@ -30,7 +30,7 @@ async fn a_dlq_move_that_cannot_write_the_dlq_acknowledges_nothing() {
     let text = format!(
         "[redis]\nurl = \"{}\"\n[stream]\nname = \"{stream}\"\n[retry]\nmax_attempts = 50\nvisibility_timeout_seconds = 0.5\n[janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:{}\"\n[[pools]]\nname = \"p\"\ntypes = [\"*\"]\n",
         server.url(),
-        free_port()
+        0
     );
     let handler = Recorder::with(|_| Outcome::permanent("no"));
     let running = run(Engine::new(config(&text)).with_handler("p", handler.clone()));
@@ -51,7 +51,8 @@ async fn a_dlq_move_that_cannot_write_the_dlq_acknowledges_nothing() {
     // Repair the key: the next attempt moves it, once.
     server.cli(&["DEL", &dlq]);
     wait_for("dead-lettered after the repair", T, || async {
-        redis.len(&dlq).await.unwrap_or(0) == 1 && group_pending(&redis, &stream, "p").await == 0
+        redis.stream_len(&dlq).await.unwrap_or(0) == 1
+            && group_pending(&redis, &stream, "p").await == 0
     })
     .await;
     let entry = &redis.range(&dlq, "-", "+", 10).await.unwrap()[0];
@@ -75,11 +76,7 @@ fn config_file(
     handler: &str,
 ) -> std::path::PathBuf {
     let path = dir.join("streams.toml");
-    std::fs::write(
-        &path,
-        engine_toml(&server.url(), stream, free_port(), handler),
-    )
-    .unwrap();
+    std::fs::write(&path, engine_toml(&server.url(), stream, 0, handler)).unwrap();
     path
 }
 
@@ -91,10 +88,9 @@ async fn start_engine(
     stream: &str,
     handler: &Recorder,
 ) -> (Running, weir::redis::Redis) {
-    let running = run(
-        Engine::new(config(&engine_toml(url, stream, free_port(), "")))
-            .with_handler("p", handler.clone()),
-    );
+    let running =
+        run(Engine::new(config(&engine_toml(url, stream, 0, "")))
+            .with_handler("p", handler.clone()));
     let redis = server.client().await;
     wait_for("group created", T, || async {
         group_pending(&redis, stream, "p").await == 0
@@ -115,13 +111,13 @@ async fn spawn_publisher(
     tokio::spawn(async move { publish_numbered(&redis, &stream, range, pause).await })
 }
 
-async fn healthz(port: u16) -> u16 {
+async fn healthz(addr: std::net::SocketAddr) -> u16 {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()
         .unwrap();
     client
-        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .get(format!("http://{addr}/healthz"))
         .send()
         .await
         .map(|r| r.status().as_u16())
@@ -157,12 +153,12 @@ async fn settle_and_check(
 
 #[tokio::test]
 async fn lost_replies_for_two_seconds_lose_nothing() {
-    let server = RedisServer::start();
-    let proxy = proxy::Proxy::start(server.port).await;
+    let server = RedisServer::start_tcp();
+    let proxy = proxy::Proxy::start(server.port()).await;
     let stream = stream_name("dropreplies");
     let handler = Recorder::ok();
     let running = run(
-        Engine::new(config(&engine_toml(&proxy.url(), &stream, free_port(), "")))
+        Engine::new(config(&engine_toml(&proxy.url(), &stream, 0, "")))
             .with_handler("p", handler.clone()),
     );
     let redis = server.client().await;
@@ -192,15 +188,15 @@ async fn lost_replies_for_two_seconds_lose_nothing() {
 
 #[tokio::test]
 async fn a_black_holed_connection_turns_health_to_503_and_recovers() {
-    let server = RedisServer::start();
-    let proxy = proxy::Proxy::start(server.port).await;
+    let server = RedisServer::start_tcp();
+    let proxy = proxy::Proxy::start(server.port()).await;
     let stream = stream_name("blackhole");
-    let http = free_port();
     let handler = Recorder::ok();
     let running = run(
-        Engine::new(config(&engine_toml(&proxy.url(), &stream, http, "")))
+        Engine::new(config(&engine_toml(&proxy.url(), &stream, 0, "")))
             .with_handler("p", handler.clone()),
     );
+    let http = running.http().await;
     let redis = server.client().await;
     wait_for("healthy", T, || async { healthz(http).await == 200 }).await;
     let before = publish_numbered(&redis, &stream, 0..50, Duration::ZERO).await;
@@ -337,13 +333,8 @@ async fn sigstop_past_the_visibility_timeout_then_sigcont_corrupts_nothing() {
     let path = dir.path().join("a.toml");
     std::fs::write(
         &path,
-        engine_toml(
-            &server.url(),
-            &stream,
-            free_port(),
-            &format!("handler = {handler}\n"),
-        )
-        .replace("concurrency = 8", "concurrency = 20"),
+        engine_toml(&server.url(), &stream, 0, &format!("handler = {handler}\n"))
+            .replace("concurrency = 8", "concurrency = 20"),
     )
     .unwrap();
     let mut a = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -374,13 +365,10 @@ async fn sigstop_past_the_visibility_timeout_then_sigcont_corrupts_nothing() {
 
     // Process B takes over after the visibility timeout (1 s): A renews no leases while stopped.
     let b = Recorder::ok();
-    let running = run(Engine::new(config(&engine_toml(
-        &server.url(),
-        &stream,
-        free_port(),
-        "",
-    )))
-    .with_handler("p", b.clone()));
+    let running = run(
+        Engine::new(config(&engine_toml(&server.url(), &stream, 0, "")))
+            .with_handler("p", b.clone()),
+    );
     settle_and_check(&b, &redis, &stream, &accepted, T).await;
     assert!(b.seen().iter().all(|s| s.attempt == 2));
 
@@ -407,7 +395,7 @@ async fn sigstop_past_the_visibility_timeout_then_sigcont_corrupts_nothing() {
         0,
         "A's late work left entries pending"
     );
-    assert_eq!(redis.len(&format!("{stream}:dlq")).await.unwrap(), 0);
+    assert_eq!(redis.stream_len(&format!("{stream}:dlq")).await.unwrap(), 0);
     assert_eq!(b.count(), 20, "nothing was delivered a third time");
     assert!(signal("-TERM").success());
     assert_eq!(
@@ -458,10 +446,9 @@ async fn a_restart_without_persistence_recreates_groups_at_the_last_delivered_id
 async fn entries_trimmed_before_a_pool_read_them_are_reported_and_counted_once() {
     let server = RedisServer::start();
     let stream = stream_name("trimmedunread");
-    let http = free_port();
     let handler = Recorder::ok();
     let text =
-        engine_toml(&server.url(), &stream, http, "").replace("name = \"p\"", "name = \"unread\"");
+        engine_toml(&server.url(), &stream, 0, "").replace("name = \"p\"", "name = \"unread\"");
     let running = run(Engine::new(config(&text)).with_handler("unread", handler.clone()));
     let redis = server.client().await;
     wait_for("group created", T, || async {
@@ -476,7 +463,7 @@ async fn entries_trimmed_before_a_pool_read_them_are_reported_and_counted_once()
     // Someone trims by hand past the ten unread entries, then more arrive.
     assert_eq!(server.cli(&["XTRIM", &stream, "MAXLEN", "0"]), "13");
     let late = publish_numbered(&redis, &stream, 13..15, Duration::ZERO).await;
-    let metrics_url = format!("http://127.0.0.1:{http}/metrics");
+    let metrics_url = running.url("/metrics").await;
     let lost = || async {
         let text = reqwest::get(&metrics_url)
             .await
@@ -616,13 +603,8 @@ async fn soak_memory_stays_flat_under_steady_load() {
     let stream = stream_name("soak");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("streams.toml");
-    let text = engine_toml(
-        &server.url(),
-        &stream,
-        free_port(),
-        "handler = { kind = \"noop\" }\n",
-    )
-    .replace("[stream]\n", "[stream]\nmax_len = 10000\n");
+    let text = engine_toml(&server.url(), &stream, 0, "handler = { kind = \"noop\" }\n")
+        .replace("[stream]\n", "[stream]\nmax_len = 10000\n");
     std::fs::write(&path, text).unwrap();
     let mut weir = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
         .arg("-c")
@@ -690,5 +672,52 @@ async fn soak_memory_stays_flat_under_steady_load() {
     assert!(
         end < start * 3 / 2 + 8 * 1024,
         "RSS grew from {start} kB to {end} kB"
+    );
+}
+
+/// `calls` of a command in `INFO commandstats`.
+fn calls(stats: &str, command: &str) -> u64 {
+    stats
+        .lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+        .and_then(|l| l.split(',').find_map(|kv| kv.split_once("calls=")))
+        .and_then(|(_, n)| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn scripts_run_by_sha_and_survive_a_flushed_script_cache() {
+    let server = RedisServer::start();
+    let redis = server.client().await;
+    let stream = stream_name("evalsha");
+    let batch: Vec<Vec<(String, String)>> = (0..3)
+        .map(|i| vec![("n".to_string(), i.to_string())])
+        .collect();
+    // (EVAL, EVALSHA) calls so far; the SHA may be known from another test's server.
+    let counts = || {
+        let stats = server.cli(&["INFO", "commandstats"]);
+        (calls(&stats, "eval"), calls(&stats, "evalsha"))
+    };
+    redis.add_many(&stream, &batch).await.unwrap();
+    let before = counts();
+    redis.add_many(&stream, &batch).await.unwrap();
+    assert_eq!(
+        counts(),
+        (before.0, before.1 + 1),
+        "a known script goes by SHA"
+    );
+
+    // The server forgets every script (as after a restart): NOSCRIPT, then EVAL, once.
+    server.cli(&["SCRIPT", "FLUSH"]);
+    let before = counts();
+    redis.add_many(&stream, &batch).await.unwrap();
+    let flushed = counts();
+    assert_eq!(flushed.0, before.0 + 1, "the lost script went as EVAL");
+    redis.add_many(&stream, &batch).await.unwrap();
+    assert_eq!(counts(), (flushed.0, flushed.1 + 1), "and by SHA again");
+    assert_eq!(
+        redis.stream_len(&stream).await.unwrap(),
+        12,
+        "no batch twice"
     );
 }

@@ -84,12 +84,7 @@ async fn http_handler_sends_headers_and_maps_statuses() {
     let pools = format!(
         "[[pools]]\nname = \"hooks\"\nconcurrency = 2\ntypes = [\"ok\", \"bad\", \"busy\"]\nhandler = {{ kind = \"http\", url = \"http://127.0.0.1:{port}/hook\" }}\n"
     );
-    let running = run(Engine::new(config(&toml(
-        &server,
-        &stream,
-        free_port(),
-        &pools,
-    ))));
+    let running = run(Engine::new(config(&toml(&server, &stream, 0, &pools))));
     let redis = server.client().await;
     let ok = redis
         .add(
@@ -108,7 +103,7 @@ async fn http_handler_sends_headers_and_maps_statuses() {
     let dlq = format!("{stream}:dlq");
     wait_for("busy retried and 400 dead-lettered", T, || async {
         requests.lock().unwrap().len() == 4
-            && redis.len(&dlq).await.unwrap() == 1
+            && redis.stream_len(&dlq).await.unwrap() == 1
             && group_pending(&redis, &stream, "hooks").await == 0
     })
     .await;
@@ -154,12 +149,7 @@ async fn exec_handler_gets_stdin_and_env_and_exit_65_is_permanent() {
     let pools = format!(
         "[[pools]]\nname = \"cmd\"\ntypes = [\"*\"]\nhandler = {{ kind = \"exec\", command = [\"sh\", \"-c\", {script:?}] }}\n"
     );
-    let running = run(Engine::new(config(&toml(
-        &server,
-        &stream,
-        free_port(),
-        &pools,
-    ))));
+    let running = run(Engine::new(config(&toml(&server, &stream, 0, &pools))));
     let redis = server.client().await;
     redis
         .add(
@@ -171,7 +161,8 @@ async fn exec_handler_gets_stdin_and_env_and_exit_65_is_permanent() {
     publish(&redis, &stream, "poison", "{}").await;
     let dlq = format!("{stream}:dlq");
     wait_for("both handled", T, || async {
-        redis.len(&dlq).await.unwrap() == 1 && group_pending(&redis, &stream, "cmd").await == 0
+        redis.stream_len(&dlq).await.unwrap() == 1
+            && group_pending(&redis, &stream, "cmd").await == 0
     })
     .await;
     let seen = std::fs::read_to_string(&log).unwrap();
@@ -198,10 +189,9 @@ async fn a_panicking_handler_is_retried_then_dead_lettered_while_the_pool_keeps_
         }
         Outcome::Success
     });
-    let running = run(
-        Engine::new(config(&toml(&server, &stream, free_port(), pools)))
-            .with_handler("p", handler.clone()),
-    );
+    let running =
+        run(Engine::new(config(&toml(&server, &stream, 0, pools)))
+            .with_handler("p", handler.clone()));
     let redis = server.client().await;
     publish(&redis, &stream, "poison", "{}").await;
     for _ in 0..20 {
@@ -209,7 +199,7 @@ async fn a_panicking_handler_is_retried_then_dead_lettered_while_the_pool_keeps_
     }
     let dlq = format!("{stream}:dlq");
     wait_for("poison dead-lettered", T, || async {
-        redis.len(&dlq).await.unwrap() == 1
+        redis.stream_len(&dlq).await.unwrap() == 1
     })
     .await;
     assert_eq!(
@@ -235,10 +225,9 @@ async fn a_panicking_handler_is_retried_then_dead_lettered_while_the_pool_keeps_
 async fn pending_entries_deleted_by_hand_are_acknowledged_and_counted_as_lost() {
     let server = RedisServer::start();
     let stream = stream_name("lost");
-    let http = free_port();
     let pools = "[[pools]]\nname = \"lostpool\"\ntypes = [\"*\"]\nretry_seconds = 0.5\n";
     let handler = Recorder::with(|_| Outcome::retry("not yet"));
-    let running = run(Engine::new(config(&toml(&server, &stream, http, pools)))
+    let running = run(Engine::new(config(&toml(&server, &stream, 0, pools)))
         .with_handler("lostpool", handler.clone()));
     let redis = server.client().await;
     let id = publish(&redis, &stream, "job", "{}").await;
@@ -248,7 +237,7 @@ async fn pending_entries_deleted_by_hand_are_acknowledged_and_counted_as_lost() 
         group_pending(&redis, &stream, "lostpool").await == 0
     })
     .await;
-    let metrics = reqwest::get(format!("http://127.0.0.1:{http}/metrics"))
+    let metrics = reqwest::get(running.url("/metrics").await)
         .await
         .unwrap()
         .text()

@@ -27,7 +27,6 @@ fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 async fn counters_after_a_scripted_run_are_exact() {
     let server = RedisServer::start();
     let stream = stream_name("metrics");
-    let http = free_port();
     // An entry left pending by a worker that died: the engine must reclaim it.
     server.cli(&["XGROUP", "CREATE", &stream, "obs", "0", "MKSTREAM"]);
     server.cli(&["XADD", &stream, "*", "type", "ghost", "data", "{}"]);
@@ -41,7 +40,7 @@ async fn counters_after_a_scripted_run_are_exact() {
         ">",
     ]);
     let text = format!(
-        "[redis]\nurl = \"{}\"\n[stream]\nname = \"{stream}\"\n[retry]\nmax_attempts = 3\nretry_seconds = 0.1\nvisibility_timeout_seconds = 1\n[janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:{http}\"\n[[pools]]\nname = \"obs\"\nconcurrency = 4\ntypes = [\"*\"]\n",
+        "[redis]\nurl = \"{}\"\n[stream]\nname = \"{stream}\"\n[retry]\nmax_attempts = 3\nretry_seconds = 0.1\nvisibility_timeout_seconds = 1\n[janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:0\"\n[[pools]]\nname = \"obs\"\nconcurrency = 4\ntypes = [\"*\"]\n",
         server.url()
     );
     let handler = Recorder::with(|d| match (d.event_type.as_str(), d.attempt) {
@@ -63,11 +62,11 @@ async fn counters_after_a_scripted_run_are_exact() {
     let dlq = format!("{stream}:dlq");
     wait_for("everything settled", T, || async {
         handler.count() == 6
-            && redis.len(&dlq).await.unwrap() == 2
+            && redis.stream_len(&dlq).await.unwrap() == 2
             && group_pending(&redis, &stream, "obs").await == 0
     })
     .await;
-    let url = format!("http://127.0.0.1:{http}/metrics");
+    let url = running.url("/metrics").await;
     let deadline = std::time::Instant::now() + T;
     let metrics = loop {
         let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
@@ -221,9 +220,9 @@ async fn json_logs_parse_carry_the_fields_and_never_show_payloads_or_passwords()
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("streams.toml");
     let text = format!(
-        "[redis]\nurl = \"redis://app:hunter2@127.0.0.1:{}/0\"\n[stream]\nname = \"{stream}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n[[pools]]\nname = \"logpool\"\ntypes = [\"*\"]\nhandler = {{ kind = \"log\" }}\n",
-        server.port,
-        free_port()
+        "[redis]\nurl = \"{}\"\n[stream]\nname = \"{stream}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n[[pools]]\nname = \"logpool\"\ntypes = [\"*\"]\nhandler = {{ kind = \"log\" }}\n",
+        server.url_as("app", "hunter2"),
+        "0"
     );
     std::fs::write(&path, text).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -313,7 +312,7 @@ async fn json_logs_parse_carry_the_fields_and_never_show_payloads_or_passwords()
         .unwrap();
     assert_eq!(
         starting["redis"],
-        format!("redis://app:***@127.0.0.1:{}/0", server.port)
+        weir::redact_url(&server.url_as("app", "hunter2"))
     );
 }
 
@@ -321,13 +320,12 @@ async fn json_logs_parse_carry_the_fields_and_never_show_payloads_or_passwords()
 async fn healthz_turns_degraded_at_the_configured_thresholds() {
     let server = RedisServer::start();
     let stream = stream_name("degraded");
-    let http = free_port();
     let text = format!(
-        "[redis]\nurl = \"{}\"\n[stream]\nname = \"{stream}\"\n[health]\ndegraded_dlq_length = 1\ndegraded_lag = 3\n[http]\nlisten = \"127.0.0.1:{http}\"\n[[pools]]\nname = \"h\"\ntypes = [\"job\"]\n",
+        "[redis]\nurl = \"{}\"\n[stream]\nname = \"{stream}\"\n[health]\ndegraded_dlq_length = 1\ndegraded_lag = 3\n[http]\nlisten = \"127.0.0.1:0\"\n[[pools]]\nname = \"h\"\ntypes = [\"job\"]\n",
         server.url()
     );
     let running = run(Engine::new(config(&text)).with_handler("h", Recorder::ok()));
-    let url = format!("http://127.0.0.1:{http}/healthz");
+    let url = running.url("/healthz").await;
     // Null until the engine listens.
     let status = || async {
         let Ok(response) = reqwest::get(&url).await else {
@@ -342,7 +340,7 @@ async fn healthz_turns_degraded_at_the_configured_thresholds() {
     let redis = server.client().await;
     publish(&redis, &stream, "nobody", "{}").await;
     wait_for("one dead letter", T, || async {
-        redis.len(&format!("{stream}:dlq")).await.unwrap() == 1
+        redis.stream_len(&format!("{stream}:dlq")).await.unwrap() == 1
     })
     .await;
     assert_eq!(

@@ -40,7 +40,7 @@ retry_seconds = 0.1
 [janitor]
 interval_seconds = 0.05
 [http]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 [[pools]]
 name = "p"
 concurrency = 8
@@ -50,7 +50,6 @@ handler = {handler}
 {extra}
 "#,
         url = server.url(),
-        port = free_port()
     );
     std::fs::write(&path, text).unwrap();
     path

@@ -32,11 +32,10 @@ fn sh_blocks(markdown: &str) -> Vec<String> {
 async fn every_runbook_command_runs() {
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let http = format!("127.0.0.1:{}", free_port());
     let shipped = std::fs::read_to_string(repo().join("streams.toml")).unwrap();
     let text = shipped
         .replace("redis://127.0.0.1:6379/0", &server.url())
-        .replace("127.0.0.1:9464", &http)
+        .replace("127.0.0.1:9464", "127.0.0.1:0")
         .replace(
             "dir = \"schemas\"",
             &format!("dir = {:?}", repo().join("schemas")),
@@ -51,8 +50,8 @@ async fn every_runbook_command_runs() {
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nexec /usr/bin/env -u PATH PATH=/usr/bin:/bin redis-cli -p {} \"$@\"\n",
-            server.port
+            "#!/bin/sh\nexec /usr/bin/env -u PATH PATH=/usr/bin:/bin redis-cli {} \"$@\"\n",
+            server.cli_target().join(" ")
         ),
     )
     .unwrap();
@@ -65,6 +64,7 @@ async fn every_runbook_command_runs() {
     );
 
     let running = run(Engine::new(Config::load(&config_path).unwrap()));
+    let http = running.http().await.to_string();
     let redis = server.client().await;
     publish(
         &redis,
@@ -82,7 +82,7 @@ async fn every_runbook_command_runs() {
     .await;
     publish(&redis, "integration-bus", "auth.provider", "{}").await;
     wait_for("two dead letters", Duration::from_secs(15), || async {
-        redis.len("integration-bus:dlq").await.unwrap() == 2
+        redis.stream_len("integration-bus:dlq").await.unwrap() == 2
     })
     .await;
     let dlq_id = redis

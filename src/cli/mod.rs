@@ -89,7 +89,7 @@ pub async fn connect(config: &Config) -> Result<Redis, Failure> {
         } else {
             "is redis-server running there (and is it the right scheme: redis:// or rediss://)? Start one with ./ops/run-local.sh or fix redis.url (WEIR_REDIS__URL)"
         };
-        Failure::runtime(format!("{}\n  {hint}", e.message))
+        Failure::runtime(format!("{}\n  {hint}", e.reason()))
     })?;
     Ok(redis)
 }

@@ -50,14 +50,9 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
 }
 
-#[derive(Debug, Clone)]
-pub struct RedisConfig {
-    pub url: String,
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub insecure_skip_verify: bool,
-}
+/// How to reach Redis: defined beside the connection code that reads it, so the Redis layer
+/// never imports `config` (config → redis, one direction).
+pub use crate::redis::RedisConfig;
 
 #[derive(Debug, Clone)]
 pub struct StreamConfig {
@@ -142,6 +137,27 @@ pub struct PoolConfig {
     pub start: String,
     pub read_count: usize,
     pub retry: RetryPolicy,
+    /// Set for an ordered pool (contract §9): entries with the same key are handled one at a
+    /// time in stream order, by one owning process per stream or partition.
+    pub order_key: Option<OrderKey>,
+}
+
+/// Where an ordered pool finds an entry's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderKey {
+    /// An entry field (`key`, `correlation_id`…).
+    Field(String),
+    /// A JSON pointer into `data` (`/payload/incidentId`).
+    Pointer(String),
+}
+
+impl OrderKey {
+    /// How it is written in the config.
+    pub fn as_str(&self) -> &str {
+        match self {
+            OrderKey::Field(s) | OrderKey::Pointer(s) => s,
+        }
+    }
 }
 
 impl Config {

@@ -106,6 +106,8 @@ pub struct RawPool {
     pub start: Option<String>,
     /// Entries fetched per XREADGROUP; more means fewer round trips under load.
     pub read_count: Option<u32>,
+    /// Per-key order: an entry field name, or a JSON pointer into `data` (`/payload/id`).
+    pub order_key: Option<String>,
     // The `[retry]` keys a pool may override. Listed, not flattened: serde cannot combine
     // `flatten` with `deny_unknown_fields`.
     pub max_attempts: Option<u32>,

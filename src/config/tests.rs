@@ -86,6 +86,9 @@ fn pool_cases() -> Vec<Case> {
         ("[[pools]]\nname = \"a b\"\ntypes = [\"a\"]\n".into(), none, "pools[0].name", "only letters, digits"),
         (two_pools(&pool(""), &pool("")), none, "pools[1].name", "pool `p` is defined twice"),
         (pool("concurrency = 0"), none, "pools[0].concurrency", "must be between 1 and 10000"),
+        (pool("order_key = \"\""), none, "pools[0].order_key", "is empty"),
+        (pool("order_key = \"/bad~pointer\""), none, "pools[0].order_key", "`~` must be followed by 0"),
+        (pool("order_key = \"/a//b\""), none, "pools[0].order_key", "empty segment"),
         (pool("concurrency = 10001"), none, "pools[0].concurrency", "must be between 1 and 10000"),
         ("[[pools]]\nname = \"p\"\ntypes = []\n".into(), none, "pools[0].types", "list the event types"),
         ("[[pools]]\nname = \"p\"\ntypes = [\"\"]\n".into(), none, "pools[0].types", "is not a type name"),
@@ -287,4 +290,28 @@ fn the_partition_list_is_computed_once_at_validation() {
     let plain = load(&pool(""), &[]).expect("valid");
     assert_eq!(plain.partitions().len(), 1);
     assert_eq!(plain.partitions()[0].dlq, "integration-bus:dlq");
+}
+
+#[test]
+fn order_keys_are_fields_or_pointers() {
+    let key = |v: &str| {
+        load(&pool(&format!("order_key = \"{v}\"")), &[])
+            .map(|c| c.pools[0].order_key.clone())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(key("key"), Ok(Some(OrderKey::Field("key".into()))));
+    assert_eq!(
+        key("/payload/incidentId"),
+        Ok(Some(OrderKey::Pointer("/payload/incidentId".into())))
+    );
+    assert_eq!(
+        key("/a~1b~0c"),
+        Ok(Some(OrderKey::Pointer("/a~1b~0c".into())))
+    );
+    assert_eq!(
+        load(&pool(""), &[])
+            .map(|c| c.pools[0].order_key.clone())
+            .ok(),
+        Some(None)
+    );
 }

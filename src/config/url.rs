@@ -50,7 +50,7 @@ pub(super) fn validate_url(url: &str) -> Result<(), ConfigError> {
         "rediss://",
         "redis-cluster://",
         "rediss-cluster://",
-        "unix://",
+        "redis+unix://",
     ]
     .iter()
     .any(|s| url.starts_with(s));
@@ -63,17 +63,12 @@ pub(super) fn validate_url(url: &str) -> Result<(), ConfigError> {
             ),
         ));
     }
-    fred::types::config::Config::from_url(url)
-        .map(|_| ())
-        .map_err(|e| {
-            super::validate::invalid(
-                "redis.url",
-                format!("{}: {}", crate::redact_url(url), e.details()),
-            )
-        })
+    crate::redis::validate_url(url).map_err(|e| {
+        super::validate::invalid("redis.url", format!("{}: {e}", crate::redact_url(url)))
+    })
 }
 
 /// The Redis Cluster slot `key` hashes to.
 pub(super) fn key_slot(key: &str) -> u16 {
-    fred::util::redis_keyslot(key.as_bytes())
+    crate::redis::key_slot(key)
 }

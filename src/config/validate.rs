@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::model::{
-    Config, HandlerConfig, HealthConfig, JanitorConfig, PoolConfig, RedisConfig, RetryPolicy,
-    StreamConfig,
+    Config, HandlerConfig, HealthConfig, JanitorConfig, OrderKey, PoolConfig, RedisConfig,
+    RetryPolicy, StreamConfig,
 };
 use super::raw::{RawConfig, RawPool, RawRetry};
 use super::url::{is_cluster_url, key_slot, normalize_url, validate_url};
@@ -266,6 +266,40 @@ impl RawRetry {
     }
 }
 
+/// An `order_key` value: a JSON pointer (`/a/b`, with `~0`/`~1` escapes) or a field name.
+fn order_key(key: &str, value: &str) -> Result<OrderKey, ConfigError> {
+    if value.is_empty() {
+        return Err(invalid(
+            key,
+            "is empty: name an entry field (\"key\") or a JSON pointer into data (\"/payload/incidentId\")",
+        ));
+    }
+    if !value.starts_with('/') {
+        return Ok(OrderKey::Field(value.to_string()));
+    }
+    let bad_escape = value
+        .split('~')
+        .skip(1)
+        .any(|rest| !rest.starts_with('0') && !rest.starts_with('1'));
+    if bad_escape {
+        return Err(invalid(
+            key,
+            format!(
+                "`{value}` is not a valid JSON pointer: `~` must be followed by 0 (for ~) or 1 (for /)"
+            ),
+        ));
+    }
+    if value.split('/').skip(1).any(str::is_empty) {
+        return Err(invalid(
+            key,
+            format!(
+                "`{value}` is not a valid JSON pointer: it has an empty segment (`//` or a trailing `/`)"
+            ),
+        ));
+    }
+    Ok(OrderKey::Pointer(value.to_string()))
+}
+
 impl RawPool {
     fn validate(&self, index: usize, defaults: &RawRetry) -> Result<PoolConfig, ConfigError> {
         let key = |k: &str| format!("pools[{index}].{k}");
@@ -295,7 +329,13 @@ impl RawPool {
             0 => (concurrency as usize * 2).clamp(64, 512),
             n => n,
         };
+        let order_key = self
+            .order_key
+            .as_deref()
+            .map(|k| order_key(&key("order_key"), k))
+            .transpose()?;
         Ok(PoolConfig {
+            order_key,
             name,
             concurrency: concurrency as usize,
             types: self.types.clone(),

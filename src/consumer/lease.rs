@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use super::Pool;
 use crate::redis::StreamId;
+use crate::sync::lock;
 
 #[derive(Debug, Clone, Copy)]
 enum Hold {
@@ -35,38 +36,30 @@ const CHUNK: usize = 1000;
 
 impl Leases {
     pub fn hold(&self, ids: impl IntoIterator<Item = StreamId>) {
-        if let Ok(mut held) = self.held.lock() {
-            held.extend(ids.into_iter().map(|id| (id, Hold::Working)));
-        }
+        lock(&self.held).extend(ids.into_iter().map(|id| (id, Hold::Working)));
     }
 
     /// Stop caring about `ids` (acknowledged or dead-lettered).
     pub fn release(&self, ids: &[StreamId]) {
-        if let Ok(mut held) = self.held.lock() {
-            for id in ids {
-                held.remove(id);
-            }
+        let mut held = lock(&self.held);
+        for id in ids {
+            held.remove(id);
         }
     }
 
     /// Schedule a redelivery of `id` at `at`; the keeper writes it to Redis right away.
     pub fn retry_at(&self, id: StreamId, at: Instant) {
-        if let Ok(mut held) = self.held.lock() {
-            held.insert(id, Hold::RetryAt(at));
-        }
+        lock(&self.held).insert(id, Hold::RetryAt(at));
         self.wake.notify_one();
     }
 
     /// Whether `id` is a retry this process scheduled (forgets it).
     pub fn was_scheduled(&self, id: StreamId) -> bool {
-        self.scheduled
-            .lock()
-            .map(|mut s| s.remove(&id))
-            .unwrap_or(false)
+        lock(&self.scheduled).remove(&id)
     }
 
     pub fn len(&self) -> usize {
-        self.held.lock().map(|h| h.len()).unwrap_or(0)
+        lock(&self.held).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -83,10 +76,7 @@ impl Leases {
         let now = Instant::now();
         let mut keep = Vec::new();
         let mut hand_over = Vec::new();
-        let Ok(mut held) = self.held.lock() else {
-            return (keep, hand_over);
-        };
-        held.retain(|id, hold| match *hold {
+        lock(&self.held).retain(|id, hold| match *hold {
             Hold::Working if !finish => {
                 keep.push(*id);
                 true
@@ -117,14 +107,18 @@ async fn write(pool: &Pool, keep: &[StreamId], hand_over: &[(StreamId, Duration)
     for chunk in keep.chunks(CHUNK) {
         if let Err(e) = pool
             .redis
-            .touch(stream, group, me, chunk, Duration::ZERO)
+            .set_pending_idle(stream, group, me, chunk, Duration::ZERO)
             .await
         {
             tracing::debug!(pool = group, error = %e, "lease renewal failed; will retry next tick");
         }
     }
     for (id, idle) in hand_over {
-        if let Err(e) = pool.redis.touch(stream, group, me, &[*id], *idle).await {
+        if let Err(e) = pool
+            .redis
+            .set_pending_idle(stream, group, me, &[*id], *idle)
+            .await
+        {
             tracing::debug!(pool = group, entry_id = %id, error = %e, "could not schedule the retry; it follows the visibility timeout");
         }
     }
@@ -140,13 +134,36 @@ pub(super) async fn keep_loop(pool: Arc<Pool>) {
             _ = pool.abandon.cancelled() => break,
         }
         let (keep, hand_over) = pool.leases.plan(visibility, false);
-        if let Ok(mut scheduled) = pool.leases.scheduled.lock() {
-            scheduled.extend(hand_over.iter().map(|(id, _)| *id));
-        }
+        lock(&pool.leases.scheduled).extend(hand_over.iter().map(|(id, _)| *id));
         tracing::trace!(pool = %pool.name, keep = keep.len(), hand_over = ?hand_over, "leases");
         write(&pool, &keep, &hand_over).await;
     }
     // Shutdown: scheduled retries keep their schedule; the rest follows the visibility timeout.
     let (_, hand_over) = pool.leases.plan(visibility, true);
     write(&pool, &[], &hand_over).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::poison;
+
+    #[test]
+    fn leases_still_work_after_a_panic_poisoned_their_lock() {
+        let leases = Leases::default();
+        let (a, b) = (StreamId { ms: 1, seq: 0 }, StreamId { ms: 2, seq: 0 });
+        poison(&leases.held);
+        poison(&leases.scheduled);
+        leases.hold([a, b]);
+        assert_eq!(leases.len(), 2, "held despite the poisoned lock");
+        leases.release(&[a]);
+        leases.retry_at(b, Instant::now());
+        let (keep, hand_over) = leases.plan(Duration::from_secs(30), false);
+        assert!(keep.is_empty());
+        assert_eq!(hand_over.len(), 1);
+        assert_eq!(hand_over[0].0, b);
+        assert!(leases.is_empty());
+        lock(&leases.scheduled).insert(b);
+        assert!(leases.was_scheduled(b));
+    }
 }

@@ -26,6 +26,7 @@ use crate::dispatch::Router;
 use crate::handler::Handler;
 use crate::redis::{RawEntry, Redis, StreamId};
 use crate::settle::{self, DlqTarget};
+use crate::sync::lock;
 use crate::vocab::DlqReason;
 
 /// The set of paused pool names, refreshed from `<stream>:paused`.
@@ -86,18 +87,14 @@ impl Pool {
     }
 
     pub fn note_delivered(&self, id: StreamId) {
-        if let Ok(mut last) = self.last_delivered.lock()
-            && id > *last
-        {
+        let mut last = lock(&self.last_delivered);
+        if id > *last {
             *last = id;
         }
     }
 
     pub fn last_delivered(&self) -> StreamId {
-        self.last_delivered
-            .lock()
-            .map(|l| *l)
-            .unwrap_or(StreamId::ZERO)
+        *lock(&self.last_delivered)
     }
 
     /// Where this pool's dead letters go.

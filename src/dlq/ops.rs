@@ -245,7 +245,7 @@ pub async fn forget(redis: &Redis, config: &Config, ids: &[StreamId]) -> Result<
     let mut deleted = 0;
     for dlq in dlq_keys(config) {
         for chunk in ids.chunks(PAGE) {
-            deleted += redis.delete(&dlq, chunk).await?;
+            deleted += redis.delete_entries(&dlq, chunk).await?;
         }
     }
     Ok(deleted)
@@ -266,7 +266,7 @@ pub async fn purge(
             .map(|(id, _)| id)
             .collect();
         for chunk in ids.chunks(PAGE) {
-            deleted += redis.delete(&dlq, chunk).await?;
+            deleted += redis.delete_entries(&dlq, chunk).await?;
             progress(deleted);
         }
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
+use tokio::process::{ChildStderr, ChildStdin, Command};
 
 use super::{Delivery, Handler, Outcome};
 
@@ -43,6 +43,22 @@ impl ExecHandler {
     }
 }
 
+/// Writes `data` and closes the pipe so the child sees end of input.
+async fn write_stdin(stdin: Option<ChildStdin>, data: &[u8]) {
+    if let Some(mut stdin) = stdin {
+        // A child that exits without reading stdin is not an error of ours.
+        let _ = stdin.write_all(data).await;
+    }
+}
+
+async fn read_all(pipe: Option<ChildStderr>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if let Some(mut pipe) = pipe {
+        let _ = pipe.read_to_end(&mut bytes).await;
+    }
+    bytes
+}
+
 fn tail(bytes: &[u8]) -> String {
     let start = bytes.len().saturating_sub(STDERR_TAIL);
     String::from_utf8_lossy(&bytes[start..]).trim().to_string()
@@ -59,14 +75,12 @@ impl Handler for ExecHandler {
             Ok(child) => child,
             Err(e) => return Outcome::retry(format!("cannot start `{program}`: {e}")),
         };
-        if let Some(mut stdin) = child.stdin.take() {
-            // A child that exits without reading stdin is not an error of ours.
-            let _ = stdin.write_all(d.data.as_bytes()).await;
-        }
-        let mut stderr = Vec::new();
-        if let Some(mut pipe) = child.stderr.take() {
-            let _ = pipe.read_to_end(&mut stderr).await;
-        }
+        // Both at once: a child that fills the stderr pipe before it reads stdin would otherwise
+        // block on its write while we block on ours, until the pool's timeout kills it.
+        let ((), stderr) = tokio::join!(
+            write_stdin(child.stdin.take(), d.data.as_bytes()),
+            read_all(child.stderr.take()),
+        );
         let status = match child.wait().await {
             Ok(status) => status,
             Err(e) => return Outcome::retry(format!("waiting for `{program}`: {e}")),
@@ -84,6 +98,53 @@ impl Handler for ExecHandler {
             Some(EX_DATAERR) => Outcome::permanent(describe(format!("`{program}` exited 65"))),
             Some(code) => Outcome::retry(describe(format!("`{program}` exited {code}"))),
             None => Outcome::retry(describe(format!("`{program}` was killed by a signal"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::redis::StreamId;
+
+    fn delivery(data: String) -> Delivery {
+        Delivery {
+            pool: Arc::from("cmd"),
+            entry_id: StreamId::default(),
+            event_type: "big".into(),
+            data,
+            event_id: None,
+            fields: Vec::new(),
+            attempt: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_child_that_fills_stderr_before_reading_stdin_does_not_deadlock() {
+        // 200 KB on stderr (over a pipe's 64 KiB) before the child reads 200 KB of stdin.
+        let script = "head -c 200000 /dev/zero | tr '\\0' e >&2; cat >/dev/null; exit 3";
+        let handler = ExecHandler::new(
+            vec!["sh".into(), "-c".into(), script.into()],
+            BTreeMap::new(),
+        );
+        let data = format!("\"{}\"", "d".repeat(200_000));
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(20), handler.handle(&delivery(data)))
+                .await
+                .expect("the handler finished instead of waiting on full pipes");
+        match outcome {
+            Outcome::Retry { error, .. } => {
+                assert!(error.starts_with("`sh` exited 3: eee"), "{}", &error[..40]);
+                assert!(
+                    error.len() < STDERR_TAIL + 40,
+                    "only the tail: {}",
+                    error.len()
+                );
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

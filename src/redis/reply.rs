@@ -4,35 +4,8 @@
 use bytes::Bytes;
 use fred::types::Value;
 
-use super::StreamId;
 use crate::error::{RedisError, RedisErrorKind};
-
-/// One stream entry as it came from Redis: the ID and the fields as bytes, in order.
-/// `fields` is `None` when the entry was deleted but its ID is still pending.
-#[derive(Debug, Clone)]
-pub struct RawEntry {
-    pub id: StreamId,
-    pub fields: Option<Vec<(Bytes, Bytes)>>,
-}
-
-impl RawEntry {
-    /// Bytes of all field names and values: what `max_entry_bytes` limits.
-    pub fn size(&self) -> usize {
-        self.fields
-            .iter()
-            .flatten()
-            .map(|(k, v)| k.len() + v.len())
-            .sum()
-    }
-
-    pub fn field(&self, name: &str) -> Option<&Bytes> {
-        self.fields
-            .as_ref()?
-            .iter()
-            .find(|(k, _)| k.as_ref() == name.as_bytes())
-            .map(|(_, v)| v)
-    }
-}
+use crate::vocab::{RawEntry, StreamId};
 
 pub(crate) fn protocol(command: &'static str, what: impl Into<String>) -> RedisError {
     RedisError {

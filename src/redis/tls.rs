@@ -11,7 +11,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::config::RedisConfig;
+use super::RedisConfig;
 
 /// What is wrong, naming the config key.
 pub type TlsError = (&'static str, String);

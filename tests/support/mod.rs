@@ -1,4 +1,4 @@
-//! Test support: a real redis-server per test on a free loopback port, an in-process engine,
+//! Test support: a real redis-server per test on its own unix socket (or a TCP port), an in-process engine,
 //! a recording handler, bounded polling, a fault proxy and a delivery ledger.
 
 pub mod proxy;
@@ -30,68 +30,70 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// A redis-server of our own: killed on drop, restartable on the same directory.
+/// A redis-server of our own: killed on drop, restartable on the same directory. It listens on
+/// a unix socket in its own directory unless a test needs a TCP port (TLS, the fault proxy,
+/// clusters, URLs with a host), so two tests never race for a port.
 pub struct RedisServer {
-    pub port: u16,
+    /// `None`: a unix socket only (`--port 0`), at `dir/redis.sock`.
+    port: Option<u16>,
     dir: tempfile::TempDir,
     child: Option<Child>,
     aof: bool,
     extra: Vec<String>,
 }
 
+/// Connects to a server's socket, TCP or unix, for the launcher's raw PING and INFO.
+trait Wire: Read + Write {}
+impl<T: Read + Write> Wire for T {}
+
 impl RedisServer {
     pub fn start() -> RedisServer {
-        Self::start_with(false)
+        Self::launched(None, false, &[])
     }
 
     /// With `appendonly yes` and `appendfsync always`: nothing accepted is lost on kill -9.
     pub fn start_durable() -> RedisServer {
-        Self::start_with(true)
+        Self::launched(None, true, &[])
     }
 
     /// With extra `redis-server` arguments (e.g. `--aclfile`).
     pub fn start_args(extra: &[&str]) -> RedisServer {
-        let mut server = RedisServer {
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-            aof: false,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        server.launch();
-        server
+        Self::launched(None, false, extra)
     }
 
-    /// On `port`, with extra arguments.
+    /// On a free TCP port, for tests that need one.
+    pub fn start_tcp() -> RedisServer {
+        Self::start_on(free_port(), &[])
+    }
+
+    /// On TCP `port`, with extra arguments.
     pub fn start_on(port: u16, extra: &[&str]) -> RedisServer {
+        Self::launched(Some(port), false, extra)
+    }
+
+    fn launched(port: Option<u16>, aof: bool, extra: &[&str]) -> RedisServer {
         let mut server = RedisServer {
             port,
             dir: tempfile::tempdir().unwrap(),
             child: None,
-            aof: false,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        server.launch();
-        server
-    }
-
-    fn start_with(aof: bool) -> RedisServer {
-        let mut server = RedisServer {
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
             aof,
-            extra: Vec::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         server.launch();
         server
     }
 
     fn launch(&mut self) {
-        let port = self.port.to_string();
         let aof = if self.aof { "yes" } else { "no" };
-        let child = Command::new("redis-server")
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", aof])
+        let mut command = Command::new("redis-server");
+        match self.port {
+            Some(port) => command.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]),
+            None => command
+                .args(["--port", "0", "--unixsocketperm", "700", "--unixsocket"])
+                .arg(self.socket()),
+        };
+        let child = command
+            .args(["--save", "", "--appendonly", aof])
             .args(["--appendfsync", "always", "--enable-debug-command", "yes"])
             .args(&self.extra)
             .arg("--dir")
@@ -102,32 +104,104 @@ impl RedisServer {
             .unwrap_or_else(|e| {
                 panic!("cannot start redis-server ({e}); the tests need a real Redis 7: install it with `sudo apt-get install -y redis-server`")
             });
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self.ping() {
+                // Another test's server could hold a port we picked: make sure it is ours.
+                assert_eq!(
+                    self.process_id(),
+                    Some(pid),
+                    "{} answers, but it is not the redis-server this test started",
+                    self.url()
+                );
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!(
-            "redis-server on port {} did not answer PING within 10 s",
-            self.port
+            "redis-server at {} did not answer PING within 10 s",
+            self.url()
         );
     }
 
+    fn connect(&self) -> Option<Box<dyn Wire>> {
+        let timeout = Some(Duration::from_millis(500));
+        Some(match self.port {
+            Some(port) => {
+                let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+                s.set_read_timeout(timeout).ok()?;
+                Box::new(s)
+            }
+            None => {
+                let s = std::os::unix::net::UnixStream::connect(self.socket()).ok()?;
+                s.set_read_timeout(timeout).ok()?;
+                Box::new(s)
+            }
+        })
+    }
+
     fn ping(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+        let Some(mut s) = self.connect() else {
             return false;
         };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
         let mut buf = [0u8; 64];
         s.write_all(b"PING\r\n").is_ok()
             && matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
     }
 
+    /// `process_id` from `INFO server`: whose server answered.
+    fn process_id(&self) -> Option<u32> {
+        let mut s = self.connect()?;
+        s.write_all(b"INFO server\r\n").ok()?;
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        // A bulk string: `$LEN\r\n` and LEN bytes.
+        let complete = |r: &[u8]| {
+            let text = String::from_utf8_lossy(r);
+            let (head, body) = text.split_once("\r\n")?;
+            let len: usize = head.strip_prefix('$')?.parse().ok()?;
+            (body.len() >= len).then_some(())
+        };
+        while complete(&reply).is_none() {
+            let n = s.read(&mut buf).ok().filter(|n| *n > 0)?;
+            reply.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&reply)
+            .lines()
+            .find_map(|l| l.strip_prefix("process_id:"))?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    /// The TCP port; only for servers started with [`RedisServer::start_tcp`] or `start_on`.
+    pub fn port(&self) -> u16 {
+        self.port
+            .expect("this redis-server listens on a unix socket; start it with start_tcp()")
+    }
+
+    /// The URL with `user` and `password`.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        match self.port {
+            Some(port) => format!("redis://{user}:{password}@127.0.0.1:{port}/0"),
+            None => format!(
+                "redis+unix://{user}:{password}@localhost{}",
+                self.socket().display()
+            ),
+        }
+    }
+
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match self.port {
+            Some(port) => format!("redis://127.0.0.1:{port}/0"),
+            None => format!("redis+unix://{}", self.socket().display()),
+        }
     }
 
     pub fn kill9(&mut self) {
@@ -144,7 +218,15 @@ impl RedisServer {
 
     /// Runs redis-cli against this server and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        redis_cli(&["-p", &self.port.to_string()], args)
+        redis_cli(&self.cli_target(), args)
+    }
+
+    /// redis-cli's options that reach this server.
+    pub fn cli_target(&self) -> Vec<String> {
+        match self.port {
+            Some(port) => vec!["-p".into(), port.to_string()],
+            None => vec!["-s".into(), self.socket().display().to_string()],
+        }
     }
 
     pub async fn client(&self) -> Redis {
@@ -266,10 +348,25 @@ impl Handler for Recorder {
 /// An engine running in this process until `stop`.
 pub struct Running {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    http: weir::HttpAddr,
     task: tokio::task::JoinHandle<Result<(), weir::error::EngineError>>,
 }
 
 impl Running {
+    /// Where `/healthz` and `/metrics` listen (configs here use `listen = "127.0.0.1:0"`).
+    pub async fn http(&self) -> std::net::SocketAddr {
+        let mut http = self.http.clone();
+        tokio::time::timeout(Duration::from_secs(30), http.get())
+            .await
+            .expect("engine did not bind its HTTP listener within 30 s")
+            .expect("engine stopped before it listened")
+    }
+
+    /// `http://ADDR/PATH` of this engine.
+    pub async fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http().await)
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -298,11 +395,13 @@ pub fn logs() {
 pub fn run(engine: Engine) -> Running {
     logs();
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let http = engine.http_addr();
     let task = tokio::spawn(engine.run(async move {
         let _ = rx.await;
     }));
     Running {
         stop: Some(tx),
+        http,
         task,
     }
 }
@@ -474,7 +573,7 @@ impl RedisCluster {
             .collect();
         let addresses: Vec<String> = nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
+            .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
         let out = Command::new("redis-cli")
             .arg("--cluster")
@@ -521,8 +620,8 @@ impl RedisCluster {
 
     /// kill -9 of the master serving `key`; returns its port.
     pub fn kill9_master_of(&mut self, key: &str) -> u16 {
-        let port = self.node_for(key).port;
-        let node = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
+        let port = self.node_for(key).port();
+        let node = self.nodes.iter_mut().find(|n| n.port() == port).unwrap();
         node.kill9();
         port
     }
@@ -532,7 +631,7 @@ impl RedisCluster {
         let hosts: Vec<String> = self
             .nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
+            .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
         format!("redis-cluster://{}", hosts.join(","))
     }
@@ -560,7 +659,7 @@ impl RedisCluster {
                 && (start..=end).contains(&slot)
             {
                 let port: u16 = lines[i + 3].parse().unwrap();
-                return self.nodes.iter().find(|n| n.port == port).unwrap();
+                return self.nodes.iter().find(|n| n.port() == port).unwrap();
             }
             i += 1;
         }
@@ -569,7 +668,7 @@ impl RedisCluster {
 
     /// redis-cli in cluster mode (follows redirections).
     pub fn cli(&self, args: &[&str]) -> String {
-        redis_cli(&["-c", "-p", &self.live().port.to_string()], args)
+        redis_cli(&["-c", "-p", &self.live().port().to_string()], args)
     }
 
     pub async fn client(&self) -> Redis {
@@ -593,7 +692,7 @@ async fn client_for(url: &str) -> Redis {
 }
 
 /// `redis-cli OPTIONS ARGS…`; its trimmed standard output.
-fn redis_cli(options: &[&str], args: &[&str]) -> String {
+fn redis_cli(options: &[impl AsRef<std::ffi::OsStr>], args: &[&str]) -> String {
     let out = Command::new("redis-cli")
         .args(options)
         .args(args)

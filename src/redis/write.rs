@@ -1,0 +1,222 @@
+//! Commands that write: appending entries (one, many, at most once, with a job's progress),
+//! deleting and trimming them, and the small hashes and sets weir keeps beside the stream.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use fred::interfaces::{ClientLike, TransactionInterface as _};
+use fred::types::Value;
+
+use super::command::{
+    SCRIPT_MAX_FIELDS, Script, args, cmd, pipeline_replies, push_pairs, push_text_pairs,
+};
+use super::reply::{self, array, int, protocol};
+use super::{Redis, StreamId};
+use crate::error::RedisError;
+
+static ADD_BATCH: Script = Script::new("EVAL (XADD batch)", include_str!("lua/add_batch.lua"));
+static ADD_ONCE: Script = Script::new("EVAL", include_str!("lua/add_once.lua"));
+static ADD_WITH_PROGRESS: Script = Script::new(
+    "EVAL (replay batch)",
+    include_str!("lua/add_with_progress.lua"),
+);
+
+/// `(name, value)` pairs (progress, hash fields) as command arguments.
+fn push_str_pairs(a: &mut Vec<Value>, progress: &[(&str, String)]) {
+    for (k, v) in progress {
+        a.push(Value::from(*k));
+        a.push(Value::from(v.as_str()));
+    }
+}
+
+impl Redis {
+    /// Appends an entry; used by tests and the publisher.
+    pub async fn add(
+        &self,
+        stream: &str,
+        fields: &[(&str, &[u8])],
+    ) -> Result<StreamId, RedisError> {
+        let mut a = args([stream, "*"]);
+        for (k, v) in fields {
+            a.push(Value::from(*k));
+            a.push(Value::Bytes(Bytes::copy_from_slice(v)));
+        }
+        let reply = self.call("XADD", a).await?;
+        reply::id(&reply).ok_or_else(|| protocol("XADD", "no ID"))
+    }
+
+    /// Appends many entries, in one script (`lua/add_batch.lua`); returns their IDs in order.
+    pub async fn add_many(
+        &self,
+        stream: &str,
+        entries: &[Vec<(String, String)>],
+    ) -> Result<Vec<StreamId>, RedisError> {
+        // One script per batch: fred's cost is per command, so a pipeline of XADDs costs the
+        // client ~7 µs an entry, a script's arguments well under 1 µs; Redis runs the XADDs
+        // at ~1.4 µs each. A single entry or very wide entries go as plain XADDs.
+        if entries.len() < 2 || entries.iter().any(|e| e.len() > SCRIPT_MAX_FIELDS) {
+            return self.add_many_pipelined(stream, entries).await;
+        }
+        let reply = self
+            .run_script(&ADD_BATCH, &[stream], |a| {
+                a.reserve(entries.iter().map(|e| 1 + e.len() * 2).sum());
+                for fields in entries {
+                    a.push(Value::from((fields.len() * 2).to_string()));
+                    push_text_pairs(a, fields);
+                }
+            })
+            .await?;
+        let ids = reply::ids("XADD", reply)?;
+        if ids.len() != entries.len() {
+            return Err(protocol(
+                "XADD",
+                format!("{} IDs for {} entries", ids.len(), entries.len()),
+            ));
+        }
+        Ok(ids)
+    }
+
+    async fn add_many_pipelined(
+        &self,
+        stream: &str,
+        entries: &[Vec<(String, String)>],
+    ) -> Result<Vec<StreamId>, RedisError> {
+        let pipeline = self.client.pipeline();
+        for fields in entries {
+            let mut a = args([stream, "*"]);
+            push_text_pairs(&mut a, fields);
+            let _: () = pipeline
+                .custom(cmd("XADD"), a)
+                .await
+                .map_err(|e| self.fail("XADD", e))?;
+        }
+        let replies = pipeline_replies(
+            "XADD",
+            pipeline.all().await.map_err(|e| self.fail("XADD", e)),
+            entries.len(),
+        )?;
+        replies
+            .iter()
+            .map(|r| reply::id(r).ok_or_else(|| protocol("XADD", "no ID")))
+            .collect()
+    }
+
+    /// XADD unless `dedup_key` exists; then remembers the new ID under `dedup_key` for
+    /// `ttl`. Atomic (one script, `lua/add_once.lua`), so a failed XADD never reserves the
+    /// key. Returns the entry ID and whether it was added now (`false`: an earlier publish
+    /// with this key).
+    pub async fn add_once(
+        &self,
+        stream: &str,
+        dedup_key: &str,
+        ttl: Duration,
+        fields: &[(String, String)],
+    ) -> Result<(StreamId, bool), RedisError> {
+        let ttl = ttl.as_millis().max(1).to_string();
+        let reply = self
+            .run_script(&ADD_ONCE, &[stream, dedup_key], |a| {
+                a.push(Value::from(ttl.as_str()));
+                push_text_pairs(a, fields);
+            })
+            .await?;
+        let items = array(reply).ok_or_else(|| protocol("EVAL", "expected [id, added]"))?;
+        let id = items
+            .first()
+            .and_then(reply::id)
+            .ok_or_else(|| protocol("EVAL", "no ID"))?;
+        Ok((id, items.get(1).and_then(int) == Some(1)))
+    }
+
+    /// Appends `entries` to `stream`, then sets `progress` on the hash `job`, in one script
+    /// (`lua/add_with_progress.lua`): a failing XADD stops it before the progress moves, so a
+    /// resumed job never skips entries. Entries with more than `SCRIPT_MAX_FIELDS` fields
+    /// fall back to MULTI/EXEC, where a failing XADD would not stop the HSET.
+    pub async fn add_with_progress(
+        &self,
+        stream: &str,
+        entries: &[Vec<(Bytes, Bytes)>],
+        job: &str,
+        progress: &[(&str, String)],
+    ) -> Result<(), RedisError> {
+        if entries.iter().any(|e| e.len() > SCRIPT_MAX_FIELDS) {
+            return self
+                .add_with_progress_multi(stream, entries, job, progress)
+                .await;
+        }
+        self.run_script(&ADD_WITH_PROGRESS, &[stream, job], |a| {
+            a.push(Value::from(entries.len().to_string()));
+            for fields in entries {
+                a.push(Value::from((fields.len() * 2).to_string()));
+                push_pairs(a, fields);
+            }
+            push_str_pairs(a, progress);
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn add_with_progress_multi(
+        &self,
+        stream: &str,
+        entries: &[Vec<(Bytes, Bytes)>],
+        job: &str,
+        progress: &[(&str, String)],
+    ) -> Result<(), RedisError> {
+        let trx = self.client.multi();
+        for fields in entries {
+            let mut a = args([stream, "*"]);
+            push_pairs(&mut a, fields);
+            let _: () = trx
+                .custom(cmd("XADD"), a)
+                .await
+                .map_err(|e| self.fail("MULTI", e))?;
+        }
+        let mut h = args([job]);
+        push_str_pairs(&mut h, progress);
+        let _: () = trx
+            .custom(cmd("HSET"), h)
+            .await
+            .map_err(|e| self.fail("MULTI", e))?;
+        let _: Value = trx.exec(true).await.map_err(|e| self.fail("EXEC", e))?;
+        Ok(())
+    }
+
+    /// `XDEL key ids…`; returns how many existed. (Not DEL: the stream itself stays.)
+    pub async fn delete_entries(&self, key: &str, ids: &[StreamId]) -> Result<u64, RedisError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut a = args([key]);
+        a.extend(ids.iter().map(|id| Value::from(id.to_string())));
+        let reply = self.call("XDEL", a).await?;
+        Ok(int(&reply).unwrap_or(0).max(0) as u64)
+    }
+
+    /// `XTRIM stream MINID ~ id`: removes whole nodes of entries older than `id` only.
+    pub async fn trim_before(&self, stream: &str, id: StreamId) -> Result<u64, RedisError> {
+        let reply = self
+            .call("XTRIM", args([stream, "MINID", "~", &id.to_string()]))
+            .await?;
+        Ok(int(&reply).unwrap_or(0).max(0) as u64)
+    }
+
+    /// `HSET key field value…` (a replay job's progress).
+    pub async fn hash_set(&self, key: &str, fields: &[(&str, String)]) -> Result<(), RedisError> {
+        let mut a = args([key]);
+        push_str_pairs(&mut a, fields);
+        self.call("HSET", a).await.map(|_| ())
+    }
+
+    /// `SADD`/`SREM` of one member; returns whether the set changed.
+    pub async fn set_member(
+        &self,
+        key: &str,
+        member: &str,
+        present: bool,
+    ) -> Result<bool, RedisError> {
+        let reply = self
+            .call(if present { "SADD" } else { "SREM" }, args([key, member]))
+            .await?;
+        Ok(int(&reply) == Some(1))
+    }
+}
