@@ -41,7 +41,6 @@ impl Bus {
     async fn start(test: &str) -> Bus {
         let server = RedisServer::start();
         let stream = stream_name(test);
-        let port = free_port();
         let toml = format!(
             r#"
 shutdown_grace_seconds = 2
@@ -55,7 +54,7 @@ retry_seconds = 0.1
 [janitor]
 interval_seconds = 0.05
 [http]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 admin_token = "{ADMIN}"
 read_token = "{READ}"
 [[pools]]
@@ -73,17 +72,7 @@ types = ["*"]
             .with_handler("a", Recorder::with(reject_unless_reprocessed))
             .with_handler("b", Recorder::ok());
         let running = run(engine);
-        let base = format!("http://127.0.0.1:{port}");
-        let health = format!("{base}/healthz");
-        wait_for("the engine's HTTP server", T, || {
-            let url = health.clone();
-            async move {
-                reqwest::get(&url)
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        })
-        .await;
+        let base = running.url("").await;
         Bus {
             server,
             stream,
@@ -618,18 +607,12 @@ async fn the_page_is_served_only_with_a_token_and_with_strict_headers() {
     bus.stop().await;
 
     let server = RedisServer::start();
-    let port = free_port();
     let toml = format!(
-        "[redis]\nurl = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[[pools]]\nname = \"p\"\ntypes = [\"*\"]\n",
+        "[redis]\nurl = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[pools]]\nname = \"p\"\ntypes = [\"*\"]\n",
         server.url()
     );
     let running = run(Engine::new(config(&toml)).with_handler("p", Recorder::ok()));
-    let base = format!("http://127.0.0.1:{port}");
-    wait_for("the engine's HTTP server", T, || async {
-        reqwest::get(format!("{base}/healthz")).await.is_ok()
-    })
-    .await;
-    let r = reqwest::get(format!("{base}/")).await.unwrap();
+    let r = reqwest::get(running.url("/").await).await.unwrap();
     assert_eq!(r.status(), 404, "no token: no dashboard");
     running.stop().await;
 }
