@@ -170,6 +170,7 @@ pub async fn serve(
         .with_state(health);
     if dashboard {
         app = app.merge(crate::dashboard::router());
+        tracing::info!(url = %format!("http://{local}/"), "dashboard served");
     }
     let task = tokio::spawn(async move {
         let shutdown = async move { cancel.cancelled().await };

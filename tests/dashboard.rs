@@ -302,9 +302,14 @@ fn dlq_row(id: &str) -> String {
     format!(r#"[data-test="dlq-row"][data-id="{id}"]"#)
 }
 
-/// A PNG of the page into `docs/` (the README shows them).
+/// A PNG of the page; saved into `docs/` (the README shows them) when `WEIR_SCREENSHOTS` is
+/// set, so an ordinary test run leaves the checkout clean.
 async fn screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    if std::env::var_os("WEIR_SCREENSHOTS").is_none() {
+        return;
+    }
     let dir = repo().join("docs");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(name), png).unwrap();
