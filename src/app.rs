@@ -15,12 +15,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::backoff::FailureStreak;
 use crate::config::Config;
-use crate::consumer::{self, Activity, Leases, Pool};
+use crate::consumer::{self, Activity, Leases, Ordered, Pool};
 use crate::dispatch::Router;
 use crate::error::{ConfigError, EngineError, RedisError, RedisErrorKind};
 use crate::handler::{self, Handler};
 use crate::health::{self, Health};
 use crate::janitor;
+use crate::keys;
 use crate::metrics;
 use crate::redis::{Redis, StreamId};
 use crate::schema::Schemas;
@@ -137,13 +138,19 @@ impl Engine {
             activity: activity.clone(),
             prometheus: metrics::install(),
         });
+        let api = crate::api::Api::new(redis.clone(), config.clone(), health.pools.clone());
         let http_cancel = CancellationToken::new();
-        let (addr, http) = health::serve(config.http_listen, health.clone(), http_cancel.clone())
-            .await
-            .map_err(|source| EngineError::Listen {
-                addr: config.http_listen,
-                source,
-            })?;
+        let (addr, http) = health::serve(
+            config.http_listen,
+            health.clone(),
+            api.clone(),
+            http_cancel.clone(),
+        )
+        .await
+        .map_err(|source| EngineError::Listen {
+            addr: config.http_listen,
+            source,
+        })?;
         self.bound.send_replace(Some(addr));
         tracing::info!(listen = %addr, redis = %redis.url(), stream = %config.stream.name, "weir starting");
         tracing::info!("listening on {addr}");
@@ -197,6 +204,7 @@ impl Engine {
                     .get(&(part.name.clone(), pool_config.name.clone()))
                     .copied()
                     .unwrap_or(StreamId::ZERO);
+                let owner_key = keys::owner(&part.name, &pool_config.name);
                 let pool = Arc::new(Pool {
                     index,
                     name: pool_config.name.as_str().into(),
@@ -218,12 +226,19 @@ impl Engine {
                     stop: stop.child_token(),
                     abandon: abandon.child_token(),
                     workers: workers.clone(),
+                    ordered: pool_config.order_key.clone().map(|key| {
+                        Ordered::new(key, owner_key, pool_config.retry.visibility_timeout)
+                    }),
                 });
                 consumer::spawn_pool_tasks(&pool, acks_rx, &background);
                 let reader = pool.clone();
                 let redis = redis.clone();
                 feeders.spawn(async move {
                     match dedicated(&redis, &reader.stop).await {
+                        Some(conn) if reader.ordered.is_some() => {
+                            consumer::ordered::run(reader, conn.clone()).await;
+                            conn.quit().await;
+                        }
                         Some(conn) => {
                             consumer::read_loop(reader, conn.clone()).await;
                             conn.quit().await;
@@ -271,8 +286,19 @@ impl Engine {
             stop.clone(),
         ));
 
+        if let Some(api) = &api {
+            background.spawn(api.clone().sample_loop(stop.clone()));
+        }
+
         shutdown.await;
+        if let Some(api) = &api {
+            // Replay jobs stop between batches, `interrupted` and resumable.
+            api.shutdown().await;
+        }
         drain(&pools, &feeders, &stop, &abandon, config.shutdown_grace).await;
+        for pool in &pools {
+            consumer::ordered::release(pool).await;
+        }
         background.close();
         if tokio::time::timeout(Duration::from_secs(10), background.wait())
             .await

@@ -155,29 +155,56 @@ async fn metrics_text(State(health): State<Arc<Health>>) -> Response {
     }
 }
 
-/// Binds `addr` now (so a busy port is a start-up error) and serves until `cancel`.
+/// Binds `addr` now (so a busy port is a start-up error) and serves until `cancel`; with
+/// `api`, `/api/v1` too; over HTTPS when `[http]` names a certificate and key.
 pub async fn serve(
     addr: SocketAddr,
     health: Arc<Health>,
+    api: Option<Arc<crate::api::Api>>,
     cancel: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), std::io::Error> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let dashboard = crate::dashboard::enabled(&health.config);
+    let tls = match &health.config.http.tls {
+        Some((cert, key)) => Some(crate::api::tls::server_config(cert, key)?),
+        None => None,
+    };
+    if api.is_some() && tls.is_none() && !local.ip().is_loopback() {
+        tracing::warn!(listen = %local, "the admin API listens beyond loopback without TLS: tokens cross the network in clear text; set http.tls_cert_file and http.tls_key_file");
+    }
     let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .with_state(health);
-    if dashboard {
-        app = app.merge(crate::dashboard::router());
-        tracing::info!(url = %format!("http://{local}/"), "dashboard served");
+    if let Some(api) = api {
+        // The page is a client of the API: both are served, or neither.
+        app = app.merge(api.router()).merge(crate::dashboard::router());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(url = %format!("{scheme}://{local}/"), "dashboard served");
     }
+    let (plain, secure) = match tls {
+        Some(config) => (
+            None,
+            Some(crate::api::tls::TlsListener::new(listener, config)?),
+        ),
+        None => (Some(listener), None),
+    };
     let task = tokio::spawn(async move {
         let shutdown = async move { cancel.cancelled().await };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        let served = match (plain, secure) {
+            (_, Some(listener)) => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            (Some(listener), None) => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            (None, None) => Ok(()),
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });

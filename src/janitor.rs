@@ -40,6 +40,15 @@ pub(crate) async fn reclaim_loop(pool: Arc<Pool>, interval: Duration, consumer_g
         if pool.is_paused() {
             continue;
         }
+        if pool.ordered.is_some() {
+            // Ordered pools retry in-process and their owner takes over pending entries in
+            // order: no reclaim, no sweep; only dead consumers are collected.
+            if last_gc.elapsed() >= GC_EVERY.min(consumer_gc / 2) {
+                last_gc = Instant::now();
+                collect_consumers(&pool, consumer_gc).await;
+            }
+            continue;
+        }
         let swept = sweep(&pool, &mut sweep_cursor).await;
         let reclaimed = match swept {
             Ok(()) => reclaim_pass(&pool, cursor).await,

@@ -29,10 +29,12 @@
 //! - [`replay`]: copies a time range back onto the stream, resumable via its progress hash.
 //! - [`metrics`]: every metric name and its recording helper.
 //! - [`health`]: `/healthz` and `/metrics`.
+//! - [`api`]: the admin HTTP API (`/api/v1`): the CLI's operations over HTTP, with tokens.
 //! - [`dashboard`]: the operator web page, embedded; served at `/` when a token is set.
 //! - [`app`]: the composition root, [`Engine::run`].
 //! - `sync`: the one way to take a lock, which survives a poisoned mutex.
 
+pub mod api;
 pub mod app;
 pub(crate) mod backoff;
 pub(crate) mod clock;

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Histogram, counter, gauge, histogram};
@@ -125,6 +126,11 @@ struct TypeMetrics {
 /// no label strings built on the hot path.
 pub struct PoolMetrics {
     pool: String,
+    /// Settled handler calls since start, read by the API's history sampler
+    /// (`GET /api/v1/stats/history`) without going through the recorder.
+    pub processed_total: AtomicU64,
+    /// Failed handler calls (every failed attempt) since start.
+    pub failed_total: AtomicU64,
     attempts: Histogram,
     by_type: Mutex<HashMap<String, Arc<TypeMetrics>>>,
 }
@@ -133,6 +139,8 @@ impl PoolMetrics {
     pub fn new(pool: &str) -> PoolMetrics {
         PoolMetrics {
             pool: pool.to_string(),
+            processed_total: AtomicU64::new(0),
+            failed_total: AtomicU64::new(0),
             attempts: histogram!(DELIVERY_ATTEMPTS, "pool" => pool.to_string()),
             by_type: Mutex::new(HashMap::new()),
         }
@@ -155,12 +163,14 @@ impl PoolMetrics {
     }
 
     pub fn processed(&self, ty: &str, took: Duration) {
+        self.processed_total.fetch_add(1, Ordering::Relaxed);
         let m = self.for_type(ty);
         m.processed.increment(1);
         m.duration.record(took.as_secs_f64());
     }
 
     pub fn failed(&self, ty: &str, took: Duration) {
+        self.failed_total.fetch_add(1, Ordering::Relaxed);
         let m = self.for_type(ty);
         m.failed.increment(1);
         m.duration.record(took.as_secs_f64());

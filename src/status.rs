@@ -10,7 +10,7 @@ use crate::config::{Config, StreamConfig};
 use crate::error::RedisError;
 use crate::redis::{GroupInfo, Redis, StreamId};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub stream: String,
@@ -26,7 +26,7 @@ pub struct Status {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolStatus {
     pub name: String,

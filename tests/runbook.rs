@@ -36,6 +36,7 @@ async fn every_runbook_command_runs() {
     let text = shipped
         .replace("redis://127.0.0.1:6379/0", &server.url())
         .replace("127.0.0.1:9464", "127.0.0.1:0")
+        .replace("[http]\n", "[http]\nadmin_token = \"runbook-token\"\n")
         .replace(
             "dir = \"schemas\"",
             &format!("dir = {:?}", repo().join("schemas")),
@@ -119,6 +120,7 @@ async fn every_runbook_command_runs() {
             .env("PATH", &path)
             .env("WEIR_CONFIG", &config_path)
             .env("HTTP_ADDR", &http)
+            .env("TOKEN", "runbook-token")
             .env("DLQ_ID", &dlq_id)
             .env("JOB", job["job"].as_str().unwrap())
             .output()

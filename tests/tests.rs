@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod acl;
+mod api;
 mod bad_input;
 mod cli;
 mod cluster;
@@ -12,6 +13,7 @@ mod engine;
 mod faults;
 mod handlers;
 mod observability;
+mod ordered;
 mod process;
 mod props;
 mod replay;

@@ -25,6 +25,7 @@ impl Selection {
             since: self.since.as_deref(),
             until: self.until.as_deref(),
             grep: self.grep.as_deref(),
+            group: None,
         })?)
     }
 }

@@ -75,8 +75,10 @@ pub async fn replay(config: &Config, a: Args) -> Outcome {
         );
     }
     let bar = super::progress(None, "replay: scanned");
+    // The CLI's job runs to its end; Ctrl-C kills it and `--resume` continues at its cursor.
+    let never = tokio_util::sync::CancellationToken::new();
     let result = replay
-        .run(&redis, |p| {
+        .run(&redis, &never, |p| {
             bar.set_position(p.scanned);
             bar.set_message(format!(
                 "replay: matched {}, published {}; scanned",

@@ -92,6 +92,8 @@ fn resolve_paths(raw: &mut RawConfig, base: &Path) {
     resolve(&mut raw.redis.ca_file);
     resolve(&mut raw.redis.cert_file);
     resolve(&mut raw.redis.key_file);
+    resolve(&mut raw.http.tls_cert_file);
+    resolve(&mut raw.http.tls_key_file);
     if let Some(schemas) = raw.schemas.as_mut() {
         resolve(&mut schemas.dir);
     }
@@ -101,10 +103,13 @@ fn resolve_paths(raw: &mut RawConfig, base: &Path) {
 /// `schemas` folder beside the file is used when there is one.
 fn check_files(config: &mut Config, base: &Path) -> Result<(), ConfigError> {
     let redis = &config.redis;
+    let tls = config.http.tls.as_ref();
     for (key, path) in [
         ("redis.ca_file", &redis.ca_file),
         ("redis.cert_file", &redis.cert_file),
         ("redis.key_file", &redis.key_file),
+        ("http.tls_cert_file", &tls.map(|t| t.0.clone())),
+        ("http.tls_key_file", &tls.map(|t| t.1.clone())),
     ] {
         if let Some(path) = path
             && !path.is_file()

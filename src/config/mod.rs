@@ -22,8 +22,8 @@ mod tests;
 
 pub use load::DEFAULT_CONFIG_PATH;
 pub use model::{
-    Config, HandlerConfig, HealthConfig, JanitorConfig, OrderKey, PoolConfig, RedisConfig,
-    RetryPolicy, StreamConfig,
+    Config, HandlerConfig, HealthConfig, HttpConfig, JanitorConfig, OrderKey, PoolConfig,
+    RedisConfig, RetryPolicy, Secret, StreamConfig,
 };
 pub use raw::{
     RawConfig, RawHealth, RawHttp, RawJanitor, RawPool, RawRedis, RawRetry, RawSchemas, RawStream,

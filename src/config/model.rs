@@ -41,10 +41,8 @@ pub struct Config {
     /// `None`: `data` is only checked to be JSON.
     pub schemas_dir: Option<PathBuf>,
     pub http_listen: SocketAddr,
-    /// Full access to the admin API and the dashboard; `None` (with no read token): both off.
-    pub admin_token: Option<String>,
-    /// GET endpoints of the admin API only.
-    pub read_token: Option<String>,
+    /// The admin API's tokens and the listener's TLS (`[http]`).
+    pub http: HttpConfig,
     pub health: HealthConfig,
     pub shutdown_grace: Duration,
     pub pools: Vec<PoolConfig>,
@@ -98,6 +96,44 @@ impl StreamConfig {
                 ..self.clone()
             })
             .collect()
+    }
+}
+
+/// A token: compared in constant time by the API, never printed (`Debug` shows `***`).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+
+    /// The token itself: only for comparing it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `[http]` beyond `listen`: the admin API is off unless a token is set.
+#[derive(Debug, Clone, Default)]
+pub struct HttpConfig {
+    pub admin_token: Option<Secret>,
+    pub read_token: Option<Secret>,
+    /// PEM certificate chain and key: with both, the listener speaks HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl HttpConfig {
+    /// Whether `/api/v1` is served.
+    pub fn api_enabled(&self) -> bool {
+        self.admin_token.is_some() || self.read_token.is_some()
     }
 }
 

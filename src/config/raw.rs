@@ -82,8 +82,12 @@ pub struct RawSchemas {
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub listen: Option<String>,
-    pub admin_token: Option<String>,
-    pub read_token: Option<String>,
+    /// Full access to `/api/v1` (better from `WEIR_HTTP__ADMIN_TOKEN`).
+    pub admin_token: Option<super::model::Secret>,
+    /// GET endpoints of `/api/v1` only.
+    pub read_token: Option<super::model::Secret>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// When `/healthz` says `degraded` (the seeds' warning levels by default).

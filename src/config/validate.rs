@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::model::{
-    Config, HandlerConfig, HealthConfig, JanitorConfig, OrderKey, PoolConfig, RedisConfig,
-    RetryPolicy, StreamConfig,
+    Config, HandlerConfig, HealthConfig, HttpConfig, JanitorConfig, OrderKey, PoolConfig,
+    RedisConfig, RetryPolicy, StreamConfig,
 };
 use super::raw::{RawConfig, RawPool, RawRetry};
 use super::url::{is_cluster_url, key_slot, normalize_url, validate_url};
@@ -32,15 +32,10 @@ fn seconds(key: &str, value: f64, positive: bool) -> Result<Duration, ConfigErro
     Duration::try_from_secs_f64(value).map_err(|e| invalid(key, e.to_string()))
 }
 
-/// A token from the file or the environment; an empty one (`WEIR_HTTP__ADMIN_TOKEN=`) is none.
-fn token(raw: Option<String>) -> Option<String> {
-    raw.filter(|t| !t.trim().is_empty())
-}
-
 impl RawConfig {
     /// Every rule that needs more than one key. Relative paths must already be resolved
     /// against the file's folder; whether they exist is checked by the loader.
-    pub fn into_config(self) -> Result<Config, ConfigError> {
+    pub fn into_config(mut self) -> Result<Config, ConfigError> {
         let redis = self.validate_redis()?;
         let stream = self.validate_stream()?;
         if is_cluster_url(&redis.url) {
@@ -65,6 +60,7 @@ impl RawConfig {
                 format!("`{listen}` is not an address like 127.0.0.1:9464"),
             )
         })?;
+        let http = self.validate_http()?;
         let shutdown_grace = seconds(
             "shutdown_grace_seconds",
             self.shutdown_grace_seconds.unwrap_or(30.0),
@@ -77,8 +73,7 @@ impl RawConfig {
             janitor,
             schemas_dir: self.schemas.and_then(|s| s.dir),
             http_listen,
-            admin_token: token(self.http.admin_token),
-            read_token: token(self.http.read_token),
+            http,
             health: HealthConfig {
                 degraded_dlq_length: self.health.degraded_dlq_length.unwrap_or(100),
                 degraded_lag: self.health.degraded_lag.unwrap_or(1000),
@@ -108,6 +103,45 @@ impl RawConfig {
             cert_file: raw.cert_file.clone(),
             key_file: raw.key_file.clone(),
             insecure_skip_verify: raw.insecure_skip_verify.unwrap_or(false),
+        })
+    }
+
+    /// Tokens must not be empty; TLS needs both files.
+    fn validate_http(&mut self) -> Result<HttpConfig, ConfigError> {
+        for (key, token) in [
+            ("http.admin_token", &self.http.admin_token),
+            ("http.read_token", &self.http.read_token),
+        ] {
+            if token.as_ref().is_some_and(|t| t.expose().trim().is_empty()) {
+                return Err(invalid(
+                    key,
+                    "must not be empty (leave it out to turn the API off)",
+                ));
+            }
+        }
+        let tls = match (
+            self.http.tls_cert_file.take(),
+            self.http.tls_key_file.take(),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "http.tls_key_file",
+                    "tls_cert_file needs tls_key_file too",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "http.tls_cert_file",
+                    "tls_key_file needs tls_cert_file too",
+                ));
+            }
+        };
+        Ok(HttpConfig {
+            admin_token: self.http.admin_token.take(),
+            read_token: self.http.read_token.take(),
+            tls,
         })
     }
 

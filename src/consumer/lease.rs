@@ -58,6 +58,13 @@ impl Leases {
         lock(&self.scheduled).remove(&id)
     }
 
+    /// Lets go of everything (an ordered pool lost its lease): the keeper must not claim
+    /// back entries that now belong to the new owner.
+    pub fn clear(&self) {
+        lock(&self.held).clear();
+        lock(&self.scheduled).clear();
+    }
+
     pub fn len(&self) -> usize {
         lock(&self.held).len()
     }
@@ -132,6 +139,13 @@ pub(super) async fn keep_loop(pool: Arc<Pool>) {
             _ = tokio::time::sleep(every) => {}
             _ = pool.leases.wake.notified() => {}
             _ = pool.abandon.cancelled() => break,
+        }
+        if pool
+            .ordered
+            .as_ref()
+            .is_some_and(|o| o.owned_epoch().is_none())
+        {
+            continue; // not the owner: what we held belongs to whoever owns the lease now
         }
         let (keep, hand_over) = pool.leases.plan(visibility, false);
         lock(&pool.leases.scheduled).extend(hand_over.iter().map(|(id, _)| *id));

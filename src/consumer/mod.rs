@@ -5,6 +5,7 @@
 
 mod ack;
 mod lease;
+pub(crate) mod ordered;
 mod reader;
 mod worker;
 
@@ -18,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use lease::Leases;
+pub use ordered::Ordered;
 pub(crate) use reader::read_loop;
-pub(crate) use worker::{Job, enqueue, worker_loop};
+pub(crate) use worker::{Job, enqueue, enqueue_as, worker_loop};
 
 use crate::config::{PoolConfig, StreamConfig};
 use crate::dispatch::Router;
@@ -79,6 +81,8 @@ pub struct Pool {
     /// Cancelled when the drain grace is over: unfinished handlers are abandoned.
     pub abandon: CancellationToken,
     pub workers: TaskTracker,
+    /// Set for an ordered pool: its key lanes and ownership lease on this partition.
+    pub ordered: Option<Ordered>,
 }
 
 impl Pool {

@@ -8,17 +8,24 @@ use super::{Pool, enqueue};
 use crate::backoff::FailureStreak;
 use crate::error::RedisErrorKind;
 use crate::redis::Redis;
+use tokio_util::sync::CancellationToken;
 
 /// Short enough that pausing and shutdown take effect within a second.
 const BLOCK: Duration = Duration::from_millis(500);
 
 pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
+    read_until(&pool, &conn, &pool.stop).await;
+}
+
+/// Reads and hands out entries until `stop` (shutdown, or an ordered pool losing its lease).
+pub(crate) async fn read_until(pool: &Arc<Pool>, conn: &Redis, stop: &CancellationToken) {
     let mut streak = FailureStreak::default();
-    while !pool.stop.is_cancelled() {
+    let block = pool.ordered.as_ref().map_or(BLOCK, |o| o.read_block(BLOCK));
+    while !stop.is_cancelled() {
         if pool.is_paused() {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = pool.stop.cancelled() => {}
+                _ = stop.cancelled() => {}
             }
             continue;
         }
@@ -26,7 +33,7 @@ pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
         // janitor needs them to hand out reclaimed entries meanwhile.
         let free = tokio::select! {
             permit = pool.permits.acquire() => permit.is_ok(),
-            _ = pool.stop.cancelled() => break,
+            _ = stop.cancelled() => break,
         };
         if !free {
             break;
@@ -35,9 +42,16 @@ pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
             .permits
             .available_permits()
             .clamp(1, pool.config.read_count);
+        if pool
+            .ordered
+            .as_ref()
+            .is_some_and(|o| o.owned_epoch().is_none())
+        {
+            break; // an ordered pool reads only while it owns the lease
+        }
         // Never dropped mid-flight: a read cancelled after Redis answered would strand entries.
         let read = conn
-            .read_group(&pool.stream.name, &pool.name, &pool.consumer, count, BLOCK)
+            .read_group(&pool.stream.name, &pool.name, &pool.consumer, count, block)
             .await;
         let entries = match read {
             Ok(entries) => {
@@ -48,7 +62,7 @@ pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
                 // Logged once, by the call that actually recreates the group.
                 pool.recreate_group().await;
                 streak.failed();
-                streak.wait(&pool.stop).await;
+                streak.wait(stop).await;
                 continue;
             }
             Err(e) => {
@@ -58,7 +72,7 @@ pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
                 if streak.failed() {
                     tracing::warn!(pool = %pool.name, error = %e, failures = streak.count(), "XREADGROUP failed; backing off");
                 }
-                streak.wait(&pool.stop).await;
+                streak.wait(stop).await;
                 continue;
             }
         };
@@ -82,7 +96,7 @@ pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
             let Some(permit) = permits.split(1) else {
                 break;
             };
-            enqueue(&pool, entry, 1, permit);
+            enqueue(pool, entry, 1, permit);
         }
     }
     tracing::debug!(pool = %pool.name, "reader stopped");

@@ -22,27 +22,63 @@ pub struct Job {
     /// Delivery number: 1 from the reader, the delivery count from the janitor.
     pub attempt: u64,
     pub permit: OwnedSemaphorePermit,
+    /// Ordered pools: the entry's key lane (`None`: keyless, not ordered).
+    pub lane: Option<u64>,
+    /// Ordered pools: the owner epoch it was handed out under; it runs only at that epoch.
+    pub epoch: Option<u64>,
 }
 
 /// Hands `entry` to the pool's workers. The entry is leased already, so waiting in the
-/// queue cannot get it reclaimed. At shutdown (queue closed) it stays pending.
+/// queue cannot get it reclaimed. At shutdown (queue closed) it stays pending. Ordered
+/// pools queue it behind its key first.
 pub(crate) fn enqueue(
     pool: &Arc<Pool>,
     entry: RawEntry,
     attempt: u64,
     permit: OwnedSemaphorePermit,
 ) {
-    let id = entry.id;
-    if pool
-        .jobs
-        .try_send(Job {
+    let epoch = pool.ordered.as_ref().and_then(|o| o.owned_epoch());
+    enqueue_as(pool, entry, attempt, permit, epoch);
+}
+
+/// [`enqueue`] under a known owner epoch (an ordered pool's takeover).
+pub(crate) fn enqueue_as(
+    pool: &Arc<Pool>,
+    entry: RawEntry,
+    attempt: u64,
+    permit: OwnedSemaphorePermit,
+    epoch: Option<u64>,
+) {
+    let Some(ordered) = pool.ordered.as_ref() else {
+        let job = Job {
             pool: pool.clone(),
             entry,
             attempt,
             permit,
-        })
-        .is_err()
-    {
+            lane: None,
+            epoch: None,
+        };
+        return send(pool, job);
+    };
+    if epoch.is_none() {
+        // Not the owner (any more): it stays pending for the owner.
+        return;
+    }
+    let job = Job {
+        pool: pool.clone(),
+        lane: ordered.lane_of(&entry),
+        entry,
+        attempt,
+        permit,
+        epoch,
+    };
+    super::ordered::admit(pool, ordered, job);
+}
+
+/// Puts `job` on the workers' queue.
+pub(super) fn send(pool: &Arc<Pool>, job: Job) {
+    let id = job.entry.id;
+    if pool.jobs.try_send(job).is_err() {
         tracing::debug!(pool = %pool.name, entry_id = %id, "worker queue closed; the entry stays pending");
     }
 }
@@ -52,27 +88,56 @@ pub(crate) fn enqueue(
 /// spawning a task per entry costs more than reusing one.
 pub(crate) async fn worker_loop(jobs: async_channel::Receiver<Job>) {
     while let Ok(job) = jobs.recv().await {
-        let pool = &job.pool;
-        if pool.abandon.is_cancelled() {
+        if job.pool.abandon.is_cancelled() {
             break; // shutdown grace is over: what is still queued stays pending
+        }
+        if let Some(ordered) = job.pool.ordered.as_ref()
+            && !ordered.may_run(job.epoch)
+        {
+            // Fencing: handed out under an epoch this process no longer owns.
+            continue;
         }
         // Boxed: the job's future (handler, settle, Redis calls) is several KB, and an idle
         // worker should not hold that much; one allocation per entry is cheaper than
         // `concurrency` times the largest state.
-        Box::pin(process(pool, job.entry, job.attempt)).await;
-        drop(job.permit);
+        Box::pin(process(job)).await;
     }
 }
 
-async fn process(pool: &Pool, entry: RawEntry, attempt: u64) {
+/// What became of a job, for an ordered pool's lane.
+enum Done {
+    /// Settled (acknowledged or dead-lettered): the key's next entry may go.
+    Settled,
+    /// Failed with attempts left: retry after this long, keeping the key.
+    RetryAfter(Duration),
+    /// Shutdown abandoned it: it stays pending.
+    Abandoned,
+}
+
+async fn process(job: Job) {
+    let pool = job.pool.clone();
+    let done = handle(&pool, &job).await;
+    match (pool.ordered.as_ref(), done) {
+        (Some(_), Done::RetryAfter(after)) => super::ordered::retry_later(&pool, job, after),
+        (Some(ordered), Done::Settled) => {
+            let lane = job.lane;
+            drop(job);
+            super::ordered::settled(&pool, ordered, lane);
+        }
+        _ => drop(job),
+    }
+}
+
+async fn handle(pool: &Pool, job: &Job) -> Done {
+    let (entry, attempt) = (&job.entry, job.attempt);
     if entry.fields.is_none() {
         Box::pin(pool.lost(&[entry.id])).await;
-        return;
+        return Done::Settled;
     }
-    match pool.router.decide(pool.index, &entry) {
+    match pool.router.decide(pool.index, entry) {
         Decision::Skip => pool.ack(entry.id),
         Decision::DeadLetter { reason, error } => {
-            Box::pin(pool.dead_letter(&entry, attempt, reason, &error)).await;
+            Box::pin(pool.dead_letter(entry, attempt, reason, &error)).await;
         }
         Decision::Handle(event) => {
             let delivery = Delivery {
@@ -83,16 +148,22 @@ async fn process(pool: &Pool, entry: RawEntry, attempt: u64) {
                 event_id: event.event_id,
                 fields: event.fields,
                 attempt,
+                owner_epoch: job.epoch,
             };
             pool.in_flight.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             let outcome = run_handler(pool, &delivery).await;
-            pool.in_flight.fetch_sub(1, Ordering::Relaxed);
-            if let Some(outcome) = outcome {
-                settle_outcome(pool, &entry, &delivery, outcome, started.elapsed()).await;
-            }
+            let done = match outcome {
+                Some(outcome) => {
+                    settle_outcome(pool, entry, &delivery, outcome, started.elapsed()).await
+                }
+                None => Done::Abandoned,
+            };
+            pool.in_flight.fetch_sub(1, Ordering::Release);
+            return done;
         }
     }
+    Done::Settled
 }
 
 /// Records the handler's answer and carries out what [`settle::decide`] makes of it.
@@ -102,7 +173,7 @@ async fn settle_outcome(
     d: &Delivery,
     outcome: Outcome,
     took: Duration,
-) {
+) -> Done {
     pool.activity.touch();
     pool.metrics.attempt(d.attempt);
     match &outcome {
@@ -113,6 +184,11 @@ async fn settle_outcome(
     settle::log_settled(d, &settlement, took);
     match settlement {
         Settlement::Ack => pool.ack(entry.id),
+        // Ordered pools keep a failed entry (and its key) in-process; others hand it to the
+        // PEL schedule, where the janitor picks it up when the backoff ends.
+        Settlement::Retry { after, .. } if pool.ordered.is_some() => {
+            return Done::RetryAfter(after);
+        }
         Settlement::Retry { after, .. } => pool.leases.retry_at(entry.id, Instant::now() + after),
         // Boxed: the DLQ move's state is large and rarely needed, and this future lives
         // inside every in-flight entry's.
@@ -120,6 +196,7 @@ async fn settle_outcome(
             Box::pin(pool.dead_letter(entry, d.attempt, reason, &error)).await;
         }
     }
+    Done::Settled
 }
 
 /// The handler's outcome, bounded by the pool's timeout; a panic counts as a retryable

@@ -41,11 +41,6 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         )
 }
 
-/// True when the config turns the dashboard on (any token set).
-pub fn enabled(config: &crate::Config) -> bool {
-    config.admin_token.is_some() || config.read_token.is_some()
-}
-
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();

@@ -32,10 +32,12 @@ pub struct Filter {
     pub end: Option<StreamId>,
     /// Case-sensitive text anywhere in the entry's field values.
     pub grep: Option<String>,
+    /// Only dead letters of this pool (`dlq_group`).
+    pub group: Option<String>,
 }
 
 /// A dead letter, its `dlq_*` fields read out.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
     pub id: String,
@@ -98,6 +100,8 @@ pub struct FilterInput<'a> {
     pub until: Option<&'a str>,
     /// Text anywhere in the entry's values.
     pub grep: Option<&'a str>,
+    /// A pool name (`dlq_group`); the caller checks it is configured.
+    pub group: Option<&'a str>,
 }
 
 impl Filter {
@@ -119,6 +123,7 @@ impl Filter {
             start: Some(start),
             end: Some(end),
             grep: input.grep.filter(|g| !g.is_empty()).map(String::from),
+            group: input.group.map(String::from),
         })
     }
 
@@ -134,6 +139,11 @@ impl Filter {
         }
         if let Some(reason) = &self.reason
             && !field_is(DLQ_REASON, reason)
+        {
+            return false;
+        }
+        if let Some(group) = &self.group
+            && !field_is(DLQ_GROUP, group)
         {
             return false;
         }

@@ -21,7 +21,7 @@ pub enum Selection {
 }
 
 /// What a reprocess did (or, dry, would do).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Reprocessed {
     /// Nothing was written.

@@ -35,6 +35,10 @@ impl ExecHandler {
             .env("WEIR_ATTEMPT", d.attempt.to_string())
             .env("WEIR_POOL", &*d.pool)
             .env("WEIR_EVENT_ID", d.event_id.as_deref().unwrap_or(""))
+            .env(
+                "WEIR_OWNER_EPOCH",
+                d.owner_epoch.map(|e| e.to_string()).unwrap_or_default(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -119,6 +123,7 @@ mod tests {
             event_id: None,
             fields: Vec::new(),
             attempt: 1,
+            owner_epoch: None,
         }
     }
 

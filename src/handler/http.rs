@@ -90,6 +90,9 @@ impl HttpHandler {
         if let Some(id) = &d.event_id {
             put("x-weir-event-id", id);
         }
+        if let Some(epoch) = d.owner_epoch {
+            put("x-weir-owner-epoch", &epoch.to_string());
+        }
         for (name, value) in &d.fields {
             put(
                 &format!("x-weir-field-{}", name.to_ascii_lowercase()),

@@ -29,6 +29,9 @@ pub struct Delivery {
     pub fields: Vec<(String, String)>,
     /// 1 on first delivery; a handler that sees 2+ may have run before.
     pub attempt: u64,
+    /// Ordered pools: the owner epoch this delivery was handed out under, a fencing token
+    /// (a downstream can refuse writes carrying an epoch older than one it has seen).
+    pub owner_epoch: Option<u64>,
 }
 
 /// A handler's verdict. `settle` decides what it means in Redis.

@@ -127,6 +127,22 @@ impl Redis {
         reply::entries("XRANGE", reply)
     }
 
+    /// `XREVRANGE key end start COUNT n`: up to `count` entries from `end` down to `start`,
+    /// newest first (`+`/`-` for the ends); the admin API's recent-events listing.
+    pub async fn range_rev(
+        &self,
+        key: &str,
+        end: &str,
+        start: &str,
+        count: usize,
+    ) -> Result<Vec<RawEntry>, RedisError> {
+        let count = count.to_string();
+        let reply = self
+            .call("XREVRANGE", args([key, end, start, "COUNT", &count]))
+            .await?;
+        reply::entries("XREVRANGE", reply)
+    }
+
     /// The ID of the `n`th entry from the start (1-based), if the stream is that long. Runs as
     /// a script (`lua/nth_id.lua`) so the entries' bodies never cross the network.
     pub async fn nth_id(&self, stream: &str, n: u64) -> Result<Option<StreamId>, RedisError> {

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 
-use super::{Progress, ReplayError, Spec, job_key, new_job_id};
+use super::{INTERRUPTED, Progress, ReplayError, Spec, job_key, new_job_id};
 use crate::clock;
 use crate::error::RedisError;
 use crate::redis::{RawEntry, Redis, StreamId};
@@ -140,16 +141,22 @@ impl Job {
     }
 
     /// Runs to the end of the range (or the limit), calling `report` after every batch.
+    /// `cancel` is looked at between batches (and during `rate` waits): the job then stops
+    /// with status [`INTERRUPTED`], its cursor at the last batch written, resumable.
     pub async fn run(
         &mut self,
         redis: &Redis,
         stream: &str,
         dry_run: bool,
+        cancel: &CancellationToken,
         mut report: impl FnMut(&Progress),
     ) -> Result<(), RedisError> {
         let mut cursor = StreamId::parse(&self.progress.cursor).unwrap_or(self.spec.start);
         let pace = Pace::new(self.spec.rate, self.progress.published);
         while let Some(room) = self.room(cursor) {
+            if cancel.is_cancelled() {
+                return self.interrupt(redis, dry_run).await;
+            }
             let batch = redis
                 .range(
                     stream,
@@ -169,9 +176,29 @@ impl Job {
             if batch.len() < self.spec.batch_size {
                 break;
             }
-            pace.wait(self.progress.published).await;
+            tokio::select! {
+                _ = pace.wait(self.progress.published) => {}
+                _ = cancel.cancelled() => {}
+            }
         }
         self.finish(redis, dry_run).await
+    }
+
+    /// Marks the job stopped before its end: `--resume` (or the API's resume) continues it.
+    async fn interrupt(&mut self, redis: &Redis, dry_run: bool) -> Result<(), RedisError> {
+        self.progress.status = INTERRUPTED.into();
+        if !dry_run {
+            redis
+                .hash_set(
+                    &self.key,
+                    &[
+                        ("status", INTERRUPTED.to_string()),
+                        ("interrupted_at", clock::now_ms().to_string()),
+                    ],
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// How many more entries may match, or `None` when the job is done.

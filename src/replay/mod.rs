@@ -20,6 +20,10 @@ use crate::redis::{RawEntry, StreamId};
 use crate::timespec;
 use crate::vocab::{REPLAY_OF, TYPE};
 
+/// The status of a job stopped before its end (cancelled over the API, or the engine shut
+/// down): it stays resumable. The other statuses are `running` and `done`.
+pub const INTERRUPTED: &str = "interrupted";
+
 /// What to replay. Stored in the job hash so `--resume` needs nothing else.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {

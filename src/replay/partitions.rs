@@ -1,7 +1,9 @@
 //! A replay over every partition: one job ID, one progress hash per partition, run
 //! partition by partition with one shared limit. The CLI and the HTTP API both drive this.
 
-use super::{Job, Progress, ReplayError, Spec, job_key, new_job_id};
+use tokio_util::sync::CancellationToken;
+
+use super::{INTERRUPTED, Job, Progress, ReplayError, Spec, job_key, new_job_id};
 use crate::config::Config;
 use crate::error::{OpError, RedisError};
 use crate::redis::Redis;
@@ -71,10 +73,13 @@ impl Replay {
     }
 
     /// Runs every partition's job in turn; `report` gets the totals after each batch. One
-    /// limit for the whole replay: what the partitions before used is gone.
+    /// limit for the whole replay: what the partitions before used is gone. When `cancel`
+    /// fires, the running partition stops between batches and the result's status is
+    /// [`INTERRUPTED`] (the CLI passes a token that never fires).
     pub async fn run(
         &mut self,
         redis: &Redis,
+        cancel: &CancellationToken,
         mut report: impl FnMut(&Progress),
     ) -> Result<Progress, RedisError> {
         let mut total = Progress {
@@ -91,9 +96,15 @@ impl Replay {
                 job.spec.limit = Some(left);
             }
             let before = total.clone();
-            job.run(redis, stream, self.dry_run, |p| report(&add(&before, p)))
-                .await?;
+            job.run(redis, stream, self.dry_run, cancel, |p| {
+                report(&add(&before, p))
+            })
+            .await?;
             total = add(&before, &job.progress);
+            if job.progress.status == INTERRUPTED {
+                total.status = INTERRUPTED.into();
+                return Ok(total);
+            }
             limit = limit.map(|l| l.saturating_sub(job.progress.matched));
             if limit == Some(0) {
                 break;

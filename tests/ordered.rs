@@ -1,0 +1,530 @@
+//! Ordered pools (contract §9): per-key order under concurrency, retries and dead letters
+//! holding and releasing their key, keyless entries, one owner per stream with a fencing
+//! epoch, handover on stop, kill -9 and SIGSTOP.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use weir::{Delivery, Engine, Handler, Outcome};
+
+use crate::support::*;
+
+const T: Duration = Duration::from_secs(20);
+
+/// One handler run: which key, which entry, when it ran, under which epoch.
+#[derive(Debug, Clone)]
+struct Run {
+    key: String,
+    entry: weir::redis::StreamId,
+    start: Instant,
+    end: Instant,
+    attempt: u64,
+    epoch: Option<u64>,
+}
+
+type Decide = dyn Fn(&Delivery, &str) -> Outcome + Send + Sync;
+
+/// Records every run with its key (the `key` field), sleeping a pseudo-random 0–7 ms first.
+#[derive(Clone)]
+struct Timeline {
+    runs: Arc<Mutex<Vec<Run>>>,
+    decide: Arc<Decide>,
+}
+
+impl Timeline {
+    fn new(decide: impl Fn(&Delivery, &str) -> Outcome + Send + Sync + 'static) -> Timeline {
+        Timeline {
+            runs: Arc::default(),
+            decide: Arc::new(decide),
+        }
+    }
+
+    fn runs(&self) -> Vec<Run> {
+        self.runs.lock().unwrap().clone()
+    }
+
+    fn count(&self) -> usize {
+        self.runs.lock().unwrap().len()
+    }
+}
+
+fn key_of(d: &Delivery) -> String {
+    d.fields
+        .iter()
+        .find(|(k, _)| k == "key")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+#[async_trait::async_trait]
+impl Handler for Timeline {
+    async fn handle(&self, d: &Delivery) -> Outcome {
+        let key = key_of(d);
+        let start = Instant::now();
+        let jitter = (d.entry_id.ms ^ d.entry_id.seq.wrapping_mul(7919)) % 8;
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
+        let outcome = (self.decide)(d, &key);
+        self.runs.lock().unwrap().push(Run {
+            key,
+            entry: d.entry_id,
+            start,
+            end: Instant::now(),
+            attempt: d.attempt,
+            epoch: d.owner_epoch,
+        });
+        outcome
+    }
+}
+
+fn toml(server: &RedisServer, stream: &str, concurrency: usize, extra: &str) -> String {
+    format!(
+        r#"
+shutdown_grace_seconds = 5
+[redis]
+url = "{url}"
+[stream]
+name = "{stream}"
+[retry]
+max_attempts = 3
+retry_seconds = 0.05
+backoff_exp = 1
+visibility_timeout_seconds = 2
+[janitor]
+interval_seconds = 0.05
+[http]
+listen = "127.0.0.1:0"
+[[pools]]
+name = "p"
+concurrency = {concurrency}
+types = ["job"]
+order_key = "key"
+{extra}
+"#,
+        url = server.url(),
+    )
+}
+
+async fn publish_keyed(redis: &weir::redis::Redis, stream: &str, key: Option<&str>, n: usize) {
+    let body = format!("{{\"n\":{n}}}");
+    let mut fields: Vec<(&str, &[u8])> = vec![("type", b"job"), ("data", body.as_bytes())];
+    if let Some(k) = key {
+        fields.push(("key", k.as_bytes()));
+    }
+    redis.add(stream, &fields).await.unwrap();
+}
+
+/// Per key: runs never overlap and go in stream order (retries of one entry may repeat it).
+fn assert_ordered(runs: &[Run]) {
+    let mut by_key: HashMap<&str, Vec<&Run>> = HashMap::new();
+    for r in runs.iter().filter(|r| !r.key.is_empty()) {
+        by_key.entry(&r.key).or_default().push(r);
+    }
+    for (key, mut rs) in by_key {
+        rs.sort_by_key(|r| r.start);
+        for w in rs.windows(2) {
+            assert!(
+                w[0].end <= w[1].start,
+                "key {key}: {} and {} ran at the same time",
+                w[0].entry,
+                w[1].entry
+            );
+            assert!(
+                w[0].entry <= w[1].entry,
+                "key {key}: {} ran after {}",
+                w[1].entry,
+                w[0].entry
+            );
+        }
+    }
+}
+
+/// Whether runs of different keys overlapped in time (the pool is not serial).
+fn keys_overlapped(runs: &[Run]) -> bool {
+    runs.iter().any(|a| {
+        runs.iter()
+            .any(|b| a.key != b.key && a.start < b.end && b.start < a.end)
+    })
+}
+
+#[tokio::test]
+async fn one_key_at_a_time_in_stream_order_while_different_keys_run_together() {
+    let server = RedisServer::start();
+    let stream = stream_name("ordered-order");
+    let handler = Timeline::new(|_, _| Outcome::Success);
+    let config = config(&toml(&server, &stream, 8, ""));
+    let running = run(Engine::new(config).with_handler("p", handler.clone()));
+    let redis = server.client().await;
+    let keys = ["a", "b", "c", "d", "e", "f"];
+    for i in 0..300 {
+        publish_keyed(&redis, &stream, Some(keys[i % keys.len()]), i).await;
+    }
+    wait_for("all 300 handled", T, || async { handler.count() == 300 }).await;
+    let runs = handler.runs();
+    assert_ordered(&runs);
+    assert!(
+        keys_overlapped(&runs),
+        "different keys never ran at the same time"
+    );
+    assert!(runs.iter().all(|r| r.epoch.is_some_and(|e| e >= 1)));
+    wait_for("all acknowledged", T, || async {
+        group_pending(&redis, &stream, "p").await == 0
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_holds_its_key_while_other_keys_go_on_and_a_dead_letter_releases_it() {
+    let server = RedisServer::start();
+    let stream = stream_name("ordered-retry");
+    // Key `slow`'s first entry fails twice, then succeeds; key `dead`'s first entry fails
+    // for good (3 attempts, then the DLQ); everything else succeeds.
+    let handler = Timeline::new(|d, key| {
+        let first = d.data.contains("\"n\":0}") || d.data.contains("\"n\":1}");
+        match key {
+            "slow" if first && d.attempt < 3 => Outcome::retry("not yet"),
+            "dead" if first => Outcome::retry("never"),
+            _ => Outcome::Success,
+        }
+    });
+    let config = config(&toml(&server, &stream, 4, ""));
+    let running = run(Engine::new(config).with_handler("p", handler.clone()));
+    let redis = server.client().await;
+    publish_keyed(&redis, &stream, Some("slow"), 0).await;
+    publish_keyed(&redis, &stream, Some("dead"), 1).await;
+    for i in 2..12 {
+        let key = ["slow", "dead", "other"][i % 3];
+        publish_keyed(&redis, &stream, Some(key), i).await;
+    }
+    // 12 entries: slow's first runs 3 times, dead's first 3 times (then DLQ).
+    wait_for("every entry settled", T, || async { handler.count() == 16 }).await;
+    let runs = handler.runs();
+    assert_ordered(&runs);
+    let first_of = |key: &str| {
+        runs.iter()
+            .filter(|r| r.key == key)
+            .min_by_key(|r| r.entry)
+            .unwrap()
+            .entry
+    };
+    let slow_first = first_of("slow");
+    let slow_done = runs
+        .iter()
+        .filter(|r| r.entry == slow_first)
+        .map(|r| r.end)
+        .max()
+        .unwrap();
+    assert!(
+        runs.iter()
+            .filter(|r| r.key == "slow" && r.entry != slow_first)
+            .all(|r| r.start >= slow_done),
+        "a later entry of `slow` ran before its first entry succeeded"
+    );
+    let attempts: Vec<u64> = runs
+        .iter()
+        .filter(|r| r.entry == slow_first)
+        .map(|r| r.attempt)
+        .collect();
+    assert_eq!(
+        attempts,
+        vec![1, 2, 3],
+        "the retried entry keeps counting its attempts"
+    );
+    let other_first = runs
+        .iter()
+        .filter(|r| r.key == "other")
+        .map(|r| r.start)
+        .min()
+        .unwrap();
+    assert!(
+        other_first < slow_done,
+        "other keys waited for the retrying key"
+    );
+    let dead: Vec<_> = redis
+        .range(&format!("{stream}:dlq"), "-", "+", 10)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1, "the failing entry was dead-lettered");
+    assert_eq!(field(&dead[0], "key"), "dead");
+    assert_eq!(field(&dead[0], "dlq_reason"), "max_attempts");
+    assert_eq!(
+        runs.iter().filter(|r| r.key == "dead").count(),
+        3 + 3,
+        "after the dead letter, the key's other entries ran"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn entries_without_the_key_are_not_ordered() {
+    let server = RedisServer::start();
+    let stream = stream_name("ordered-keyless");
+    let handler = Timeline::new(|_, _| Outcome::Success);
+    let slow = SlowFirst(handler.clone());
+    let config = config(&toml(&server, &stream, 4, ""));
+    let running = run(Engine::new(config).with_handler("p", slow));
+    let redis = server.client().await;
+    for i in 0..40 {
+        publish_keyed(&redis, &stream, None, i).await;
+    }
+    wait_for("all 40 handled", T, || async { handler.count() == 40 }).await;
+    let runs = handler.runs();
+    let overlapped = runs.iter().any(|a| {
+        runs.iter()
+            .any(|b| a.entry != b.entry && a.start < b.end && b.start < a.end)
+    });
+    assert!(overlapped, "keyless entries were serialised");
+    running.stop().await;
+}
+
+/// Wraps a timeline so each run lasts at least 20 ms (overlaps become certain).
+#[derive(Clone)]
+struct SlowFirst(Timeline);
+
+#[async_trait::async_trait]
+impl Handler for SlowFirst {
+    async fn handle(&self, d: &Delivery) -> Outcome {
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let outcome = self.0.handle(d).await;
+        if let Some(last) = self.0.runs.lock().unwrap().last_mut() {
+            last.start = start;
+        }
+        outcome
+    }
+}
+
+fn owner(server: &RedisServer, stream: &str) -> HashMap<String, String> {
+    let out = server.cli(&["HGETALL", &format!("{stream}:owner:p")]);
+    let lines: Vec<&str> = out.lines().collect();
+    lines
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| (c[0].to_string(), c[1].to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_engines_one_owner_and_a_graceful_stop_hands_over_at_once() {
+    let server = RedisServer::start();
+    let stream = stream_name("ordered-two");
+    let (first, second) = (
+        Timeline::new(|_, _| Outcome::Success),
+        Timeline::new(|_, _| Outcome::Success),
+    );
+    let text = toml(&server, &stream, 4, "").replace(
+        "visibility_timeout_seconds = 2",
+        "visibility_timeout_seconds = 30",
+    );
+    let a = run(Engine::new(config(&text)).with_handler("p", first.clone()));
+    wait_for("the first engine owns the pool", T, || async {
+        owner(&server, &stream).contains_key("epoch")
+    })
+    .await;
+    let b = run(Engine::new(config(&text)).with_handler("p", second.clone()));
+    let redis = server.client().await;
+    for i in 0..30 {
+        publish_keyed(&redis, &stream, Some(["x", "y"][i % 2]), i).await;
+    }
+    wait_for("30 handled", T, || async {
+        first.count() + second.count() == 30
+    })
+    .await;
+    assert_eq!(second.count(), 0, "the standby handed out work");
+    let epoch: u64 = owner(&server, &stream)["epoch"].parse().unwrap();
+    let stopped = Instant::now();
+    a.stop().await;
+    for i in 30..40 {
+        publish_keyed(&redis, &stream, Some(["x", "y"][i % 2]), i).await;
+    }
+    wait_for("the standby took over and handled the rest", T, || async {
+        second.count() == 10
+    })
+    .await;
+    let handover = stopped.elapsed();
+    assert!(
+        handover < Duration::from_secs(10),
+        "handover took {handover:?}; the lease (30 s) should have been released at stop"
+    );
+    assert!(second.runs().iter().all(|r| r.epoch == Some(epoch + 1)));
+    assert_eq!(owner(&server, &stream)["epoch"], (epoch + 1).to_string());
+    b.stop().await;
+    assert!(
+        owner(&server, &stream).is_empty(),
+        "a graceful stop releases the lease"
+    );
+}
+
+#[test]
+fn bad_order_keys_are_config_errors_naming_the_key() {
+    for (value, fragment) in [("", "is empty"), ("/bad~pointer", "`~` must be followed")] {
+        let text = format!(
+            "[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = {{ kind = \"log\" }}\norder_key = \"{value}\"\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("streams.toml");
+        std::fs::write(&path, text).unwrap();
+        let err = weir::Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("pools[0].order_key"), "{err}");
+        assert!(err.contains(fragment), "{err}");
+    }
+}
+
+/// A `weir run` process whose exec handler appends `<entry id> <epoch>` to `log`.
+fn spawn_owner(
+    dir: &Path,
+    server: &RedisServer,
+    stream: &str,
+    log: &Path,
+    handler_sleep: &str,
+) -> std::process::Child {
+    let script = format!(
+        "sleep {handler_sleep}; echo \"$WEIR_ENTRY_ID $WEIR_OWNER_EPOCH\" >> {}",
+        log.display()
+    );
+    let handler = format!("{{ kind = \"exec\", command = [\"sh\", \"-c\", {script:?}] }}");
+    let text = toml(
+        server,
+        stream,
+        4,
+        &format!("handler = {handler}\ntimeout_seconds = 60\n"),
+    );
+    let path = dir.join("streams.toml");
+    std::fs::write(&path, text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "-c", path.to_str().unwrap()])
+        .env("WEIR_LOG", "info")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn log_lines(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[tokio::test]
+async fn kill_9_of_the_owner_is_taken_over_after_expiry_pending_first_in_order() {
+    let server = RedisServer::start();
+    let stream = stream_name("ordered-kill9");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("handled");
+    // Each handler run takes 30 s: the first process holds its entries in flight.
+    let mut first = spawn_owner(dir.path(), &server, &stream, &log, "30");
+    let _reaper = Reaper(first.id());
+    wait_for("the process owns the pool", T, || async {
+        owner(&server, &stream).contains_key("epoch")
+    })
+    .await;
+    let epoch: u64 = owner(&server, &stream)["epoch"].parse().unwrap();
+    let redis = server.client().await;
+    for i in 0..20 {
+        publish_keyed(&redis, &stream, Some(["k1", "k2", "k3"][i % 3]), i).await;
+    }
+    wait_for("three keys in flight in the owner", T, || async {
+        group_pending(&redis, &stream, "p").await == 20
+    })
+    .await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let killed = Instant::now();
+    let handler = Timeline::new(|_, _| Outcome::Success);
+    let running =
+        run(Engine::new(config(&toml(&server, &stream, 4, ""))).with_handler("p", handler.clone()));
+    wait_for("all 20 handled by the new owner", T, || async {
+        handler.count() == 20
+    })
+    .await;
+    assert!(
+        killed.elapsed() >= Duration::from_millis(1000),
+        "taken over before the lease could expire"
+    );
+    let runs = handler.runs();
+    assert_ordered(&runs);
+    assert!(
+        runs.iter().all(|r| r.epoch == Some(epoch + 1)),
+        "the handler sees epoch + 1"
+    );
+    assert!(runs.iter().all(|r| r.attempt >= 1));
+    assert!(
+        log_lines(&log).is_empty(),
+        "the killed process finished nothing"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn an_owner_stopped_past_its_lease_hands_out_nothing_when_it_wakes() {
+    let server = RedisServer::start();
+    let stream = stream_name("ordered-sigstop");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("handled");
+    let mut first = spawn_owner(dir.path(), &server, &stream, &log, "0");
+    let _reaper = Reaper(first.id());
+    let redis = server.client().await;
+    for i in 0..6 {
+        publish_keyed(&redis, &stream, Some("k"), i).await;
+    }
+    wait_for("the process handled the first six", T, || async {
+        log_lines(&log).len() == 6
+    })
+    .await;
+    let epoch: u64 = owner(&server, &stream)["epoch"].parse().unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &first.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let handler = Timeline::new(|_, _| Outcome::Success);
+    let running =
+        run(Engine::new(config(&toml(&server, &stream, 4, ""))).with_handler("p", handler.clone()));
+    wait_for("the standby took over after the expiry", T, || async {
+        owner(&server, &stream).get("epoch").map(String::as_str) == Some(&*(epoch + 1).to_string())
+    })
+    .await;
+    for i in 6..16 {
+        publish_keyed(&redis, &stream, Some("k"), i).await;
+    }
+    wait_for("the new owner handled ten", T, || async {
+        handler.count() == 10
+    })
+    .await;
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &first.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for i in 16..26 {
+        publish_keyed(&redis, &stream, Some("k"), i).await;
+    }
+    wait_for("the new owner handled all twenty", T, || async {
+        handler.count() == 20
+    })
+    .await;
+    // The woken process had a second to act on what it held before it stopped.
+    wait_for("the woken process noticed it lost the lease", T, || async {
+        group_pending(&redis, &stream, "p").await == 0
+    })
+    .await;
+    assert_eq!(
+        log_lines(&log).len(),
+        6,
+        "the stale owner handled entries after waking: {:?}",
+        log_lines(&log)
+    );
+    assert_ordered(&handler.runs());
+    let _ = first.kill();
+    let _ = first.wait();
+    running.stop().await;
+}
