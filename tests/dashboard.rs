@@ -242,10 +242,12 @@ async fn wait_text(c: &Client, selector: &str, what: &str, ok: impl Fn(&str) -> 
         if ok(&t) {
             return t;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {selector} reads {t:?}"
-        );
+        if std::time::Instant::now() >= deadline {
+            let notice = text(c, r#"[data-test="notice"]"#).await;
+            panic!(
+                "timed out waiting for {what}: {selector} reads {t:?}; the page says {notice:?}"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -304,7 +306,13 @@ fn dlq_row(id: &str) -> String {
 
 /// A PNG of the page; saved into `docs/` (the README shows them) when `WEIR_SCREENSHOTS` is
 /// set, so an ordinary test run leaves the checkout clean.
-async fn screenshot(c: &Client, name: &str) {
+async fn screenshot(c: &Client, name: &str, section: &str) {
+    c.execute(
+        "document.getElementById(arguments[0]).scrollIntoView()",
+        vec![json!(section)],
+    )
+    .await
+    .unwrap();
     let png = c.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     if std::env::var_os("WEIR_SCREENSHOTS").is_none() {
@@ -354,7 +362,7 @@ async fn signs_in_shows_every_pool_and_pauses_one_in_redis_and_on_the_page() {
     wait_text(c, &state_b, "b shown paused", |t| t == "paused").await;
     let state_a = format!(r#"{} [data-test="state"]"#, pool_row("a"));
     assert_eq!(text(c, &state_a).await, "running");
-    screenshot(c, "dashboard-overview.png").await;
+    screenshot(c, "dashboard-overview.png", "overview").await;
 
     // A pause by hand (redis-cli) shows up too, and resume clears both.
     bus.cli(&["SADD", &paused_key, "a"]);
@@ -365,6 +373,16 @@ async fn signs_in_shows_every_pool_and_pauses_one_in_redis_and_on_the_page() {
     })
     .await;
     wait_text(c, &state_b, "b shown running", |t| t == "running").await;
+
+    // At phone width the page does not overflow sideways (wide tables scroll in place).
+    c.set_window_size(390, 844).await.unwrap();
+    let fits = js(
+        c,
+        "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+    )
+    .await;
+    assert_eq!(fits, json!(true), "the page overflows at phone width");
+    assert!(find(c, &pool_row("a")).await.is_displayed().await.unwrap());
     drop(browser);
     bus.stop().await;
 }
@@ -418,7 +436,7 @@ async fn filters_the_dlq_then_reprocesses_a_selected_entry_and_everything_matchi
     ] {
         assert!(fields.contains(f), "{f} missing from {fields}");
     }
-    screenshot(c, "dashboard-dlq.png").await;
+    screenshot(c, "dashboard-dlq.png", "dlq").await;
 
     click(c, &format!(r#"{} [data-test="dlq-select"]"#, dlq_row(&id))).await;
     click(c, r#"[data-test="reprocess-selected"]"#).await;
@@ -466,7 +484,6 @@ async fn a_replay_shows_progress_until_the_published_count() {
     let c = &browser.client;
     sign_in(c, &bus, ADMIN).await;
     fill(c, r#"[data-test="replay-since"]"#, "-1h").await;
-    fill(c, r#"[data-test="replay-until"]"#, "now").await;
     fill(c, r#"[data-test="replay-types"]"#, "r.x, r.none").await;
     fill(c, r#"[data-test="replay-rate"]"#, "8").await;
     click(c, r#"[data-test="replay-start"]"#).await;
@@ -478,7 +495,7 @@ async fn a_replay_shows_progress_until_the_published_count() {
     let published = bus.cli(&["HGET", &format!("{}:replay:{job}", bus.stream), "published"]);
     assert_eq!(published, "12");
     assert_eq!(bus.len(&bus.stream), 25);
-    screenshot(c, "dashboard-replay.png").await;
+    screenshot(c, "dashboard-replay.png", "replay").await;
     drop(browser);
     bus.stop().await;
 }

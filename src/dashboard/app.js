@@ -355,20 +355,18 @@
     return Number(v) > 0 ? Number(v) : 60;
   }
 
-  // The last minute's counts: the newest points covering 60 s, scaled when they cover less.
+  // Counts over the last minute: the newest points covering 60 s (the newest one is the
+  // interval in progress), summed as they are, never extrapolated.
   function perMinute(series, history) {
     if (!series) return null;
-    const step = intervalSeconds(history);
-    const n = Math.max(1, Math.round(60 / step));
+    const n = Math.max(1, Math.round(60 / intervalSeconds(history)));
     const last = series.slice(-n);
     const sum = (k) => last.reduce((a, p) => a + p[k], 0);
-    const scale = 60 / (step * Math.max(1, last.length));
-    const round = (v) => (v >= 10 ? Math.round(v) : Math.round(v * 10) / 10);
-    return { processed: round(sum("processed") * scale), failed: round(sum("failed") * scale) };
+    return { processed: sum("processed"), failed: sum("failed") };
   }
 
   const SVG = "http://www.w3.org/2000/svg";
-  const W = 180;
+  const W = 120;
   const H = 40;
 
   function sparkline() {
@@ -636,8 +634,8 @@
 
   async function startReplay(form) {
     const f = form.elements;
-    const body = { since: f.since.value.trim() };
-    if (f.until.value.trim()) body.until = f.until.value.trim();
+    // An empty "until" is now by the engine's clock ("-0s"), not the browser's.
+    const body = { since: f.since.value.trim(), until: f.until.value.trim() || "-0s" };
     const types = list(f.types.value);
     if (types.length) body.types = types;
     if (f.group.value) body.group = f.group.value;
