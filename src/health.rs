@@ -56,6 +56,9 @@ struct PoolReport {
     pending: u64,
     lag: Option<u64>,
     in_flight: usize,
+    /// Ordered pools: the owner and epoch of each stream or partition.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    owners: Vec<crate::status::OwnerStatus>,
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -86,6 +89,11 @@ impl Health {
                 kind: crate::error::RedisErrorKind::Connection,
             })??;
         let running = self.pools.borrow().clone();
+        let mut owners = std::collections::HashMap::new();
+        for p in self.config.pools.iter().filter(|p| p.order_key.is_some()) {
+            let found = crate::status::owners(&self.redis, &self.config, &p.name).await?;
+            owners.insert(p.name.clone(), found);
+        }
         let pools: Vec<PoolReport> = self
             .config
             .pools
@@ -93,6 +101,7 @@ impl Health {
             .map(|p| {
                 let g = groups.iter().find(|g| g.name == p.name);
                 PoolReport {
+                    owners: owners.remove(&p.name).unwrap_or_default(),
                     name: p.name.clone(),
                     paused: paused.contains(&p.name),
                     consumers: g.map_or(0, |g| g.consumers),
@@ -272,6 +281,18 @@ async fn refresh_gauges(health: &Health, paused: &HashSet<String>) {
         };
         metrics::oldest_pending(&pool.name, oldest);
         metrics::group_consumers(&pool.name, g.map_or(0, |g| g.consumers));
+        let ordered: Vec<_> = running
+            .iter()
+            .filter(|p| p.name == pool.name)
+            .filter_map(|p| p.ordered.as_ref())
+            .collect();
+        if !ordered.is_empty() {
+            metrics::ordered(
+                &pool.name,
+                ordered.iter().map(|o| o.waiting()).sum(),
+                ordered.iter().filter(|o| o.owned_epoch().is_some()).count(),
+            );
+        }
         metrics::pool_state(
             &pool.name,
             g.map_or(0, |g| g.pending),

@@ -30,6 +30,10 @@ pub const IN_FLIGHT: &str = "weir_in_flight";
 pub const POOL_PAUSED: &str = "weir_pool_paused";
 pub const GROUP_CONSUMERS: &str = "weir_group_consumers";
 pub const OLDEST_PENDING_AGE: &str = "weir_oldest_pending_age_seconds";
+/// Ordered pools: entries waiting behind a busy key (per pool, summed over partitions).
+pub const ORDERED_WAITING: &str = "weir_ordered_waiting";
+/// Ordered pools: streams or partitions whose ownership lease this process holds.
+pub const POOL_OWNED: &str = "weir_pool_owned_partitions";
 pub const DELIVERY_ATTEMPTS: &str = "weir_delivery_attempts";
 
 /// Which delivery settled an entry: 1 is first time.
@@ -103,6 +107,13 @@ pub fn pool_state(pool: &str, pending: u64, lag: Option<u64>, in_flight: usize, 
     }
     gauge!(IN_FLIGHT, "pool" => pool.to_string()).set(in_flight as f64);
     gauge!(POOL_PAUSED, "pool" => pool.to_string()).set(if paused { 1.0 } else { 0.0 });
+}
+
+/// Ordered pools: entries waiting behind a busy key, and how many streams or partitions
+/// this process owns.
+pub fn ordered(pool: &str, waiting: usize, owned: usize) {
+    gauge!(ORDERED_WAITING, "pool" => pool.to_string()).set(waiting as f64);
+    gauge!(POOL_OWNED, "pool" => pool.to_string()).set(owned as f64);
 }
 
 /// Age of the oldest unacknowledged entry (0 when nothing is pending).

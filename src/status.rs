@@ -39,6 +39,52 @@ pub struct PoolStatus {
     pub lag: Option<u64>,
     /// Age of the oldest unacknowledged entry, from its ID's timestamp.
     pub oldest_pending_age_seconds: Option<f64>,
+    /// Ordered pools: the `order_key` (a field name or a JSON pointer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_key: Option<String>,
+    /// Ordered pools: who owns each stream or partition, from `<stream>:owner:<pool>`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<OwnerStatus>,
+}
+
+/// The ownership lease of an ordered pool on one stream or partition.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerStatus {
+    /// The stream (partition) key.
+    pub stream: String,
+    /// The owning consumer (`<host>-<pid>-<random>`); `None` when nobody owns it now.
+    pub consumer: Option<String>,
+    /// The fencing epoch of the current (or last) owner.
+    pub epoch: Option<u64>,
+    /// Since when the current owner holds it (unix ms).
+    pub since: Option<u64>,
+}
+
+/// Every partition's owner lease of the ordered pool `pool`.
+pub async fn owners(
+    redis: &Redis,
+    config: &Config,
+    pool: &str,
+) -> Result<Vec<OwnerStatus>, RedisError> {
+    let mut owners = Vec::new();
+    for part in config.partitions() {
+        let lease = redis.lease(&part.owner_key(pool)).await?;
+        let epoch = match lease.get("epoch") {
+            Some(e) => e.parse().ok(),
+            None => redis
+                .get_text(&format!("{}:epoch", part.owner_key(pool)))
+                .await?
+                .and_then(|e| e.parse().ok()),
+        };
+        owners.push(OwnerStatus {
+            stream: part.stream.clone(),
+            consumer: lease.get("consumer").cloned(),
+            epoch,
+            since: lease.get("since").and_then(|s| s.parse().ok()),
+        });
+    }
+    Ok(owners)
 }
 
 /// The stream, its DLQ and its groups summed over the partitions.
@@ -124,6 +170,11 @@ pub async fn status(redis: &Redis, config: &Config) -> Result<Status, RedisError
             lag: group.and_then(|g| g.lag),
             oldest_pending_age_seconds: oldest
                 .map(|id| clock::now_ms().saturating_sub(id.ms) as f64 / 1000.0),
+            order_key: pool.order_key.as_ref().map(|k| k.as_str().to_string()),
+            owners: match pool.order_key {
+                Some(_) => owners(redis, config, &pool.name).await?,
+                None => Vec::new(),
+            },
         });
     }
     let other_groups = groups

@@ -528,3 +528,227 @@ async fn an_owner_stopped_past_its_lease_hands_out_nothing_when_it_wakes() {
     let _ = first.wait();
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_hot_key_keeps_read_ahead_bounded_other_keys_flow_and_status_shows_the_owner() {
+    let server = RedisServer::start();
+    let stream = stream_name("ordered-hot");
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let hot_gate = gate.clone();
+    // The hot key's entries wait on the gate; the others go straight through.
+    let handler = Gated {
+        timeline: Timeline::new(|_, _| Outcome::Success),
+        gate: hot_gate,
+    };
+    let text = toml(&server, &stream, 4, "read_count = 16\n");
+    let running = run(Engine::new(config(&text)).with_handler("p", handler.clone()));
+    let redis = server.client().await;
+    // Other keys interleaved with the hot one at first, then a long hot backlog, then more.
+    for i in 0..10 {
+        publish_keyed(&redis, &stream, Some("hot"), i).await;
+        publish_keyed(&redis, &stream, Some(["a", "b"][i % 2]), i).await;
+    }
+    for i in 10..600 {
+        publish_keyed(&redis, &stream, Some("hot"), i).await;
+    }
+    for i in 10..40 {
+        publish_keyed(&redis, &stream, Some(["a", "b"][i % 2]), i).await;
+    }
+    wait_for(
+        "the other keys near the hot one flowed past it",
+        T,
+        || async { handler.timeline.count() == 10 },
+    )
+    .await;
+    // Only `concurrency + read_count` = 20 entries are ever held: once the other keys'
+    // entries settled, the hot key's first runs, 19 wait behind it, and the reader stops
+    // there instead of buffering 600.
+    let metrics_url = running.url("/metrics").await;
+    wait_for("the waiting gauge shows the bounded backlog", T, || async {
+        let text = reqwest::get(&metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        gauge(&text, "weir_ordered_waiting{pool=\"p\"}") == Some(19.0)
+            && gauge(&text, "weir_pool_owned_partitions{pool=\"p\"}") == Some(1.0)
+    })
+    .await;
+    let xinfo = server.cli(&["XPENDING", &stream, "p"]);
+    let pending: u64 = xinfo.lines().next().unwrap().parse().unwrap();
+    assert!(pending <= 20, "the reader read ahead {pending} entries");
+    // Releasing the hot key lets everything through, the other keys included.
+    gate.add_permits(100_000);
+    wait_for("all 640 handled", Duration::from_secs(60), || async {
+        handler.timeline.count() == 640
+    })
+    .await;
+    assert_ordered(&handler.timeline.runs());
+
+    let status = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["status", "--json"])
+        .env("WEIR_CONFIG", {
+            let dir = tempfile::tempdir().unwrap().keep();
+            let path = dir.join("streams.toml");
+            std::fs::write(&path, &text).unwrap();
+            path
+        })
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let pool = &status["pools"][0];
+    assert_eq!(pool["orderKey"], "key");
+    assert_eq!(pool["owners"][0]["stream"], stream);
+    assert!(
+        pool["owners"][0]["consumer"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
+    assert_eq!(pool["owners"][0]["epoch"], 1);
+    let health = reqwest::get(running.url("/healthz").await)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["pools"][0]["owners"][0]["epoch"], 1);
+    running.stop().await;
+}
+
+fn gauge(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[derive(Clone)]
+struct Gated {
+    timeline: Timeline,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl Handler for Gated {
+    async fn handle(&self, d: &Delivery) -> Outcome {
+        if key_of(d) == "hot" {
+            self.gate.acquire().await.unwrap().forget();
+        }
+        self.timeline.handle(d).await
+    }
+}
+
+#[tokio::test]
+async fn with_three_partitions_each_has_one_owner_and_a_standby_takes_them_all_over() {
+    let server = RedisServer::start();
+    let stream = stream_name("ordered-parts");
+    let text = toml(&server, &stream, 4, "").replace(
+        &format!("name = \"{stream}\""),
+        &format!("name = \"{{{stream}}}:events\"\ndlq = \"{{{stream}}}:dlq\"\npartitions = 3"),
+    );
+    let (first, second) = (
+        Timeline::new(|_, _| Outcome::Success),
+        Timeline::new(|_, _| Outcome::Success),
+    );
+    let lease = |i: usize, field: &str| {
+        server
+            .cli(&["HGET", &format!("{{{stream}:{i}}}:events:owner:p"), field])
+            .trim()
+            .to_string()
+    };
+    let a = run(Engine::new(config(&text)).with_handler("p", first.clone()));
+    wait_for("the first engine owns every partition", T, || async {
+        (0..3).all(|i| !lease(i, "consumer").is_empty())
+    })
+    .await;
+    let owner_a = lease(0, "consumer");
+    assert!((0..3).all(|i| lease(i, "consumer") == owner_a));
+    let b = run(Engine::new(config(&text)).with_handler("p", second.clone()));
+    let cfg = config(&text);
+    let schemas = Arc::new(weir::schema::Schemas::load(None).unwrap());
+    let publisher = weir::publisher::Publisher::new(server.client().await, &cfg, schemas);
+    let publish = |from: usize, to: usize| {
+        let publisher = &publisher;
+        async move {
+            for i in from..to {
+                let key = format!("k{}", i % 6);
+                let event = weir::publisher::NewEvent {
+                    event_type: "job".into(),
+                    data: format!("{{\"n\":{i}}}"),
+                    id: None,
+                    key: Some(key.clone()),
+                    fields: [("key".to_string(), key)].into(),
+                };
+                publisher.publish(&event).await.unwrap().unwrap();
+            }
+        }
+    };
+    publish(0, 30).await;
+    wait_for("30 handled by the owner", T, || async {
+        first.count() == 30
+    })
+    .await;
+    assert_eq!(second.count(), 0, "the standby handed out work");
+    let epochs: Vec<String> = (0..3).map(|i| lease(i, "epoch")).collect();
+    a.stop().await;
+    publish(30, 60).await;
+    wait_for("the standby took every partition over", T, || async {
+        second.count() == 30
+    })
+    .await;
+    for (i, before) in epochs.iter().enumerate() {
+        let before: u64 = before.parse().unwrap();
+        assert_eq!(lease(i, "epoch"), (before + 1).to_string(), "partition {i}");
+        assert_ne!(lease(i, "consumer"), owner_a);
+    }
+    assert_ordered(&[first.runs(), second.runs()].concat());
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_vanished_lease_never_gives_two_owners_at_once() {
+    let server = RedisServer::start();
+    let stream = stream_name("ordered-vanish");
+    let (first, second) = (
+        Timeline::new(|_, _| Outcome::Success),
+        Timeline::new(|_, _| Outcome::Success),
+    );
+    let text = toml(&server, &stream, 4, "");
+    let a = run(Engine::new(config(&text)).with_handler("p", first.clone()));
+    wait_for("the first engine owns the pool", T, || async {
+        owner(&server, &stream).contains_key("epoch")
+    })
+    .await;
+    let b = run(Engine::new(config(&text)).with_handler("p", second.clone()));
+    let redis = server.client().await;
+    for i in 0..40 {
+        publish_keyed(&redis, &stream, Some(["x", "y", "z"][i % 3]), i).await;
+    }
+    wait_for("40 handled", T, || async {
+        first.count() + second.count() == 40
+    })
+    .await;
+    // Redis forgets the lease and its epoch counter (a restart without persistence).
+    let lease = format!("{stream}:owner:p");
+    server.cli(&["DEL", &lease, &format!("{lease}:epoch")]);
+    for i in 40..100 {
+        publish_keyed(&redis, &stream, Some(["x", "y", "z"][i % 3]), i).await;
+    }
+    wait_for("all 100 handled", T, || async {
+        first.count() + second.count() == 100
+    })
+    .await;
+    let all = [first.runs(), second.runs()].concat();
+    assert_ordered(&all);
+    let mut ids: Vec<_> = all.iter().map(|r| r.entry).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 100, "every entry handled");
+    wait_for("one owner again", T, || async {
+        owner(&server, &stream).contains_key("consumer")
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}

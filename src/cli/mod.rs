@@ -259,6 +259,19 @@ pub async fn status(config: &Config, json: bool) -> Outcome {
             or_dash(age)
         );
     }
+    for p in s.pools.iter().filter(|p| p.order_key.is_some()) {
+        for o in &p.owners {
+            println!(
+                "ordered pool {} on {}: owner {} epoch {}",
+                p.name,
+                o.stream,
+                o.consumer
+                    .as_deref()
+                    .unwrap_or("none (standby processes take over)"),
+                or_dash(o.epoch)
+            );
+        }
+    }
     for g in &s.other_groups {
         println!(
             "note: group `{g}` on {} is not a configured pool; trimming waits for it too",

@@ -106,6 +106,12 @@ impl Redis {
         Ok(int(&reply) == Some(1))
     }
 
+    /// A string key's value (the epoch counter), if it exists.
+    pub async fn get_text(&self, key: &str) -> Result<Option<String>, RedisError> {
+        let reply = self.call("GET", args([key])).await?;
+        Ok(text(&reply))
+    }
+
     /// The lease hash as stored (`consumer`, `epoch`, `since`); empty when nobody owns it.
     pub async fn lease(&self, key: &str) -> Result<HashMap<String, String>, RedisError> {
         self.hash_get_all(key).await
