@@ -36,7 +36,7 @@ struct Bus {
 }
 
 impl Bus {
-    /// Pools `a` (types a.one, a.two; rejects `{"fail":true}` unless it is a reprocess) and
+    /// Pools `a` (ordered by the field `key`; types a.one, a.two; rejects `{"fail":true}` unless it is a reprocess) and
     /// `b` (every other type).
     async fn start(test: &str) -> Bus {
         let server = RedisServer::start();
@@ -61,6 +61,7 @@ read_token = "{READ}"
 name = "a"
 concurrency = 2
 types = ["a.one", "a.two", "hostile"]
+order_key = "key"
 [[pools]]
 name = "b"
 concurrency = 2
@@ -351,6 +352,16 @@ async fn signs_in_shows_every_pool_and_pauses_one_in_redis_and_on_the_page() {
     )
     .await;
     assert_eq!(text(c, r#"[data-test="dlq-length"]"#).await, "0");
+    // The ordered pool shows its lease holder and epoch; the other has no owner.
+    let owner_a = format!(r#"{} [data-test="owner"]"#, pool_row("a"));
+    wait_text(c, &owner_a, "a's owner / epoch", |t| {
+        t.contains(" / ") && !t.starts_with("none")
+    })
+    .await;
+    assert_eq!(
+        text(c, &format!(r#"{} [data-test="owner"]"#, pool_row("b"))).await,
+        "–"
+    );
 
     click(c, &format!(r#"{} [data-test="pause"]"#, pool_row("b"))).await;
     let paused_key = format!("{}:paused", bus.stream);

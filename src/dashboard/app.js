@@ -308,13 +308,15 @@
     drawSparkline(chart, series || [], pool.name);
   }
 
-  // Ordered pools report their lease holder; the field names follow `weir status --json`.
+  // Ordered pools (`orderKey` set) list each stream's or partition's lease: owner / epoch,
+  // "none" while nobody holds it. Unordered pools have no owner.
   function owner(pool) {
-    const o = pool.owner;
-    if (o === undefined || o === null) return pool.ordered ? "none" : "–";
-    const consumer = typeof o === "object" ? o.consumer : o;
-    const epoch = typeof o === "object" && o.epoch !== undefined ? o.epoch : pool.epoch;
-    return epoch !== undefined && epoch !== null ? consumer + " / " + epoch : String(consumer);
+    if (!pool.orderKey) return "–";
+    const owners = pool.owners || [];
+    if (!owners.length) return "none";
+    return owners
+      .map((o) => (o.consumer || "none") + (o.epoch !== undefined && o.epoch !== null ? " / " + o.epoch : ""))
+      .join(", ");
   }
 
   async function poolAction(name, action) {
