@@ -5,6 +5,7 @@
 //! chromium-driver`); a missing one fails the test with that command. One browser at a
 //! time: the tests take a lock, so a 2-core CI machine is not swamped.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -123,7 +124,9 @@ fn reject_unless_reprocessed(d: &Delivery) -> Outcome {
 
 // ---- the browser -----------------------------------------------------------------------
 
-/// chromedriver on a free port, and a headless Chromium session; both end on drop.
+/// chromedriver on a free port, and a headless Chromium session. chromedriver runs in a
+/// process group of its own, which its Chromium inherits: [`Browser::close`] ends the session
+/// (Chromium quits), and drop — after a failed assertion too — kills the whole group.
 struct Browser {
     client: Client,
     driver: Child,
@@ -152,6 +155,7 @@ impl Browser {
         let port = free_port();
         let driver = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -164,6 +168,11 @@ impl Browser {
         browser
     }
 
+    /// Ends the WebDriver session (Chromium quits), then chromedriver.
+    async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+
     fn check_alive(&mut self) {
         if let Ok(Some(status)) = self.driver.try_wait() {
             panic!("chromedriver exited at once ({status})");
@@ -173,8 +182,11 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The session ends with chromedriver: killing it takes its Chromium along.
-        let _ = self.driver.kill();
+        // chromedriver's group: chromedriver, Chromium and Chromium's helpers.
+        let _ = Command::new("kill")
+            .args(["-9", "--", &format!("-{}", self.driver.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.wait();
     }
 }
@@ -394,7 +406,7 @@ async fn signs_in_shows_every_pool_and_pauses_one_in_redis_and_on_the_page() {
     .await;
     assert_eq!(fits, json!(true), "the page overflows at phone width");
     assert!(find(c, &pool_row("a")).await.is_displayed().await.unwrap());
-    drop(browser);
+    browser.close().await;
     bus.stop().await;
 }
 
@@ -476,7 +488,7 @@ async fn filters_the_dlq_then_reprocesses_a_selected_entry_and_everything_matchi
         t == "0"
     })
     .await;
-    drop(browser);
+    browser.close().await;
     bus.stop().await;
 }
 
@@ -507,7 +519,7 @@ async fn a_replay_shows_progress_until_the_published_count() {
     assert_eq!(published, "12");
     assert_eq!(bus.len(&bus.stream), 25);
     screenshot(c, "dashboard-replay.png", "replay").await;
-    drop(browser);
+    browser.close().await;
     bus.stop().await;
 }
 
@@ -571,7 +583,7 @@ async fn a_hostile_dead_letter_is_shown_as_text_and_runs_nothing() {
     )
     .await;
     assert_eq!(traces, json!(["undefined", "weir dashboard", 0]));
-    drop(browser);
+    browser.close().await;
     bus.stop().await;
 }
 
@@ -619,7 +631,7 @@ async fn the_read_token_sees_everything_and_cannot_write() {
         .unwrap();
     assert_eq!(status, json!(403));
     assert_eq!(bus.cli(&["SCARD", &format!("{}:paused", bus.stream)]), "0");
-    drop(browser);
+    browser.close().await;
     bus.stop().await;
 }
 
