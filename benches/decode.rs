@@ -2,7 +2,8 @@
 //! and validating its `data` (1 KB envelope, 64 KB `cyber.metric`), and the JSON parser
 //! choice behind `schema::parse_json` (serde_json vs simd-json into a `serde_json::Value`,
 //! the type jsonschema validates). Run: `cargo bench --bench decode`.
-
+// criterion_group! generates an undocumented `pub fn`.
+#![allow(missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;

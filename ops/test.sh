@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every check CI runs: formatting, the MSRV (ops/check-msrv.sh), lints, and the whole test
-# suite (unit + integration tests against real redis-server processes the tests start).
+# Every check CI runs: formatting, the MSRV (ops/check-msrv.sh), lints, the API docs (no
+# rustdoc warnings: broken links, undocumented public items), and the whole test suite
+# (unit + integration tests against real redis-server processes the tests start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,4 +26,5 @@ fi
 cargo fmt --all -- --check
 ops/check-msrv.sh
 cargo clippy --locked --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
 cargo test --locked

@@ -59,6 +59,7 @@ pub fn consumer_name() -> String {
 }
 
 impl Engine {
+    /// An engine for `config`; nothing connects until [`run`](Engine::run).
     pub fn new(config: Config) -> Engine {
         Engine {
             config,

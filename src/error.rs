@@ -6,22 +6,47 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// No file at `path`: the usual first-run mistake, so the message says what to do.
     #[error("config file {path} not found; pass -c PATH or create streams.toml (see README)")]
-    Missing { path: PathBuf },
+    Missing {
+        /// The path tried.
+        path: PathBuf,
+    },
+    /// Not TOML, a wrong type or an unknown key.
     #[error("config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// Parsed, but breaks a rule (a range, a cross-field check).
     #[error("config key `{key}`: {problem}")]
-    Invalid { key: String, problem: String },
+    Invalid {
+        /// The key as a path, e.g. `pools[0].concurrency`.
+        key: String,
+        /// What is wrong and what would be right.
+        problem: String,
+    },
+    /// A JSON Schema in the schemas folder does not load or compile.
     #[error("schema {path}: {message}")]
-    Schema { path: PathBuf, message: String },
+    Schema {
+        /// The schema file.
+        path: PathBuf,
+        /// Why it was refused.
+        message: String,
+    },
 }
 
 /// A Redis command failed. The message never contains a password.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("redis {command}: {}", self.reason())]
 pub struct RedisError {
+    /// Which command failed (`XREADGROUP`, `dead_letter` for a script…), for the log.
     pub command: &'static str,
+    /// What Redis or the client said, passwords redacted.
     pub message: String,
+    /// What the caller can do about it; decides retry, recreate or give up.
     pub kind: RedisErrorKind,
 }
 
@@ -44,6 +69,7 @@ pub enum RedisErrorKind {
 }
 
 impl RedisError {
+    /// Whether it is of `kind` (reads better than comparing the field in a condition).
     pub fn is(&self, kind: RedisErrorKind) -> bool {
         self.kind == kind
     }
@@ -143,17 +169,28 @@ fn lowercase_first(text: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
+    /// The config (or a schema) is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Redis failed at start-up (later failures are retried, not returned).
     #[error(transparent)]
     Redis(#[from] RedisError),
+    /// The HTTP port is taken: a start-up error rather than a silently missing `/healthz`.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
+        /// `http.listen`.
         addr: std::net::SocketAddr,
+        /// Why the bind failed.
         source: std::io::Error,
     },
+    /// A pool has no handler, or its configured handler cannot be built.
     #[error("handler for pool `{pool}`: {message}")]
-    Handler { pool: String, message: String },
+    Handler {
+        /// The pool.
+        pool: String,
+        /// What is missing or wrong.
+        message: String,
+    },
 }
 
 /// Bad input to an operation (a CLI flag, an API field): exit code 2, HTTP 400.

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::consumer::{Activity, Pool};
 use crate::metrics;
 use crate::redis::Redis;
+use crate::status::{self, PoolStatus};
 
 /// A health check never waits longer than this on Redis.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -47,6 +48,7 @@ struct Report {
     error: Option<String>,
 }
 
+/// A pool in `/healthz`: the shared [`PoolStatus`] plus what only this process knows.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PoolReport {
@@ -61,6 +63,29 @@ struct PoolReport {
     owners: Vec<crate::status::OwnerStatus>,
 }
 
+impl PoolReport {
+    fn new(view: PoolStatus, in_flight: usize) -> PoolReport {
+        PoolReport {
+            name: view.name,
+            paused: view.paused,
+            consumers: view.consumers,
+            pending: view.pending,
+            lag: view.lag,
+            in_flight,
+            owners: view.owners,
+        }
+    }
+}
+
+/// Handlers running for pool `name` in this process, over its partitions.
+fn in_flight(running: &[Arc<Pool>], name: &str) -> usize {
+    running
+        .iter()
+        .filter(|p| *p.name == *name)
+        .map(|p| p.in_flight.load(Ordering::Relaxed))
+        .sum()
+}
+
 fn rfc3339(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(t).to_string()
@@ -71,14 +96,9 @@ impl Health {
         let stream = &self.config.stream;
         self.redis.ping(CHECK_TIMEOUT).await?;
         let check = async {
-            let totals = crate::status::totals(&self.redis, stream).await?;
+            let totals = status::totals(&self.redis, stream).await?;
             let (len, dlq, groups) = (totals.stream_length, totals.dlq_length, totals.groups);
-            let paused: HashSet<String> = self
-                .redis
-                .members(&stream.paused_key())
-                .await?
-                .into_iter()
-                .collect();
+            let paused = status::paused(&self.redis, stream).await?;
             Ok::<_, crate::error::RedisError>((len, dlq, groups, paused))
         };
         let (len, dlq, groups, paused) = tokio::time::timeout(CHECK_TIMEOUT * 2, check)
@@ -99,20 +119,9 @@ impl Health {
             .pools
             .iter()
             .map(|p| {
-                let g = groups.iter().find(|g| g.name == p.name);
-                PoolReport {
-                    owners: owners.remove(&p.name).unwrap_or_default(),
-                    name: p.name.clone(),
-                    paused: paused.contains(&p.name),
-                    consumers: g.map_or(0, |g| g.consumers),
-                    pending: g.map_or(0, |g| g.pending),
-                    lag: g.and_then(|g| g.lag),
-                    in_flight: running
-                        .iter()
-                        .filter(|r| *r.name == *p.name)
-                        .map(|r| r.in_flight.load(Ordering::Relaxed))
-                        .sum(),
-                }
+                let mut view = PoolStatus::of(&p.name, &groups, &paused);
+                view.owners = owners.remove(&p.name).unwrap_or_default();
+                PoolReport::new(view, in_flight(&running, &p.name))
             })
             .collect();
         let degraded = dlq > self.config.health.degraded_dlq_length
@@ -252,7 +261,7 @@ pub(crate) async fn watch_loop(
 
 async fn refresh_gauges(health: &Health, paused: &HashSet<String>) {
     let stream = &health.config.stream;
-    let Ok(totals) = crate::status::totals(&health.redis, stream).await else {
+    let Ok(totals) = status::totals(&health.redis, stream).await else {
         return;
     };
     metrics::stream_lengths(totals.stream_length, totals.dlq_length);
@@ -264,23 +273,14 @@ async fn refresh_gauges(health: &Health, paused: &HashSet<String>) {
         if !seen.insert(pool.name.clone()) {
             continue;
         }
-        let in_flight: usize = running
-            .iter()
-            .filter(|p| p.name == pool.name)
-            .map(|p| p.in_flight.load(Ordering::Relaxed))
-            .sum();
-        let g = groups.iter().find(|g| g.name == *pool.name);
-        let oldest = match g {
-            Some(g) if g.pending > 0 => {
-                crate::status::oldest_pending(&health.redis, stream, &g.name)
-                    .await
-                    .ok()
-                    .flatten()
-            }
-            _ => None,
-        };
-        metrics::oldest_pending(&pool.name, oldest);
-        metrics::group_consumers(&pool.name, g.map_or(0, |g| g.consumers));
+        let view = PoolStatus::of(&pool.name, &groups, paused);
+        let oldest = view
+            .oldest_pending(&health.redis, stream)
+            .await
+            .ok()
+            .flatten();
+        metrics::oldest_pending(&view.name, oldest);
+        metrics::group_consumers(&view.name, view.consumers);
         let ordered: Vec<_> = running
             .iter()
             .filter(|p| p.name == pool.name)
@@ -294,11 +294,11 @@ async fn refresh_gauges(health: &Health, paused: &HashSet<String>) {
             );
         }
         metrics::pool_state(
-            &pool.name,
-            g.map_or(0, |g| g.pending),
-            g.and_then(|g| g.lag),
-            in_flight,
-            paused.contains(&*pool.name),
+            &view.name,
+            view.pending,
+            view.lag,
+            in_flight(&running, &view.name),
+            view.paused,
         );
     }
 }

@@ -5,66 +5,134 @@
 //! failures with exponential backoff, reclaim entries from crashed workers, and dead-letter
 //! what cannot succeed. All state is plain Redis data an operator can read with `redis-cli`.
 //!
+//! # Using the library
+//!
+//! The supported API is what this page documents: [`Engine`] runs pools from a [`Config`]
+//! (`Engine::new(config).with_handler("pool", h).run(shutdown)`); a [`Handler`] turns a
+//! [`Delivery`] into an [`Outcome`]; a [`Publisher`] writes [`NewEvent`]s; [`dlq`] and
+//! [`replay`] are the operator operations `weir dlq` and `weir replay` (and the HTTP API) run;
+//! [`status`] is the snapshot behind `weir status`; [`error`] holds the error types; [`vocab`]
+//! the words of the contract ([`StreamId`], [`DlqReason`], field names). The hidden modules
+//! (`redis`, `schema`, `timespec`, `dispatch`, `envelope`) are public only for the binary,
+//! the tests and the benches, and may change in any release. `examples/rust_handler.rs` is a
+//! complete program.
+//!
 //! # Layout
 //!
-//! The flow goes one way: `config → redis → consumer → dispatch → handler → settle`.
+//! The flow goes one way: `config → redis → consumer → dispatch → handler → settle`; the
+//! janitor, replay, the DLQ operations and the publisher sit beside it on the same Redis layer.
 //!
-//! - [`config`]: `streams.toml` read in two phases (raw serde form, then validated `Config`).
-//! - [`error`]: one error enum per layer.
-//! - [`keys`]: the Redis key layout (partitions, DLQ, paused set, replay, dedup, owner leases).
-//! - [`vocab`]: the shared words (`StreamId`, `RawEntry`); imports nothing of the crate.
-//! - [`redis`]: the only module that talks to Redis; typed stream commands.
-//! - [`envelope`]: decodes a raw entry into an event (`type`, `data`, pass-through fields).
-//! - [`schema`]: JSON Schema validation of `data`, compiled once.
-//! - [`consumer`]: a pool's reader, workers, leases (visibility timeout and retry schedule)
-//!   and batched acknowledgements.
-//! - [`dispatch`]: which pool is responsible for an entry and whether it can be handled.
-//! - [`handler`]: the [`Handler`] trait and the `http`, `exec`, `log` and `noop` handlers.
-//! - [`settle`]: turns an outcome into XACK, a scheduled redelivery, or an atomic DLQ move.
-//! - [`publisher`]: the only path that writes new entries; validates before writing.
-//! - [`dlq`]: filtered, paged scans of the DLQ; stats; reprocess is one script per entry.
-//! - [`janitor`]: reclaims idle entries, dead-letters exhausted ones, trims the stream safely.
-//! - [`status`]: a snapshot of stream, DLQ and pools for `weir status`.
-//! - [`timespec`]: TIME arguments (RFC 3339, unix ms, stream IDs, relative).
-//! - [`replay`]: copies a time range back onto the stream, resumable via its progress hash.
-//! - [`metrics`]: every metric name and its recording helper.
-//! - [`health`]: `/healthz` and `/metrics`.
-//! - [`api`]: the admin HTTP API (`/api/v1`): the CLI's operations over HTTP, with tokens.
-//! - [`dashboard`]: the operator web page, embedded; served at `/` when a token is set.
-//! - [`app`]: the composition root, [`Engine::run`].
+//! - `app`: the composition root, [`Engine::run`]: builds pools, starts readers, workers,
+//!   janitors and the HTTP server, and shuts them down as stop → drain → abandon.
+//! - `backoff`: the one "retry a failing loop with capped backoff and throttled logs" helper.
+//! - `clock`: the wall clock in unix ms, read in one place.
+//! - [`config`]: `streams.toml` in two phases — `config/raw.rs` (serde form, unknown keys are
+//!   errors), `model.rs` (the validated [`Config`]), `load.rs` (file, environment, filesystem
+//!   checks), `validate.rs` (pure rules, errors keyed like `pools[0].concurrency`), `url.rs`.
+//! - `keys`: the Redis key layout (partitions, DLQ, paused set, replay jobs, dedup, owner
+//!   leases) and the cluster slot check.
+//! - [`vocab`]: the contract's words: [`StreamId`], [`RawEntry`], [`DlqReason`] and every field
+//!   name (`type`, `data`, `id`, `replay_*`, `dlq_*`). Imports nothing of the crate.
+//! - `redis/`: the only module that talks to Redis, one file per command family:
+//!   `connection.rs` (client, TLS, reconnects), `command.rs` (argument and script helpers),
+//!   `group.rs` (reads, acks, claims), `dead_letter.rs`, `write.rs` (XADD paths),
+//!   `inspect.rs` (XINFO, XPENDING, lengths, XRANGE/XREVRANGE), `lease.rs` (ownership
+//!   leases of ordered pools), `reply.rs` (reply parsing without panics),
+//!   `tls.rs`; each Lua script is a file in `redis/lua/` with a
+//!   KEYS/ARGV header, run by SHA.
+//! - `consumer/`: one pool on one partition: its reader (blocking XREADGROUP), workers,
+//!   leases (visibility timeout and retry schedule), batched acks, and for ordered pools
+//!   (`ordered.rs`) the key lanes and the ownership lease with its fencing epoch.
+//! - `dispatch`: which pool is responsible for an entry and whether it can be handled — pure.
+//! - `handler/`: the [`Handler`] trait and the built-in `http`, `exec`, `log`, `noop`.
+//! - `settle/`: `decide(outcome, attempt, &policy) -> Settlement` (pure), `policy.rs` (backoff
+//!   and "attempts used up?", written once) and the executor that acks, schedules a retry or
+//!   moves to the DLQ (`dead_letter.rs`), recording the metrics.
+//! - [`dlq`]: paged, filtered scans of the DLQ and, in `dlq/ops.rs`, the operations across
+//!   partitions: reprocess (by IDs, filter or all), forget, purge, stats, list pages.
+//! - [`replay`]: copies a time range back onto the stream (`job.rs`: one resumable job on one
+//!   stream; `partitions.rs`: across partitions with one limit).
+//! - [`publisher`]: the only path that writes new entries; validates, dedups, partitions.
+//! - `janitor`: reclaims idle entries, dead-letters exhausted ones, deletes idle consumers,
+//!   trims the stream without passing an unacknowledged entry.
+//! - [`status`]: the stream, DLQ and per-pool view, built once for `weir status`, `/healthz`
+//!   and the gauges.
+//! - `api`: the admin HTTP API (`/api/v1`, OpenAPI, tokens, TLS): the CLI's operations over
+//!   HTTP, with replay jobs run inside the engine.
+//! - `dashboard`: the operator web page (`index.html`, `app.js`, `app.css`) embedded with
+//!   `include_str!` and served at `/` beside the API, with a strict Content-Security-Policy.
+//! - `health`: `/healthz` and `/metrics`, and the loop that refreshes the paused set the
+//!   readers watch and the gauges.
+//! - `metrics`: every metric name and its recording helper.
+//! - `schema`, `envelope`, `timespec`: JSON Schema validation of `data`; decoding a raw entry
+//!   into an event; the CLI's TIME arguments.
 //! - `sync`: the one way to take a lock, which survives a poisoned mutex.
+//! - `main.rs` + `cli/` (binary only): parse the command line, call the library, print.
+//!
+//! # Errors
+//!
+//! One enum per layer, in [`error`]: [`error::ConfigError`] (the file), [`error::RedisError`]
+//! with a [`error::RedisErrorKind`] that says what a caller can do (retry, recreate the group,
+//! give up), [`error::EngineError`] for [`Engine::run`], and [`error::OpError`] for the DLQ
+//! and replay operations ([`error::InputError`] for bad arguments). Long-running loops never
+//! return Redis errors: they back off and log. Only the edges turn errors into words and
+//! numbers: `OpError` is mapped to exit codes and hints once in `src/cli/mod.rs`, and to HTTP
+//! statuses once in the admin API; `EngineError` to an exit code in `src/main.rs`.
+//!
+//! # Where to change what
+//!
+//! - A new DLQ reason: `vocab.rs` ([`DlqReason`]; the Lua scripts take it as an argument).
+//! - A new handler kind: a file in `handler/` (built in `handler::from_config`) and its
+//!   `HandlerConfig` variant, which `config/raw.rs` reads as it is (defined in
+//!   `config/model.rs`).
+//! - How backoff or "attempts used up" works: `settle/policy.rs`.
+//! - A new Redis command: the family file under `redis/` (a script: a `.lua` file beside it).
 
-pub mod api;
-pub mod app;
-pub(crate) mod backoff;
-pub(crate) mod clock;
+// The supported API: documented, and changed only with a version bump.
 pub mod config;
-pub mod consumer;
-pub mod dashboard;
-pub mod dispatch;
 pub mod dlq;
-pub mod envelope;
 pub mod error;
-pub mod handler;
-pub mod health;
-pub mod janitor;
-pub mod keys;
-pub mod metrics;
 pub mod publisher;
-pub mod redis;
 pub mod replay;
-pub mod schema;
-pub mod settle;
 pub mod status;
-mod sync;
-pub mod timespec;
 pub mod vocab;
 
 pub use app::{Engine, HttpAddr};
 pub use config::Config;
 pub use handler::{Delivery, Handler, Outcome};
+pub use publisher::{NewEvent, Publisher};
+pub use vocab::{DlqReason, RawEntry, StreamId};
 
-/// `url` with any password replaced by `***`, for logs and errors.
+// Internal modules that the binary, the integration tests or the benches reach into. Not
+// part of the supported API: hidden from the docs, and free to change in any release.
+#[doc(hidden)]
+pub mod dispatch;
+#[doc(hidden)]
+pub mod envelope;
+#[doc(hidden)]
+pub mod redis;
+#[doc(hidden)]
+pub mod schema;
+#[doc(hidden)]
+pub mod timespec;
+
+// Internal modules.
+pub(crate) mod api;
+pub(crate) mod app;
+pub(crate) mod backoff;
+pub(crate) mod clock;
+pub(crate) mod consumer;
+pub(crate) mod dashboard;
+pub(crate) mod handler;
+pub(crate) mod health;
+pub(crate) mod janitor;
+pub(crate) mod keys;
+pub(crate) mod metrics;
+pub(crate) mod settle;
+mod sync;
+
+/// `url` with any password replaced by `***`: every log line and error that names a Redis URL
+/// goes through here, so a password never reaches a log.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();

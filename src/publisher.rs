@@ -19,11 +19,14 @@ type Fields = Vec<(String, String)>;
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
+    /// Routes the event to the pools whose `types` match it, and picks its schema.
     #[serde(rename = "type")]
     pub event_type: String,
     /// The JSON body. In NDJSON input it may be a JSON value or a string holding JSON.
     #[serde(deserialize_with = "json_text")]
     pub data: String,
+    /// The publisher's own event ID: the key for deduplication here and for idempotence in
+    /// handlers.
     #[serde(default)]
     pub id: Option<String>,
     /// Pass-through fields (`tenant`, `correlation_id`…).
@@ -78,6 +81,7 @@ impl Rejection {
 /// What a publish did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Published {
+    /// Written as this entry.
     Added(StreamId),
     /// `id` was published before, within the dedup window: nothing written.
     Duplicate(StreamId),
@@ -86,6 +90,8 @@ pub enum Published {
 /// Field names publishers may not set: they mean something to weir.
 const RESERVED: &[&str] = &[TYPE, DATA, EVENT_ID];
 
+/// Writes new entries: validated first (schema, size, reserved fields) so no bad entry reaches
+/// the stream from weir's side, deduplicated by `id`, spread over partitions by key.
 pub struct Publisher {
     redis: Redis,
     /// The stream key of each partition (one without partitions).
@@ -98,6 +104,8 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// A publisher for `config`'s stream; `schemas` is shared with the engine when both run in
+    /// one process, since compiling them is the expensive part.
     pub fn new(redis: Redis, config: &Config, schemas: Arc<Schemas>) -> Publisher {
         Publisher {
             redis,

@@ -10,15 +10,21 @@ use crate::config::{Config, StreamConfig};
 use crate::error::RedisError;
 use crate::redis::{GroupInfo, Redis, StreamId};
 
+/// What `weir status` prints: enough to tell at a glance whether events flow, pile up or fail.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
+    /// The stream key (the partitions' prefix when partitioned).
     pub stream: String,
     /// How many stream keys the stream is spread over.
     pub partitions: usize,
+    /// Entries on the stream, over all partitions; grows when trimming is held back.
     pub stream_length: u64,
+    /// The DLQ key.
     pub dlq: String,
+    /// Entries waiting for an operator, over all partitions.
     pub dlq_length: u64,
+    /// Every configured pool, in config order.
     pub pools: Vec<PoolStatus>,
     /// Groups on the stream that no configured pool owns (other consumers, old pools).
     pub other_groups: Vec<String>,
@@ -26,14 +32,20 @@ pub struct Status {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// One configured pool as every report shows it — `weir status`, `/healthz` and the gauges —
+/// built in one place (`PoolStatus::of`): its group summed over the partitions.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolStatus {
+    /// The pool, and its consumer group.
     pub name: String,
     /// False when the pool's consumer group does not exist (yet).
     pub exists: bool,
+    /// In the paused set: its readers stop, in-flight work finishes.
     pub paused: bool,
+    /// Processes reading (the most any partition has).
     pub consumers: u64,
+    /// Delivered, not yet acknowledged: in flight or waiting for a retry.
     pub pending: u64,
     /// Entries not yet delivered to the group; `None` when Redis cannot tell.
     pub lag: Option<u64>,
@@ -48,7 +60,7 @@ pub struct PoolStatus {
 }
 
 /// The ownership lease of an ordered pool on one stream or partition.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnerStatus {
     /// The stream (partition) key.
@@ -87,15 +99,62 @@ pub async fn owners(
     Ok(owners)
 }
 
+impl PoolStatus {
+    /// Pool `name` as `groups` (from [`totals`]) and `paused` say; a pool whose group does not
+    /// exist yet shows zeros. The oldest pending entry costs round trips, so only `weir
+    /// status` asks for it (`oldest_pending`).
+    pub(crate) fn of(name: &str, groups: &[GroupInfo], paused: &HashSet<String>) -> PoolStatus {
+        let group = groups.iter().find(|g| g.name == name);
+        PoolStatus {
+            name: name.to_string(),
+            exists: group.is_some(),
+            paused: paused.contains(name),
+            consumers: group.map_or(0, |g| g.consumers),
+            pending: group.map_or(0, |g| g.pending),
+            lag: group.and_then(|g| g.lag),
+            oldest_pending_age_seconds: None,
+            order_key: None,
+            owners: Vec::new(),
+        }
+    }
+
+    /// The oldest entry the pool has not acknowledged; no round trip when nothing is pending.
+    pub(crate) async fn oldest_pending(
+        &self,
+        redis: &Redis,
+        stream: &StreamConfig,
+    ) -> Result<Option<StreamId>, RedisError> {
+        if self.pending == 0 {
+            return Ok(None);
+        }
+        oldest_pending(redis, stream, &self.name).await
+    }
+}
+
+/// The members of the paused set: pools an operator paused.
+pub(crate) async fn paused(
+    redis: &Redis,
+    stream: &StreamConfig,
+) -> Result<HashSet<String>, RedisError> {
+    Ok(redis
+        .members(&stream.paused_key())
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// The stream, its DLQ and its groups summed over the partitions.
 pub struct Totals {
+    /// Entries on the stream keys.
     pub stream_length: u64,
+    /// Entries on the DLQ keys.
     pub dlq_length: u64,
     /// Per group: consumers is the most any partition has (a process is one consumer in
     /// each), pending and lag are sums (lag `None` if any partition cannot tell).
     pub groups: Vec<GroupInfo>,
 }
 
+/// Sums the stream, the DLQ and the groups over the partitions: what every report starts from.
 pub async fn totals(redis: &Redis, stream: &StreamConfig) -> Result<Totals, RedisError> {
     let mut totals = Totals {
         stream_length: 0,
@@ -142,6 +201,7 @@ pub async fn oldest_pending(
     Ok(oldest)
 }
 
+/// The snapshot behind `weir status`: a few round trips per pool and partition, never a scan.
 pub async fn status(redis: &Redis, config: &Config) -> Result<Status, RedisError> {
     let stream = &config.stream;
     let Totals {
@@ -149,33 +209,18 @@ pub async fn status(redis: &Redis, config: &Config) -> Result<Status, RedisError
         dlq_length,
         groups,
     } = totals(redis, stream).await?;
-    let paused: HashSet<String> = redis
-        .members(&stream.paused_key())
-        .await?
-        .into_iter()
-        .collect();
+    let paused = paused(redis, stream).await?;
     let mut pools = Vec::new();
     for pool in &config.pools {
-        let group = groups.iter().find(|g| g.name == pool.name);
-        let oldest = match group {
-            Some(g) if g.pending > 0 => oldest_pending(redis, stream, &g.name).await?,
-            _ => None,
-        };
-        pools.push(PoolStatus {
-            name: pool.name.clone(),
-            exists: group.is_some(),
-            paused: paused.contains(&pool.name),
-            consumers: group.map_or(0, |g| g.consumers),
-            pending: group.map_or(0, |g| g.pending),
-            lag: group.and_then(|g| g.lag),
-            oldest_pending_age_seconds: oldest
-                .map(|id| clock::now_ms().saturating_sub(id.ms) as f64 / 1000.0),
-            order_key: pool.order_key.as_ref().map(|k| k.as_str().to_string()),
-            owners: match pool.order_key {
-                Some(_) => owners(redis, config, &pool.name).await?,
-                None => Vec::new(),
-            },
-        });
+        let mut view = PoolStatus::of(&pool.name, &groups, &paused);
+        let oldest = view.oldest_pending(redis, stream).await?;
+        view.oldest_pending_age_seconds =
+            oldest.map(|id| clock::now_ms().saturating_sub(id.ms) as f64 / 1000.0);
+        if let Some(key) = &pool.order_key {
+            view.order_key = Some(key.as_str().to_string());
+            view.owners = owners(redis, config, &pool.name).await?;
+        }
+        pools.push(view);
     }
     let other_groups = groups
         .iter()

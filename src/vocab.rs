@@ -10,11 +10,14 @@ use bytes::Bytes;
 /// `<ms>-<seq>`, ordered the way Redis orders entries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StreamId {
+    /// Milliseconds since the epoch when Redis added the entry: IDs double as timestamps.
     pub ms: u64,
+    /// Orders entries added in the same millisecond.
     pub seq: u64,
 }
 
 impl StreamId {
+    /// `0-0`: before every entry; a group created here reads the whole stream.
     pub const ZERO: StreamId = StreamId { ms: 0, seq: 0 };
 
     /// Parses `1700000000000-3`, or a bare `1700000000000` (sequence 0).
@@ -51,7 +54,10 @@ impl fmt::Display for StreamId {
 /// `fields` is `None` when the entry was deleted but its ID is still pending.
 #[derive(Debug, Clone)]
 pub struct RawEntry {
+    /// Where it sits on its stream.
     pub id: StreamId,
+    /// Bytes, not text: a publisher may write anything, and a bad entry must still reach the
+    /// DLQ intact.
     pub fields: Option<Vec<(Bytes, Bytes)>>,
 }
 
@@ -65,6 +71,7 @@ impl RawEntry {
             .sum()
     }
 
+    /// The first value of field `name` (a stream entry may repeat a field; the first wins).
     pub fn field(&self, name: &str) -> Option<&Bytes> {
         self.fields
             .as_ref()?

@@ -622,7 +622,7 @@ async fn a_replay_cancelled_then_stopped_by_shutdown_resumes_over_http_without_d
     })
     .await;
     running.stop().await;
-    let key = weir::keys::replay_job(&stream, &job);
+    let key = weir::replay::job_key(&stream, &job);
     let hash = redis.hash_get_all(&key).await.unwrap();
     assert_eq!(
         hash["status"], "interrupted",

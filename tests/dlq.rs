@@ -291,7 +291,11 @@ async fn reprocess_sends_entries_back_to_the_pool_that_failed_them_only() {
         !replayed.fields.iter().any(|(k, _)| k.starts_with("dlq_")),
         "dlq_* fields were re-published"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // q has read and settled everything on the stream: its count is final.
+    wait_for("q caught up", Duration::from_secs(15), || {
+        caught_up(&server, &redis, &stream, "q")
+    })
+    .await;
     assert_eq!(q.count(), 5, "q handled entries meant only for p");
     running.stop().await;
 }
@@ -334,7 +338,11 @@ async fn reprocessing_10k_while_the_engine_consumes_loses_and_doubles_nothing() 
         || async { p.count() >= 10_200 },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // p has read and settled everything on the stream: a doubled entry would be counted now.
+    wait_for("p caught up", Duration::from_secs(60), || {
+        caught_up(&server, &redis, &stream, "p")
+    })
+    .await;
     let mut sources: Vec<String> = p
         .seen()
         .iter()

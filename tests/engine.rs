@@ -294,8 +294,8 @@ async fn permanent_failures_are_dead_lettered_once_without_retries() {
         })
         .await;
     }
-    // Let any wrongly scheduled retry happen before counting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nothing pending in either group: every entry is settled (the DLQ move acknowledges in
+    // the same script), so no retry can come after this point and the counts are final.
     let entries = redis.range(&dlq, "-", "+", 100).await.unwrap();
     let got: Vec<(String, String)> = entries
         .iter()
@@ -351,6 +351,8 @@ async fn a_handler_running_past_the_visibility_timeout_is_not_redelivered() {
         handler.count() >= 1 && group_pending(&redis, &stream, "p").await == 0
     })
     .await;
+    // The quiet period is the assertion: a reclaim that raced the acknowledgement would
+    // deliver again within one janitor tick (the visibility timeout is 0.4 s).
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         handler.count(),
@@ -409,9 +411,17 @@ async fn pausing_through_the_redis_set_stops_and_resumes_reading() {
     publish(&redis, &stream, "job", "{}").await;
     wait_for("first handled", T, || async { handler.count() == 1 }).await;
     server.cli(&["SADD", &format!("{stream}:paused"), "p"]);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    publish(&redis, &stream, "job", "{}").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_readers_parked(&server, 1).await;
+    let job = publish(&redis, &stream, "job", "{}").await;
+    publish(&redis, &stream, "x", "{}").await;
+    // The other pool reads past the job: the stream is being read, just not by `p`.
+    wait_for("the other pool read on", T, || {
+        caught_up(&server, &redis, &stream, "other")
+    })
+    .await;
+    let p = redis.groups(&stream).await.unwrap();
+    let p = p.iter().find(|g| g.name == "p").unwrap();
+    assert!(p.last_delivered < job, "a paused pool kept reading");
     assert_eq!(handler.count(), 1, "a paused pool kept reading");
     server.cli(&["SREM", &format!("{stream}:paused"), "p"]);
     wait_for("resumed", T, || async { handler.count() == 2 }).await;
@@ -439,7 +449,8 @@ async fn a_destroyed_group_is_recreated_at_the_last_delivered_id() {
         publish(&redis, &stream, "job", "{}").await;
     }
     wait_for("next five", T, || async { handler.count() >= 10 }).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Read to the end and acknowledged: a group recreated too early would re-deliver before this.
+    wait_for("caught up", T, || caught_up(&server, &redis, &stream, "p")).await;
     let per_entry = handler.per_entry();
     assert_eq!(per_entry.len(), 10, "every entry handled");
     assert!(
@@ -470,8 +481,8 @@ async fn trimming_never_removes_unread_or_unacknowledged_entries() {
     for i in 0..500 {
         publish(&redis, &stream, "job", &format!("{{\"i\":{i}}}")).await;
     }
-    // Two trim intervals pass with the pool paused: nothing may go.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Two trim passes run with the pool paused: nothing may go.
+    wait_trim_ticks(&server, 2).await;
     assert_eq!(
         redis.stream_len(&stream).await.unwrap(),
         500,

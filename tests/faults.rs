@@ -167,8 +167,12 @@ async fn lost_replies_for_two_seconds_lose_nothing() {
     })
     .await;
     let publisher = spawn_publisher(&server, &stream, 0..400, Duration::from_millis(5)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // XREADGROUP replies (entries delivered but never seen) and XACK replies vanish.
+    wait_for("the engine consuming", T, || async {
+        handler.count() >= 20
+    })
+    .await;
+    // XREADGROUP replies (entries delivered but never seen) and XACK replies vanish. The two
+    // seconds are the fault's length, the scenario itself.
     proxy.set(proxy::Mode::DropReplies);
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.set(proxy::Mode::Pass);
@@ -235,6 +239,7 @@ async fn client_kill_every_500ms_under_load_loses_nothing() {
     while !publisher.is_finished() {
         server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
         kills += 1;
+        // The kill rate is the scenario.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(kills >= 4, "the load ended before the kills began");
@@ -258,9 +263,24 @@ async fn redis_stalls_client_pause_and_debug_sleep_lose_nothing() {
     let handler = Recorder::ok();
     let (running, redis) = start_engine(&server, &server.url(), &stream, &handler).await;
     let publisher = spawn_publisher(&server, &stream, 0..300, Duration::from_millis(10)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for("the engine consuming", T, || async {
+        handler.count() >= 10
+    })
+    .await;
     assert_eq!(server.cli(&["CLIENT", "PAUSE", "1500", "WRITE"]), "OK");
-    tokio::time::sleep(Duration::from_millis(1800)).await;
+    // A write of our own waits out the pause; then the engine must be handling again.
+    redis
+        .add(
+            &format!("{stream}:probe"),
+            &[("after", b"pause".as_slice())],
+        )
+        .await
+        .unwrap();
+    let handled = handler.count();
+    wait_for("the engine consuming after the pause", T, || async {
+        handler.count() > handled
+    })
+    .await;
     assert_eq!(server.cli(&["DEBUG", "SLEEP", "1.5"]), "OK");
     let accepted = publisher.await.unwrap();
     settle_and_check(
@@ -373,6 +393,7 @@ async fn sigstop_past_the_visibility_timeout_then_sigcont_corrupts_nothing() {
     assert!(b.seen().iter().all(|s| s.attempt == 2));
 
     // A wakes up: its handlers finish, its XACKs find nothing, its lease renewals find nothing.
+    let acks_before = command_calls(&server, "xack");
     assert!(signal("-CONT").success());
     let finished = || {
         std::fs::read_to_string(&done)
@@ -389,7 +410,18 @@ async fn sigstop_past_the_visibility_timeout_then_sigcont_corrupts_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await; // A's acks and a few lease ticks
+    // A's late XACKs reach Redis (B is idle, so any new XACK is A's); then A drains and exits,
+    // after which nothing of A's can still change the group.
+    wait_for("A's acknowledgements", T, || async {
+        command_calls(&server, "xack") > acks_before
+    })
+    .await;
+    assert!(signal("-TERM").success());
+    assert_eq!(
+        a.wait().unwrap().code(),
+        Some(0),
+        "A did not drain and exit cleanly"
+    );
     assert_eq!(
         group_pending(&redis, &stream, "p").await,
         0,
@@ -397,12 +429,6 @@ async fn sigstop_past_the_visibility_timeout_then_sigcont_corrupts_nothing() {
     );
     assert_eq!(redis.stream_len(&format!("{stream}:dlq")).await.unwrap(), 0);
     assert_eq!(b.count(), 20, "nothing was delivered a third time");
-    assert!(signal("-TERM").success());
-    assert_eq!(
-        a.wait().unwrap().code(),
-        Some(0),
-        "A did not drain and exit cleanly"
-    );
     running.stop().await;
 }
 
@@ -458,7 +484,7 @@ async fn entries_trimmed_before_a_pool_read_them_are_reported_and_counted_once()
     publish_numbered(&redis, &stream, 0..3, Duration::ZERO).await;
     wait_for("first three handled", T, || async { handler.count() == 3 }).await;
     server.cli(&["SADD", &format!("{stream}:paused"), "unread"]);
-    tokio::time::sleep(Duration::from_millis(600)).await; // paused within a second
+    wait_readers_parked(&server, 0).await;
     publish_numbered(&redis, &stream, 3..13, Duration::ZERO).await;
     // Someone trims by hand past the ten unread entries, then more arrive.
     assert_eq!(server.cli(&["XTRIM", &stream, "MAXLEN", "0"]), "13");
@@ -479,7 +505,7 @@ async fn entries_trimmed_before_a_pool_read_them_are_reported_and_counted_once()
         lost().await == Some(10.0)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(2500)).await; // two more trim ticks: not counted again
+    wait_trim_ticks(&server, 2).await; // two more trim passes: not counted again
     assert_eq!(lost().await, Some(10.0));
     server.cli(&["SREM", &format!("{stream}:paused"), "unread"]);
     settle_and_check(&handler, &redis, &stream, &late, T).await;
@@ -526,7 +552,11 @@ async fn deleting_the_stream_or_the_consumer_while_running_causes_no_error_storm
 
     // The stream disappears under the engine.
     assert_eq!(server.cli(&["DEL", &stream]), "1");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The engine notices and recreates its group (and with it the stream).
+    wait_for("the group recreated", T, || async {
+        redis.groups(&stream).await.is_ok_and(|g| g.len() == 1)
+    })
+    .await;
     for _ in 0..5 {
         last = publish(&redis, &stream, "job", "{}").await;
     }
@@ -548,6 +578,8 @@ async fn deleting_the_stream_or_the_consumer_while_running_causes_no_error_storm
         caught_up(last)
     })
     .await;
+    // A storm builds over time: the quiet period (a few reader and janitor cycles) is the
+    // scenario.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     std::process::Command::new("kill")

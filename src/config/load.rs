@@ -9,6 +9,7 @@ use super::raw::RawConfig;
 use super::validate::invalid;
 use crate::error::ConfigError;
 
+/// Where `weir` looks without `-c`: the working directory, like most tools' own files.
 pub const DEFAULT_CONFIG_PATH: &str = "streams.toml";
 
 /// `WEIR_…` variables that are not config overrides.

@@ -1,4 +1,4 @@
-//! `streams.toml` in two phases: [`RawConfig`] is exactly what serde reads (unknown keys are
+//! `streams.toml` in two phases: `RawConfig` is exactly what serde reads (unknown keys are
 //! errors), [`Config`] is what the engine runs on — durations parsed, paths resolved,
 //! cross-field rules checked. Every error names the key it is about, as a path like
 //! `pools[0].concurrency`.
@@ -25,9 +25,5 @@ pub use model::{
     Config, HandlerConfig, HealthConfig, HttpConfig, JanitorConfig, OrderKey, PoolConfig,
     RedisConfig, RetryPolicy, Secret, StreamConfig,
 };
-pub use raw::{
-    RawConfig, RawHealth, RawHttp, RawJanitor, RawPool, RawRedis, RawRetry, RawSchemas, RawStream,
-};
-pub use url::{is_cluster_url, normalize_url};
 
 pub use crate::keys::Partition;

@@ -16,13 +16,17 @@ use crate::keys::{self, Partition};
 pub enum HandlerConfig {
     /// POST `data` to `url`.
     Http {
+        /// The endpoint; one POST per delivery.
         url: String,
+        /// Sent with every request, e.g. `authorization` (kept out of logs).
         #[serde(default)]
         headers: BTreeMap<String, String>,
     },
     /// Run `command` (argv, no shell) with `data` on stdin.
     Exec {
+        /// argv: the program, then its arguments; no shell, so nothing is interpolated.
         command: Vec<String>,
+        /// Added to the child's environment, beside the `WEIR_*` variables.
         #[serde(default)]
         env: BTreeMap<String, String>,
     },
@@ -35,16 +39,24 @@ pub enum HandlerConfig {
 /// The validated configuration the engine runs on.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where the engine, the CLI and the operations connect.
     pub redis: RedisConfig,
+    /// The stream every pool reads, with its DLQ and partitions.
     pub stream: StreamConfig,
+    /// The pace of reclaim, dead-letter sweeps, trimming and consumer clean-up.
     pub janitor: JanitorConfig,
     /// `None`: `data` is only checked to be JSON.
     pub schemas_dir: Option<PathBuf>,
+    /// Where `/healthz` and `/metrics` listen; port 0 picks one (see [`crate::Engine::http_addr`]).
     pub http_listen: SocketAddr,
     /// The admin API's tokens and the listener's TLS (`[http]`).
     pub http: HttpConfig,
+    /// When `/healthz` says `degraded` instead of `healthy`.
     pub health: HealthConfig,
+    /// After the stop signal, how long in-flight handlers may finish before they are abandoned
+    /// (their entries stay pending and are redelivered).
     pub shutdown_grace: Duration,
+    /// One consumer group each; an event goes to every pool whose `types` match it.
     pub pools: Vec<PoolConfig>,
 }
 
@@ -52,12 +64,18 @@ pub struct Config {
 /// never imports `config` (config → redis, one direction).
 pub use crate::redis::RedisConfig;
 
+/// The stream and its DLQ; with partitions, the key prefix of each partition's pair.
 #[derive(Debug, Clone)]
 pub struct StreamConfig {
+    /// The stream key (or, partitioned, the prefix of the partitions' keys).
     pub name: String,
+    /// Where entries that cannot succeed go, with `dlq_*` fields saying why.
     pub dlq: String,
+    /// Trimming target; approximate, and never past an entry a group still needs.
     pub max_len: u64,
+    /// Larger publishes are refused: one huge entry would stall every reader.
     pub max_entry_bytes: usize,
+    /// How long a publisher's event `id` is remembered so a resent event is written once.
     pub dedup_window: Duration,
     /// How many stream keys the main stream is spread over; 1 is the plain layout.
     pub partitions: usize,
@@ -105,6 +123,7 @@ impl StreamConfig {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a token read from the config or the environment.
     pub fn new(text: impl Into<String>) -> Secret {
         Secret(text.into())
     }
@@ -124,7 +143,9 @@ impl std::fmt::Debug for Secret {
 /// `[http]` beyond `listen`: the admin API is off unless a token is set.
 #[derive(Debug, Clone, Default)]
 pub struct HttpConfig {
+    /// Full access to `/api/v1` (and the dashboard's write controls).
     pub admin_token: Option<Secret>,
+    /// GET endpoints only: for dashboards on a wall and read-only operators.
     pub read_token: Option<Secret>,
     /// PEM certificate chain and key: with both, the listener speaks HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -137,6 +158,7 @@ impl HttpConfig {
     }
 }
 
+/// Thresholds that turn `/healthz` from `healthy` to `degraded` (still 200: alert, not restart).
 #[derive(Debug, Clone)]
 pub struct HealthConfig {
     /// `degraded` when the DLQ holds more entries than this.
@@ -145,33 +167,51 @@ pub struct HealthConfig {
     pub degraded_lag: u64,
 }
 
+/// The janitor's pace.
 #[derive(Debug, Clone)]
 pub struct JanitorConfig {
+    /// Between reclaim passes and trim passes (trimming runs at most once a second).
     pub interval: Duration,
+    /// A consumer idle this long with nothing pending is deleted (crashed processes leave
+    /// their names behind).
     pub consumer_gc: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-/// The retry rules of a pool; what they mean is in [`crate::settle`] (`exhausted`, `backoff`).
+/// The retry rules of a pool; what they mean is in `settle/policy.rs` (`exhausted`, `backoff`).
 pub struct RetryPolicy {
+    /// Deliveries before an entry is dead-lettered with reason `max_attempts`.
     pub max_attempts: u32,
+    /// The first backoff; attempt n waits `retry * backoff_exp^(n-1)`.
     pub retry: Duration,
+    /// Growth of the backoff per attempt.
     pub backoff_exp: f64,
+    /// Cap on one backoff, so a long-failing entry is still retried now and then.
     pub max_backoff: Duration,
+    /// How long an entry stays leased to a process that stopped renewing it (crashed or
+    /// frozen) before another process reclaims it.
     pub visibility_timeout: Duration,
 }
 
+/// One pool: a consumer group, its workers and its handler.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
+    /// Also the consumer group's name, so `redis-cli` shows the same word.
     pub name: String,
+    /// Handlers running at once in this process (per partition).
     pub concurrency: usize,
+    /// Event types this pool handles (`*` for all, `prefix.*`); other entries are
+    /// acknowledged unhandled.
     pub types: Vec<String>,
+    /// A handler running longer is abandoned and the delivery counts as a retryable failure.
     pub timeout: Duration,
     /// `None` when the handler is supplied in code ([`crate::Engine::with_handler`]).
     pub handler: Option<HandlerConfig>,
     /// Where a newly created group starts: `0` (everything) or `$` (only new entries).
     pub start: String,
+    /// Most entries per XREADGROUP: bigger batches, fewer round trips, more held per read.
     pub read_count: usize,
+    /// This pool's retry rules (the `[retry]` defaults with its overrides).
     pub retry: RetryPolicy,
     /// Set for an ordered pool (contract §9): entries with the same key are handled one at a
     /// time in stream order, by one owning process per stream or partition.
@@ -197,6 +237,7 @@ impl OrderKey {
 }
 
 impl Config {
+    /// The pool named `name`, if configured.
     pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
         self.pools.iter().find(|p| p.name == name)
     }

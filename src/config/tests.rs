@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::load::{Overrides, load_with};
+use super::raw::RawConfig;
 use super::*;
 use crate::error::ConfigError;
 

@@ -69,6 +69,7 @@ impl Leases {
         lock(&self.held).len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

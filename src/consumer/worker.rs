@@ -21,6 +21,9 @@ pub struct Job {
     pub entry: RawEntry,
     /// Delivery number: 1 from the reader, the delivery count from the janitor.
     pub attempt: u64,
+    /// The worker slot: held, never read; dropping the job (settled, queued for a retry's
+    /// end, or fenced off) frees it.
+    #[allow(dead_code)]
     pub permit: OwnedSemaphorePermit,
     /// Ordered pools: the entry's key lane (`None`: keyless, not ordered).
     pub lane: Option<u64>,

@@ -18,10 +18,10 @@ const APP_CSS: &str = include_str!("app.css");
 const ICON: &str = include_str!("icon.svg");
 
 /// The policy for every dashboard response; `connect-src 'self'` is implied by `default-src`.
-pub const CSP: &str = "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'";
+pub(crate) const CSP: &str = "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'";
 
 /// `GET /` and `GET /assets/{app.js,app.css,icon.svg}`, stateless so it merges into any router.
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+pub(crate) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route(
             "/",

@@ -1,5 +1,5 @@
 //! Reading and working the dead-letter stream: filtered scans in pages (memory stays flat on
-//! any DLQ size), atomic reprocess, forget and purge. [`ops`] holds the operations across
+//! any DLQ size), atomic reprocess, forget and purge. `ops` holds the operations across
 //! partitions that the CLI and the HTTP API share.
 
 use std::collections::BTreeMap;
@@ -26,9 +26,13 @@ pub const PAGE: usize = 500;
 /// Which dead letters a command applies to. Times bound the DLQ entry ID (when it failed).
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
+    /// The original event types (`dlq_*` aside, `type` is kept); empty matches all.
     pub types: Vec<String>,
+    /// A `dlq_reason` ([`crate::DlqReason`] as text); `None` matches all.
     pub reason: Option<String>,
+    /// Failed at or after (a DLQ ID is the time of failure).
     pub start: Option<StreamId>,
+    /// Failed at or before.
     pub end: Option<StreamId>,
     /// Case-sensitive text anywhere in the entry's field values.
     pub grep: Option<String>,
@@ -40,14 +44,22 @@ pub struct Filter {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
+    /// The DLQ entry's ID, which `forget` and `reprocess --id` take.
     pub id: String,
+    /// The event type, to see at a glance which producer or handler is at fault.
     #[serde(rename = "type")]
     pub event_type: String,
+    /// `dlq_reason`: what to fix (the handler, the publisher, the schema…).
     pub reason: String,
+    /// The pool that gave up; reprocess sends the entry back to it only.
     pub group: String,
+    /// The handler's or validator's last message.
     pub error: String,
+    /// Deliveries made, as stored (text: operators may have edited it).
     pub attempts: String,
+    /// When it was dead-lettered, as stored.
     pub failed_at: String,
+    /// The entry's ID on the main stream, which a reprocessed copy carries as `replay_of`.
     pub source_id: String,
     /// Every field as it is stored, `dlq_*` included.
     pub fields: BTreeMap<String, String>,
@@ -61,6 +73,8 @@ pub(crate) fn text(entry: &RawEntry, name: &str) -> String {
 }
 
 impl DeadLetter {
+    /// Reads the `dlq_*` fields of a DLQ entry; missing ones read as empty, never an error,
+    /// so a hand-written or damaged entry still lists.
     pub fn from_entry(entry: &RawEntry) -> DeadLetter {
         let fields = entry
             .fields
@@ -201,9 +215,13 @@ where
 /// Counts by type and by reason.
 #[derive(Debug, Default, Serialize)]
 pub struct Stats {
+    /// Dead letters scanned.
     pub total: u64,
+    /// Which events fail.
     pub by_type: BTreeMap<String, u64>,
+    /// Why they fail.
     pub by_reason: BTreeMap<String, u64>,
+    /// Which pools gave up.
     pub by_group: BTreeMap<String, u64>,
 }
 

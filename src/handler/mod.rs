@@ -18,8 +18,11 @@ use crate::redis::StreamId;
 /// One delivery of an event to a pool's handler.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// The pool delivering it, for handlers shared by several pools.
     pub pool: Arc<str>,
+    /// Unique on the stream; the same on every redelivery.
     pub entry_id: StreamId,
+    /// The `type` field, already routed on.
     pub event_type: String,
     /// The event body, a JSON document that passed schema validation.
     pub data: String,
@@ -41,14 +44,20 @@ pub enum Outcome {
     Success,
     /// Failed, may succeed later: redeliver after the backoff, or at least `after`.
     Retry {
+        /// The earliest redelivery (e.g. from `Retry-After`); the backoff applies if longer.
         after: Option<Duration>,
+        /// Logged, and kept as `dlq_error` if the attempts run out.
         error: String,
     },
     /// Will never succeed: dead-letter now with reason `rejected`.
-    Permanent { error: String },
+    Permanent {
+        /// Kept as `dlq_error`, for whoever fixes the event.
+        error: String,
+    },
 }
 
 impl Outcome {
+    /// Retry after the pool's backoff.
     pub fn retry(error: impl Into<String>) -> Outcome {
         Outcome::Retry {
             after: None,
@@ -56,6 +65,7 @@ impl Outcome {
         }
     }
 
+    /// Dead-letter now.
     pub fn permanent(error: impl Into<String>) -> Outcome {
         Outcome::Permanent {
             error: error.into(),
@@ -66,6 +76,8 @@ impl Outcome {
 /// Implement this to handle events in Rust; register it with [`crate::Engine::with_handler`].
 #[async_trait::async_trait]
 pub trait Handler: Send + Sync + 'static {
+    /// Handles one delivery. Called concurrently (up to the pool's `concurrency`) and possibly
+    /// more than once per entry, so it should be idempotent; a panic counts as a retry.
     async fn handle(&self, delivery: &Delivery) -> Outcome;
 }
 

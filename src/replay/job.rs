@@ -44,8 +44,11 @@ fn replayed(entry: &RawEntry, job: &str, group: Option<&str>) -> Vec<(Bytes, Byt
 
 /// A job ready to run: a new one, or one read back for `--resume`.
 pub struct Job {
+    /// Names the progress hash.
     pub id: String,
+    /// What it copies.
     pub spec: Spec,
+    /// Where it stands, as last written to the hash.
     pub progress: Progress,
     key: String,
 }
@@ -99,6 +102,8 @@ impl Job {
         })
     }
 
+    /// Reads job `id` back from its progress hash beside `stream`, to continue after its
+    /// cursor. Refuses finished and damaged jobs.
     pub async fn resume(redis: &Redis, stream: &str, id: &str) -> Result<Job, ReplayError> {
         let key = job_key(stream, id);
         let f = redis.hash_get_all(&key).await?;

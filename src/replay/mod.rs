@@ -1,6 +1,6 @@
 //! Replaying history: copies entries of a time range back onto the main stream, with
 //! `replay_of`, `replay_job` and (optionally) `replay_group`. Progress lives in the hash
-//! `<stream>:replay:<job>` and each batch's XADDs and its progress update are one MULTI/EXEC,
+//! `<stream>:replay:<job>` and each batch's XADDs and its progress update are one script,
 //! so a killed replay resumes exactly at its cursor: no duplicates, no gaps.
 
 mod job;
@@ -27,42 +27,65 @@ pub const INTERRUPTED: &str = "interrupted";
 /// What to replay. Stored in the job hash so `--resume` needs nothing else.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
+    /// The first entry ID to copy (inclusive).
     pub start: StreamId,
     /// Inclusive; clamped to the stream's last ID when the job starts, so a replay never
     /// reads its own output.
     pub end: StreamId,
+    /// Event types to copy; empty copies all.
     pub types: Vec<String>,
+    /// Set `replay_group` so only this pool handles the copies; `None` sends them to all.
     pub group: Option<String>,
+    /// At most this many entries published, over all partitions together.
     pub limit: Option<u64>,
+    /// Entries per script call, and so per progress update.
     pub batch_size: usize,
     /// Entries published per second at most.
     pub rate: Option<u64>,
+    /// Copy entries that are themselves replays (`replay_of` set); off so that replaying a
+    /// range twice does not copy copies.
     pub include_replays: bool,
 }
 
 /// Where a job stands; the fields of the job hash.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Progress {
+    /// The job ID, which `--resume` takes.
     pub job: String,
+    /// `running`, `done` or `stopped` (interrupted, resumable).
     pub status: String,
+    /// The last entry ID copied or skipped; a resumed job starts after it.
     pub cursor: String,
+    /// Entries read from the range.
     pub scanned: u64,
+    /// Entries that passed the filters.
     pub matched: u64,
+    /// Copies written to the stream.
     pub published: u64,
+    /// Copies per event type.
     pub by_type: BTreeMap<String, u64>,
 }
 
 /// Why a replay cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
+    /// Redis failed; the job can be resumed.
     #[error(transparent)]
     Redis(#[from] RedisError),
+    /// `--resume` named a job whose progress hash does not exist.
     #[error("replay job `{0}` not found (its progress hash does not exist)")]
     UnknownJob(String),
+    /// Resuming a finished job would copy nothing; start a new one.
     #[error("replay job `{0}` already finished; start a new one")]
     Finished(String),
+    /// The progress hash was edited or damaged: resuming could duplicate or skip entries.
     #[error("replay job `{job}` has an unreadable field `{field}`")]
-    Corrupt { job: String, field: &'static str },
+    Corrupt {
+        /// The job ID.
+        job: String,
+        /// The hash field that did not parse.
+        field: &'static str,
+    },
 }
 
 impl From<ReplayError> for OpError {
@@ -149,6 +172,8 @@ pub fn job_key(stream: &str, job: &str) -> String {
     crate::keys::replay_job(stream, job)
 }
 
+/// A fresh job ID: the start time in ms (so IDs sort by age) and a random suffix (so two
+/// replays started in the same ms differ).
 pub fn new_job_id() -> String {
     format!("{}-{:04x}", clock::now_ms(), rand::random::<u16>())
 }

@@ -2,7 +2,7 @@
 //! after the backoff", or an atomic move to the DLQ — and records the metrics for it.
 //!
 //! Two halves: [`decide`] is a pure function from a handler's outcome, the attempt number and
-//! the retry policy to a [`Settlement`]; [`dead_letter`] carries out the one settlement that
+//! the retry policy to a [`Settlement`]; [`dead_letter()`] carries out the one settlement that
 //! needs Redis here (the atomic move), given only what it needs ([`DlqTarget`]). Acks and
 //! retry schedules belong to the pool's acker and lease keeper, so the consumer applies those
 //! itself; settle never sees a pool.
@@ -12,7 +12,7 @@ mod policy;
 
 use std::time::Duration;
 
-pub use dead_letter::{DlqTarget, dead_letter, dlq_fields, first_ids, lost, report_lost};
+pub use dead_letter::{DlqTarget, dead_letter, first_ids, lost, report_lost};
 
 use crate::config::RetryPolicy;
 use crate::handler::{Delivery, Outcome, truncate};

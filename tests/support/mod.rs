@@ -700,3 +700,74 @@ fn redis_cli(options: &[impl AsRef<std::ffi::OsStr>], args: &[&str]) -> String {
         .expect("redis-cli (from redis-tools) is needed by the tests");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// `calls` of `command` (e.g. `xinfo|stream`) in the server's `INFO commandstats`.
+pub fn command_calls(server: &RedisServer, command: &str) -> u64 {
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+        .and_then(|l| l.split(',').find_map(|kv| kv.split_once("calls=")))
+        .and_then(|(_, n)| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the engine's trim loop has run `ticks` more times: each tick starts with one
+/// XINFO STREAM per partition, and nothing else in an engine sends that command.
+pub async fn wait_trim_ticks(server: &RedisServer, ticks: u64) {
+    let start = command_calls(server, "xinfo|stream");
+    wait_for(
+        &format!("{ticks} trim ticks"),
+        Duration::from_secs(15),
+        || async { command_calls(server, "xinfo|stream") >= start + ticks },
+    )
+    .await;
+}
+
+/// Clients blocked in XREADGROUP right now (a running reader is, nearly all the time).
+fn blocked_reads(server: &RedisServer) -> usize {
+    server
+        .cli(&["CLIENT", "LIST"])
+        .lines()
+        .filter(|l| {
+            l.contains(" cmd=xreadgroup")
+                && l.split(' ')
+                    .any(|kv| kv.strip_prefix("flags=").is_some_and(|f| f.contains('b')))
+        })
+        .count()
+}
+
+/// Waits until a pause has reached the readers: at most `reading` clients are still blocked
+/// in XREADGROUP (the readers of pools that are not paused), on two polls in a row, because a
+/// running reader is between two reads for a moment now and then.
+pub async fn wait_readers_parked(server: &RedisServer, reading: usize) {
+    let mut in_a_row = 0;
+    wait_for(
+        "the paused pool's reader stopped reading",
+        Duration::from_secs(15),
+        || {
+            in_a_row = if blocked_reads(server) <= reading {
+                in_a_row + 1
+            } else {
+                0
+            };
+            let done = in_a_row >= 2;
+            async move { done }
+        },
+    )
+    .await;
+}
+
+/// `group` has read every entry of `stream` and acknowledged all of them: nothing it does
+/// later can come from what is on the stream now.
+pub async fn caught_up(server: &RedisServer, redis: &Redis, stream: &str, group: &str) -> bool {
+    let last = server.cli(&["XREVRANGE", stream, "+", "-", "COUNT", "1"]);
+    let Some(last) = last.lines().next() else {
+        return false;
+    };
+    redis.groups(stream).await.is_ok_and(|groups| {
+        groups
+            .iter()
+            .any(|g| g.name == group && g.pending == 0 && g.last_delivered.to_string() == last)
+    })
+}
