@@ -25,4 +25,8 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "run-local: redis-server did not start; see .redis/redis.log" >&2; exit 1; }
 fi
 
+if [ -n "${WEIR_HTTP__ADMIN_TOKEN:-}" ]; then
+  echo "run-local: dashboard at http://127.0.0.1:9464/ (sign in with \$WEIR_HTTP__ADMIN_TOKEN)" >&2
+fi
+
 exec cargo run --release --locked --quiet -- run -c streams.toml "$@"

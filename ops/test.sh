@@ -12,6 +12,11 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || 
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server redis-tools curl prometheus openssl
 fi
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "test: chromium or chromedriver not found; installing Debian's chromium and chromium-driver (the dashboard's browser tests)" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver
+fi
 
 if ! command -v python3 >/dev/null; then
   as_root apt-get update -qq

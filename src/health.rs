@@ -195,7 +195,10 @@ pub async fn serve(
         .route("/metrics", get(metrics_text))
         .with_state(health);
     if let Some(api) = api {
-        app = app.merge(api.router());
+        // The page is a client of the API: both are served, or neither.
+        app = app.merge(api.router()).merge(crate::dashboard::router());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(url = %format!("{scheme}://{local}/"), "dashboard served");
     }
     let (plain, secure) = match tls {
         Some(config) => (

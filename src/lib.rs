@@ -59,6 +59,8 @@
 //!   and the gauges.
 //! - `api`: the admin HTTP API (`/api/v1`, OpenAPI, tokens, TLS): the CLI's operations over
 //!   HTTP, with replay jobs run inside the engine.
+//! - `dashboard`: the operator web page (`index.html`, `app.js`, `app.css`) embedded with
+//!   `include_str!` and served at `/` beside the API, with a strict Content-Security-Policy.
 //! - `health`: `/healthz` and `/metrics`, and the loop that refreshes the paused set the
 //!   readers watch and the gauges.
 //! - `metrics`: every metric name and its recording helper.
@@ -120,6 +122,7 @@ pub(crate) mod app;
 pub(crate) mod backoff;
 pub(crate) mod clock;
 pub(crate) mod consumer;
+pub(crate) mod dashboard;
 pub(crate) mod handler;
 pub(crate) mod health;
 pub(crate) mod janitor;

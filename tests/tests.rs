@@ -7,6 +7,7 @@ mod api;
 mod bad_input;
 mod cli;
 mod cluster;
+mod dashboard;
 mod dlq;
 mod engine;
 mod faults;
