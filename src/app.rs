@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::backoff::FailureStreak;
 use crate::config::{Config, PoolConfig};
-use crate::consumer::{self, Activity, Leases, Ordered, Pool};
+use crate::consumer::{self, Activity, Leases, Membership, Ordered, Pool};
 use crate::dispatch::Router;
 use crate::error::{ConfigError, EngineError, RedisError, RedisErrorKind};
 use crate::handler::{self, Handler};
@@ -250,6 +250,17 @@ impl Shared {
         let (jobs_tx, jobs_rx) = async_channel::unbounded();
         let workers = TaskTracker::new();
         metrics::register_pool(&pool_config.name);
+        let members = Arc::new(Membership::new(self.config.stream.partitions));
+        if pool_config.order_key.is_some() {
+            self.background.spawn(consumer::ownership::members_loop(
+                self.redis.clone(),
+                keys::members(&self.config.stream.name, &pool_config.name),
+                self.consumer.clone(),
+                consumer::ordered::renew_period(pool_config.retry.visibility_timeout),
+                members.clone(),
+                self.stop.clone(),
+            ));
+        }
         let mut pools = Vec::new();
         for part in self.config.stream.partition_list() {
             let (acks_tx, acks_rx) = mpsc::unbounded_channel();
@@ -259,7 +270,12 @@ impl Shared {
                 .unwrap_or(StreamId::ZERO);
             let ordered = pool_config.order_key.clone().map(|key| {
                 let lease = keys::owner(&part.name, &pool_config.name);
-                Ordered::new(key, lease, pool_config.retry.visibility_timeout)
+                Ordered::new(
+                    key,
+                    lease,
+                    pool_config.retry.visibility_timeout,
+                    members.clone(),
+                )
             });
             let pool = Arc::new(Pool {
                 index,

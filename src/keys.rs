@@ -31,6 +31,12 @@ pub fn owner(stream: &str, pool: &str) -> String {
     format!("{stream}:owner:{pool}")
 }
 
+/// The hash of processes serving ordered pool `pool` (consumer → last heartbeat, unix ms):
+/// how many share its partitions.
+pub fn members(stream: &str, pool: &str) -> String {
+    format!("{stream}:members:{pool}")
+}
+
 /// The text inside the first `{…}` of a key, if non-empty: what Redis Cluster hashes.
 pub fn hash_tag(key: &str) -> Option<&str> {
     let open = key.find('{')?;

@@ -640,7 +640,7 @@ impl Handler for Gated {
 }
 
 #[tokio::test]
-async fn with_three_partitions_each_has_one_owner_and_a_standby_takes_them_all_over() {
+async fn three_partitions_two_processes_share_ownership_and_one_takes_all_when_the_other_stops() {
     let server = RedisServer::start();
     let stream = stream_name("ordered-parts");
     let text = toml(&server, &stream, 4, "").replace(
@@ -657,14 +657,25 @@ async fn with_three_partitions_each_has_one_owner_and_a_standby_takes_them_all_o
             .trim()
             .to_string()
     };
+    let owners = || (0..3).map(|i| lease(i, "consumer")).collect::<Vec<_>>();
     let a = run(Engine::new(config(&text)).with_handler("p", first.clone()));
     wait_for("the first engine owns every partition", T, || async {
-        (0..3).all(|i| !lease(i, "consumer").is_empty())
+        let o = owners();
+        o.iter().all(|c| !c.is_empty()) && o.iter().all(|c| *c == o[0])
     })
     .await;
     let owner_a = lease(0, "consumer");
-    assert!((0..3).all(|i| lease(i, "consumer") == owner_a));
     let b = run(Engine::new(config(&text)).with_handler("p", second.clone()));
+    wait_for(
+        "the second engine got a share of the partitions",
+        T,
+        || async {
+            let o = owners();
+            let distinct: std::collections::HashSet<_> = o.iter().collect();
+            o.iter().all(|c| !c.is_empty()) && distinct.len() == 2
+        },
+    )
+    .await;
     let cfg = config(&text);
     let schemas = Arc::new(weir::schema::Schemas::load(None).unwrap());
     let publisher = weir::publisher::Publisher::new(server.client().await, &cfg, schemas);
@@ -672,7 +683,7 @@ async fn with_three_partitions_each_has_one_owner_and_a_standby_takes_them_all_o
         let publisher = &publisher;
         async move {
             for i in from..to {
-                let key = format!("k{}", i % 6);
+                let key = format!("k{}", i % 12);
                 let event = weir::publisher::NewEvent {
                     event_type: "job".into(),
                     data: format!("{{\"n\":{i}}}"),
@@ -684,24 +695,35 @@ async fn with_three_partitions_each_has_one_owner_and_a_standby_takes_them_all_o
             }
         }
     };
-    publish(0, 30).await;
-    wait_for("30 handled by the owner", T, || async {
-        first.count() == 30
+    publish(0, 60).await;
+    wait_for("60 handled", T, || async {
+        first.count() + second.count() == 60
     })
     .await;
-    assert_eq!(second.count(), 0, "the standby handed out work");
-    let epochs: Vec<String> = (0..3).map(|i| lease(i, "epoch")).collect();
+    assert!(
+        first.count() > 0 && second.count() > 0,
+        "both processes handled their partitions: {} and {}",
+        first.count(),
+        second.count()
+    );
+    let epochs: Vec<u64> = (0..3).map(|i| lease(i, "epoch").parse().unwrap()).collect();
+    let of_a: Vec<usize> = (0..3)
+        .filter(|i| lease(*i, "consumer") == owner_a)
+        .collect();
     a.stop().await;
-    publish(30, 60).await;
-    wait_for("the standby took every partition over", T, || async {
-        second.count() == 30
+    publish(60, 120).await;
+    wait_for("the other process took every partition over", T, || async {
+        first.count() + second.count() == 120
     })
     .await;
-    for (i, before) in epochs.iter().enumerate() {
-        let before: u64 = before.parse().unwrap();
-        assert_eq!(lease(i, "epoch"), (before + 1).to_string(), "partition {i}");
-        assert_ne!(lease(i, "consumer"), owner_a);
+    for i in of_a {
+        assert_eq!(
+            lease(i, "epoch"),
+            (epochs[i] + 1).to_string(),
+            "partition {i}"
+        );
     }
+    assert!((0..3).all(|i| lease(i, "consumer") != owner_a));
     assert_ordered(&[first.runs(), second.runs()].concat());
     b.stop().await;
 }

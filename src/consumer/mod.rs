@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use lease::Leases;
-pub use ordered::Ordered;
+pub use ordered::{Membership, Ordered};
 pub(crate) use reader::read_loop;
 pub(crate) use worker::{Job, enqueue, enqueue_as, worker_loop};
 

@@ -33,8 +33,75 @@ use crate::redis::RawEntry;
 use crate::sync::lock;
 use crate::vocab::DATA;
 
+/// How many of an ordered pool's partitions this process may own: its fair share among the
+/// live processes serving the pool, so that with `partitions = N` the partitions spread
+/// over up to N processes instead of all going to whoever started first.
+#[derive(Debug)]
+pub struct Membership {
+    partitions: usize,
+    /// Partitions this process owns now.
+    owned: AtomicUsize,
+    /// Processes with a recent heartbeat in the members hash (this one included).
+    live: AtomicUsize,
+}
+
+impl Membership {
+    /// A pool spread over `partitions` partitions, seen alone until the first heartbeat.
+    pub fn new(partitions: usize) -> Membership {
+        Membership {
+            partitions,
+            owned: AtomicUsize::new(0),
+            live: AtomicUsize::new(1),
+        }
+    }
+
+    fn fair_share(&self) -> usize {
+        self.partitions
+            .div_ceil(self.live.load(Ordering::Relaxed).max(1))
+    }
+
+    /// Whether this process may take one more partition.
+    pub(super) fn may_take(&self) -> bool {
+        self.owned.load(Ordering::Acquire) < self.fair_share()
+    }
+
+    pub(super) fn took(&self) {
+        self.owned.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(super) fn gave_up(&self) {
+        let _ = self
+            .owned
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Claims the right to hand one partition over because this process owns more than its
+    /// share (one partition at a time, so the count never drops below the share).
+    pub(super) fn should_yield(&self) -> bool {
+        let fair = self.fair_share();
+        self.owned
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n > fair).then(|| n - 1)
+            })
+            .is_ok()
+    }
+
+    /// Records how many processes are live.
+    pub(super) fn set_live(&self, live: usize) {
+        self.live.store(live.max(1), Ordering::Relaxed);
+    }
+}
+
+/// How often a lease of `ttl` is renewed, standbys try to take it and processes send their
+/// heartbeat: a sixth of the lease, at most a second.
+pub fn renew_period(ttl: Duration) -> Duration {
+    (ttl / 6).clamp(Duration::from_millis(20), Duration::from_secs(1))
+}
+
 /// An ordered pool's state on one stream or partition.
 pub struct Ordered {
+    /// Shared by the pool's partitions in this process.
+    pub(super) members: Arc<Membership>,
     key: OrderKey,
     /// `<stream>:owner:<pool>`.
     pub lease_key: String,
@@ -50,8 +117,14 @@ pub struct Ordered {
 
 impl Ordered {
     /// The state for one partition; `lease_key` from [`crate::keys::owner`].
-    pub fn new(key: OrderKey, lease_key: String, ttl: Duration) -> Ordered {
+    pub fn new(
+        key: OrderKey,
+        lease_key: String,
+        ttl: Duration,
+        members: Arc<Membership>,
+    ) -> Ordered {
         Ordered {
+            members,
             key,
             lease_key,
             ttl,
@@ -64,7 +137,7 @@ impl Ordered {
 
     /// How often the lease is renewed (and standbys try to take it).
     pub fn renew_every(&self) -> Duration {
-        (self.ttl / 6).clamp(Duration::from_millis(20), Duration::from_secs(1))
+        renew_period(self.ttl)
     }
 
     /// How long a confirmed renewal allows hand-outs and reads: half the lease. A read
@@ -264,11 +337,30 @@ mod tests {
     }
 
     #[test]
+    fn each_process_takes_its_fair_share_and_yields_the_rest_one_at_a_time() {
+        let m = Membership::new(3);
+        for _ in 0..3 {
+            assert!(m.may_take(), "alone, every partition is ours");
+            m.took();
+        }
+        assert!(!m.may_take());
+        m.set_live(2);
+        assert!(m.should_yield(), "3 owned, share 2: give one up");
+        assert!(!m.should_yield(), "2 owned, share 2: keep them");
+        m.set_live(3);
+        assert!(m.should_yield());
+        assert!(!m.should_yield());
+        m.gave_up();
+        assert!(m.may_take());
+    }
+
+    #[test]
     fn validity_never_outlasts_the_lease() {
         let o = Ordered::new(
             OrderKey::Field("k".into()),
             "k".into(),
             Duration::from_secs(2),
+            Arc::new(Membership::new(1)),
         );
         assert!(o.validity() <= Duration::from_secs(2));
         assert!(o.renew_every() < o.validity());

@@ -37,17 +37,27 @@ pub(crate) async fn run(pool: Arc<Pool>, conn: Redis) {
             super::reader::read_until(&pool, &conn, &lost).await;
         }
         lost.cancel();
-        let _ = renewer.await;
+        let yielded = renewer.await.unwrap_or(false);
         if pool.stop.is_cancelled() {
             break;
         }
-        // Lost the lease: forget what is queued and wait for what runs, so the next
+        // Lost or handed over: forget what is queued and wait for what runs, so the next
         // takeover (ours or another's) never overlaps a handler of the same key.
         ordered.disown();
         ordered.clear();
         pool.leases.clear();
         while pool.in_flight.load(Ordering::Acquire) > 0 && !pool.stop.is_cancelled() {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if yielded {
+            // Nothing of ours runs any more: let a process with fewer partitions take it now.
+            let released = pool
+                .redis
+                .release_lease(&ordered.lease_key, &pool.consumer, epoch)
+                .await;
+            tracing::info!(pool = %pool.name, stream = %pool.stream.name, epoch, released = released.unwrap_or(false), "handed the partition over to balance ownership");
+        } else {
+            ordered.members.gave_up();
         }
     }
 }
@@ -58,6 +68,13 @@ async fn acquire(pool: &Pool, ordered: &Ordered) -> Option<u64> {
     loop {
         if pool.stop.is_cancelled() {
             return None;
+        }
+        if !ordered.members.may_take() {
+            // This process owns its share of the partitions; leave this one to another.
+            tokio::select! {
+                _ = tokio::time::sleep(ordered.renew_every()) => continue,
+                _ = pool.stop.cancelled() => return None,
+            }
         }
         let sent = Instant::now();
         let claim = pool
@@ -87,6 +104,7 @@ async fn acquire(pool: &Pool, ordered: &Ordered) -> Option<u64> {
                     ordered.confirm(sent);
                 }
                 ordered.epoch.store(epoch, Ordering::Release);
+                ordered.members.took();
                 tracing::info!(pool = %pool.name, stream = %pool.stream.name, consumer = %pool.consumer, epoch, "took ownership of the ordered pool");
                 return Some(epoch);
             }
@@ -128,15 +146,21 @@ async fn renew(pool: &Pool, ordered: &Ordered, epoch: u64) -> bool {
 }
 
 /// Renews the lease until `lost` fires; fires it when the lease is no longer ours or could
-/// not be renewed in time.
-async fn renew_loop(pool: Arc<Pool>, epoch: u64, lost: CancellationToken) {
+/// not be renewed in time, or when this process owns more partitions than its share (then
+/// returns true: hand this one over).
+async fn renew_loop(pool: Arc<Pool>, epoch: u64, lost: CancellationToken) -> bool {
     let Some(ordered) = pool.ordered.as_ref() else {
-        return;
+        return false;
     };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(ordered.renew_every()) => {}
-            _ = lost.cancelled() => return,
+            _ = lost.cancelled() => return false,
+        }
+        if ordered.members.should_yield() {
+            ordered.disown();
+            lost.cancel();
+            return true;
         }
         // A process stopped past its validity must not renew its way back: it lost.
         let lapsed = ordered.owned_epoch().is_none();
@@ -144,9 +168,49 @@ async fn renew_loop(pool: Arc<Pool>, epoch: u64, lost: CancellationToken) {
             tracing::warn!(pool = %pool.name, stream = %pool.stream.name, epoch, lapsed, "lost ownership of the ordered pool; handing out nothing more");
             ordered.disown();
             lost.cancel();
-            return;
+            return false;
         }
     }
+}
+
+/// Tells the other processes this one serves `pool` (one heartbeat per renewal period in
+/// the members hash), and counts the live ones for [`Membership`]. Removes itself at stop.
+pub(crate) async fn members_loop(
+    redis: Redis,
+    key: String,
+    consumer: String,
+    every: Duration,
+    members: Arc<super::ordered::Membership>,
+    stop: CancellationToken,
+) {
+    // A process whose heartbeat is older than this is gone (crashed): not counted.
+    let window = (every * 5).max(Duration::from_secs(3)).as_millis() as u64;
+    loop {
+        let now = clock::now_ms();
+        match redis.heartbeat(&key, &consumer, now).await {
+            Ok(seen) => {
+                let live = seen
+                    .iter()
+                    .filter(|(c, at)| *c == consumer || now.saturating_sub(*at) <= window)
+                    .count();
+                members.set_live(live);
+                let stale: Vec<&str> = seen
+                    .iter()
+                    .filter(|(_, at)| now.saturating_sub(*at) > window * 20)
+                    .map(|(c, _)| c.as_str())
+                    .collect();
+                if !stale.is_empty() {
+                    let _ = redis.forget_members(&key, &stale).await;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "ordered pool heartbeat failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => break,
+        }
+    }
+    let _ = redis.forget_members(&key, &[consumer.as_str()]).await;
 }
 
 /// Claims every pending entry of the group (any consumer's) and hands them out in ID order,

@@ -106,6 +106,31 @@ impl Redis {
         Ok(int(&reply) == Some(1))
     }
 
+    /// Records `consumer`'s heartbeat in the members hash `key` and returns every member with
+    /// its last heartbeat (unix ms).
+    pub async fn heartbeat(
+        &self,
+        key: &str,
+        consumer: &str,
+        now_ms: u64,
+    ) -> Result<Vec<(String, u64)>, RedisError> {
+        self.hash_set(key, &[(consumer, now_ms.to_string())])
+            .await?;
+        Ok(self
+            .hash_get_all(key)
+            .await?
+            .into_iter()
+            .map(|(c, at)| (c, at.parse().unwrap_or(0)))
+            .collect())
+    }
+
+    /// Removes members from the members hash (a stopped process, or long-dead ones).
+    pub async fn forget_members(&self, key: &str, consumers: &[&str]) -> Result<(), RedisError> {
+        let mut a = args([key]);
+        a.extend(consumers.iter().map(|c| Value::from(*c)));
+        self.call("HDEL", a).await.map(|_| ())
+    }
+
     /// A string key's value (the epoch counter), if it exists.
     pub async fn get_text(&self, key: &str) -> Result<Option<String>, RedisError> {
         let reply = self.call("GET", args([key])).await?;
