@@ -418,3 +418,36 @@ fn status_reports_pending_lag_oldest_age_and_paused_per_pool() {
     let human = cli.run(&["status"]);
     assert!(text(&human).0.contains("paused"), "{}", text(&human).0);
 }
+
+#[test]
+fn stray_weir_variables_are_ignored_and_real_overrides_apply() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streams.toml");
+    // The file points at nothing; only the WEIR_REDIS__URL override makes `status` work.
+    std::fs::write(&path, "[redis]\nurl = \"redis://127.0.0.1:1/0\"\n[[pools]]\nname = \"p\"\ntypes = [\"*\"]\nhandler = { kind = \"log\" }\n").unwrap();
+    let weir = |env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("-c")
+            .arg(&path)
+            .arg("status")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out).1)
+    };
+    let url = server.url();
+    let (code, stderr) = weir(&[
+        ("WEIR_BIN", "/usr/local/bin/weir"),
+        ("WEIR_FOO__BAR", "1"),
+        ("WEIR_REDIS__URL", &url),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // A misspelled key under a real section is refused, naming the key and the variable.
+    let (code, stderr) = weir(&[("WEIR_REDIS__URL", &url), ("WEIR_REDIS__URLL", &url)]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("redis.urll") && stderr.contains("WEIR_REDIS__URLL"),
+        "{stderr}"
+    );
+}
