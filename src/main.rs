@@ -68,6 +68,10 @@ enum Command {
         /// One {"type","data","id"?,"fields"?,"key"?} per line; - for stdin.
         #[arg(long, value_name = "FILE|-")]
         ndjson: Option<String>,
+        /// Write events of a type no pool takes (they are dead-lettered `unrouted`); without
+        /// it such events are refused with the list of routed types.
+        #[arg(long)]
+        allow_unrouted: bool,
         #[arg(long)]
         json: bool,
     },
@@ -295,15 +299,17 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
     match command {
         Command::Publish {
             ndjson: Some(source),
+            allow_unrouted,
             json,
             ..
-        } => cli::publish::batch(config, &source, json).await,
+        } => cli::publish::batch(config, &source, allow_unrouted, json).await,
         Command::Publish {
             event_type,
             data,
             id,
             fields,
             key,
+            allow_unrouted,
             json,
             ..
         } => {
@@ -317,6 +323,7 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
                 data,
                 id,
                 key,
+                allow_unrouted,
             };
             cli::publish::one(config, event, &fields, json).await
         }

@@ -451,3 +451,54 @@ fn stray_weir_variables_are_ignored_and_real_overrides_apply() {
         "{stderr}"
     );
 }
+
+#[test]
+fn publishing_a_type_no_pool_takes_is_refused_unless_allowed() {
+    let server = RedisServer::start();
+    let cli = Cli::new(&server, "unrouted");
+    let s = cli.stream.as_str();
+    // No "*" pool here (Cli::new has one, which routes everything).
+    let text_config = format!(
+        "[redis]\nurl = \"{}\"\n[stream]\nname = \"{s}\"\n[[pools]]\nname = \"p\"\ntypes = [\"b.type\", \"a.type\"]\nhandler = {{ kind = \"log\" }}\n",
+        server.url()
+    );
+    std::fs::write(cli.config(), text_config).unwrap();
+    let out = cli.run(&["publish", "--type", "nope.type", "--data", "{}"]);
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nope.type") && stderr.contains("routed types: a.type, b.type"),
+        "{stderr}"
+    );
+    assert_eq!(server.cli(&["XLEN", s]), "0");
+
+    let lines = "{\"type\":\"a.type\",\"data\":{}}\n{\"type\":\"nope.type\",\"data\":{}}\n";
+    let path = cli.dir.path().join("batch.ndjson");
+    std::fs::write(&path, lines).unwrap();
+    let out = cli.run(&["publish", "--ndjson", path.to_str().unwrap()]);
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("batch.ndjson:2: no pool takes type `nope.type`"),
+        "{stderr}"
+    );
+    assert_eq!(server.cli(&["XLEN", s]), "0", "all or nothing");
+
+    let out = cli.run(&[
+        "publish",
+        "--type",
+        "nope.type",
+        "--data",
+        "{}",
+        "--allow-unrouted",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let out = cli.run(&[
+        "publish",
+        "--ndjson",
+        path.to_str().unwrap(),
+        "--allow-unrouted",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    assert_eq!(server.cli(&["XLEN", s]), "3");
+}
