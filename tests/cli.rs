@@ -502,3 +502,37 @@ fn publishing_a_type_no_pool_takes_is_refused_unless_allowed() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
     assert_eq!(server.cli(&["XLEN", s]), "3");
 }
+
+#[test]
+fn every_json_flag_has_help_text() {
+    let commands: &[&[&str]] = &[
+        &["publish"],
+        &["validate"],
+        &["pause"],
+        &["resume"],
+        &["status"],
+        &["replay"],
+        &["dlq", "list"],
+        &["dlq", "show"],
+        &["dlq", "stats"],
+        &["dlq", "reprocess"],
+        &["dlq", "forget"],
+        &["dlq", "purge"],
+    ];
+    for command in commands {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(*command)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = text(&out).0;
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with("--json"))
+            .unwrap_or_else(|| panic!("{command:?}: no --json in\n{help}"));
+        assert!(
+            line.trim_start().trim_start_matches("--json").trim().len() > 10,
+            "{command:?}: --json has no help text: {line:?}"
+        );
+    }
+}
