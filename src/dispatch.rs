@@ -20,19 +20,17 @@ pub enum Decision {
     DeadLetter { reason: DlqReason, error: String },
 }
 
-/// Routing table built once from the config.
-pub struct Router {
-    pools: Vec<String>,
+/// Which pools take which types, from the config's `types` lists. The engine routes with it
+/// and `weir publish` asks it before writing an event no pool would take.
+pub struct Routes {
     /// Type → indexes of the pools that list it.
     explicit: HashMap<String, Vec<usize>>,
     /// The pool that lists `"*"`.
     wildcard: Option<usize>,
-    max_entry_bytes: usize,
-    schemas: Arc<Schemas>,
 }
 
-impl Router {
-    pub fn new(config: &Config, schemas: Arc<Schemas>) -> Router {
+impl Routes {
+    pub fn new(config: &Config) -> Routes {
         let mut explicit: HashMap<String, Vec<usize>> = HashMap::new();
         let mut wildcard = None;
         for (i, pool) in config.pools.iter().enumerate() {
@@ -44,10 +42,46 @@ impl Router {
                 }
             }
         }
+        Routes { explicit, wildcard }
+    }
+
+    /// Whether pool `pool` takes `event_type`.
+    pub fn takes(&self, pool: usize, event_type: &str) -> bool {
+        match self.explicit.get(event_type) {
+            Some(pools) => pools.contains(&pool),
+            None => self.wildcard == Some(pool),
+        }
+    }
+
+    /// Whether some pool takes `event_type` (always, with a `"*"` pool).
+    pub fn routed(&self, event_type: &str) -> bool {
+        self.explicit.contains_key(event_type) || self.wildcard.is_some()
+    }
+
+    /// The types pools list by name, sorted (`"*"` last when a pool takes everything).
+    pub fn types(&self) -> Vec<String> {
+        let mut types: Vec<String> = self.explicit.keys().cloned().collect();
+        types.sort();
+        if self.wildcard.is_some() {
+            types.push("*".into());
+        }
+        types
+    }
+}
+
+/// Routing table built once from the config.
+pub struct Router {
+    pools: Vec<String>,
+    routes: Routes,
+    max_entry_bytes: usize,
+    schemas: Arc<Schemas>,
+}
+
+impl Router {
+    pub fn new(config: &Config, schemas: Arc<Schemas>) -> Router {
         Router {
             pools: config.pools.iter().map(|p| p.name.clone()).collect(),
-            explicit,
-            wildcard,
+            routes: Routes::new(config),
             max_entry_bytes: config.stream.max_entry_bytes,
             schemas,
         }
@@ -59,14 +93,11 @@ impl Router {
 
     /// Whether pool `pool` takes `event_type`.
     pub fn takes(&self, pool: usize, event_type: &str) -> bool {
-        match self.explicit.get(event_type) {
-            Some(pools) => pools.contains(&pool),
-            None => self.wildcard == Some(pool),
-        }
+        self.routes.takes(pool, event_type)
     }
 
     fn routed(&self, event_type: &str) -> bool {
-        self.explicit.contains_key(event_type) || self.wildcard.is_some()
+        self.routes.routed(event_type)
     }
 
     /// Whether `pool` must act on the entry. Entries no pool can route are the first pool's

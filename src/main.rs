@@ -68,6 +68,11 @@ enum Command {
         /// One {"type","data","id"?,"fields"?,"key"?} per line; - for stdin.
         #[arg(long, value_name = "FILE|-")]
         ndjson: Option<String>,
+        /// Write events of a type no pool takes (they are dead-lettered `unrouted`); without
+        /// it such events are refused with the list of routed types.
+        #[arg(long)]
+        allow_unrouted: bool,
+        /// Print one JSON document instead of human text (for scripts).
         #[arg(long)]
         json: bool,
     },
@@ -77,18 +82,21 @@ enum Command {
         event_type: String,
         /// JSON file, or - for stdin.
         file: String,
+        /// Print one JSON document instead of human text (for scripts).
         #[arg(long)]
         json: bool,
     },
     /// Stop a pool reading (adds it to <stream>:paused).
     Pause {
         pool: String,
+        /// Print one JSON document instead of human text (for scripts).
         #[arg(long)]
         json: bool,
     },
     /// Let a paused pool read again.
     Resume {
         pool: String,
+        /// Print one JSON document instead of human text (for scripts).
         #[arg(long)]
         json: bool,
     },
@@ -101,6 +109,7 @@ enum Command {
     Replay(cli::replay::Args),
     /// Stream and DLQ length; per pool: consumers, pending, lag, oldest pending, paused.
     Status {
+        /// Print one JSON document instead of human text (for scripts).
         #[arg(long)]
         json: bool,
     },
@@ -143,14 +152,17 @@ enum DlqCommand {
         /// Only entries containing this text.
         #[arg(long)]
         grep: Option<String>,
+        /// At most this many entries.
         #[arg(long)]
         limit: Option<u64>,
+        /// Print one JSON object per entry (NDJSON) instead of human text (for scripts).
         #[arg(long)]
         json: bool,
     },
     /// Every field of one dead letter.
     Show {
         id: String,
+        /// Print one JSON document instead of human text (for scripts).
         #[arg(long)]
         json: bool,
     },
@@ -158,6 +170,7 @@ enum DlqCommand {
     Stats {
         #[command(flatten)]
         select: Select,
+        /// Print one JSON document instead of human text (for scripts).
         #[arg(long)]
         json: bool,
     },
@@ -173,6 +186,7 @@ enum DlqCommand {
         /// Report what would move, by type; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print one JSON document instead of human text (for scripts).
         #[arg(long)]
         json: bool,
     },
@@ -180,6 +194,7 @@ enum DlqCommand {
     Forget {
         #[arg(required = true)]
         ids: Vec<String>,
+        /// Print one JSON document instead of human text (for scripts).
         #[arg(long)]
         json: bool,
     },
@@ -189,6 +204,7 @@ enum DlqCommand {
         types: Vec<String>,
         #[arg(long)]
         yes: bool,
+        /// Print one JSON document instead of human text (for scripts).
         #[arg(long)]
         json: bool,
     },
@@ -295,15 +311,17 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
     match command {
         Command::Publish {
             ndjson: Some(source),
+            allow_unrouted,
             json,
             ..
-        } => cli::publish::batch(config, &source, json).await,
+        } => cli::publish::batch(config, &source, allow_unrouted, json).await,
         Command::Publish {
             event_type,
             data,
             id,
             fields,
             key,
+            allow_unrouted,
             json,
             ..
         } => {
@@ -317,6 +335,7 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
                 data,
                 id,
                 key,
+                allow_unrouted,
             };
             cli::publish::one(config, event, &fields, json).await
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::dispatch::Routes;
 use crate::envelope::{DATA, EVENT_ID, TYPE};
 use crate::error::RedisError;
 use crate::metrics;
@@ -55,6 +56,12 @@ pub enum Rejection {
     Invalid(Vec<Invalid>),
     /// Something other than `data` is wrong (empty type, reserved field, too large).
     Bad(String),
+    /// No pool takes the type, so the entry would only be dead-lettered `unrouted`; `routed`
+    /// lists the types pools do take (see [`Publisher::refuse_unrouted`]).
+    Unrouted {
+        event_type: String,
+        routed: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for Rejection {
@@ -65,6 +72,11 @@ impl std::fmt::Display for Rejection {
                 write!(f, "invalid data: {}", list.join("; "))
             }
             Rejection::Bad(message) => f.write_str(message),
+            Rejection::Unrouted { event_type, routed } => write!(
+                f,
+                "no pool takes type `{event_type}`; routed types: {}",
+                routed.join(", ")
+            ),
         }
     }
 }
@@ -74,6 +86,7 @@ impl Rejection {
         match self {
             Rejection::Invalid(_) => "invalid",
             Rejection::Bad(_) => "malformed",
+            Rejection::Unrouted { .. } => "unrouted",
         }
     }
 }
@@ -101,6 +114,10 @@ pub struct Publisher {
     max_entry_bytes: usize,
     dedup_window: Duration,
     schemas: Arc<Schemas>,
+    /// The config's pools' types, to refuse an event none takes.
+    routes: Routes,
+    /// Set by [`Publisher::refuse_unrouted`].
+    refuse_unrouted: bool,
 }
 
 impl Publisher {
@@ -119,13 +136,29 @@ impl Publisher {
             max_entry_bytes: config.stream.max_entry_bytes,
             dedup_window: config.stream.dedup_window,
             schemas,
+            routes: Routes::new(config),
+            refuse_unrouted: false,
         }
+    }
+
+    /// Refuse events of a type no pool takes ([`Rejection::Unrouted`]) instead of writing
+    /// entries that can only be dead-lettered `unrouted`. `weir publish` turns this on unless
+    /// `--allow-unrouted`; off by default, for publishers whose pools run under another config.
+    pub fn refuse_unrouted(mut self, refuse: bool) -> Publisher {
+        self.refuse_unrouted = refuse;
+        self
     }
 
     /// Every reason `event` would be refused; `Ok` means it may be written.
     pub fn check(&self, event: &NewEvent) -> Result<(), Rejection> {
         if event.event_type.is_empty() {
             return Err(Rejection::Bad("`type` must not be empty".into()));
+        }
+        if self.refuse_unrouted && !self.routes.routed(&event.event_type) {
+            return Err(Rejection::Unrouted {
+                event_type: event.event_type.clone(),
+                routed: self.routes.types(),
+            });
         }
         if let Some(name) = event
             .fields

@@ -418,3 +418,121 @@ fn status_reports_pending_lag_oldest_age_and_paused_per_pool() {
     let human = cli.run(&["status"]);
     assert!(text(&human).0.contains("paused"), "{}", text(&human).0);
 }
+
+#[test]
+fn stray_weir_variables_are_ignored_and_real_overrides_apply() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streams.toml");
+    // The file points at nothing; only the WEIR_REDIS__URL override makes `status` work.
+    std::fs::write(&path, "[redis]\nurl = \"redis://127.0.0.1:1/0\"\n[[pools]]\nname = \"p\"\ntypes = [\"*\"]\nhandler = { kind = \"log\" }\n").unwrap();
+    let weir = |env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("-c")
+            .arg(&path)
+            .arg("status")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out).1)
+    };
+    let url = server.url();
+    let (code, stderr) = weir(&[
+        ("WEIR_BIN", "/usr/local/bin/weir"),
+        ("WEIR_FOO__BAR", "1"),
+        ("WEIR_REDIS__URL", &url),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // A misspelled key under a real section is refused, naming the key and the variable.
+    let (code, stderr) = weir(&[("WEIR_REDIS__URL", &url), ("WEIR_REDIS__URLL", &url)]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("redis.urll") && stderr.contains("WEIR_REDIS__URLL"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn publishing_a_type_no_pool_takes_is_refused_unless_allowed() {
+    let server = RedisServer::start();
+    let cli = Cli::new(&server, "unrouted");
+    let s = cli.stream.as_str();
+    // No "*" pool here (Cli::new has one, which routes everything).
+    let text_config = format!(
+        "[redis]\nurl = \"{}\"\n[stream]\nname = \"{s}\"\n[[pools]]\nname = \"p\"\ntypes = [\"b.type\", \"a.type\"]\nhandler = {{ kind = \"log\" }}\n",
+        server.url()
+    );
+    std::fs::write(cli.config(), text_config).unwrap();
+    let out = cli.run(&["publish", "--type", "nope.type", "--data", "{}"]);
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nope.type") && stderr.contains("routed types: a.type, b.type"),
+        "{stderr}"
+    );
+    assert_eq!(server.cli(&["XLEN", s]), "0");
+
+    let lines = "{\"type\":\"a.type\",\"data\":{}}\n{\"type\":\"nope.type\",\"data\":{}}\n";
+    let path = cli.dir.path().join("batch.ndjson");
+    std::fs::write(&path, lines).unwrap();
+    let out = cli.run(&["publish", "--ndjson", path.to_str().unwrap()]);
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("batch.ndjson:2: no pool takes type `nope.type`"),
+        "{stderr}"
+    );
+    assert_eq!(server.cli(&["XLEN", s]), "0", "all or nothing");
+
+    let out = cli.run(&[
+        "publish",
+        "--type",
+        "nope.type",
+        "--data",
+        "{}",
+        "--allow-unrouted",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let out = cli.run(&[
+        "publish",
+        "--ndjson",
+        path.to_str().unwrap(),
+        "--allow-unrouted",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    assert_eq!(server.cli(&["XLEN", s]), "3");
+}
+
+#[test]
+fn every_json_flag_has_help_text() {
+    let commands: &[&[&str]] = &[
+        &["publish"],
+        &["validate"],
+        &["pause"],
+        &["resume"],
+        &["status"],
+        &["replay"],
+        &["dlq", "list"],
+        &["dlq", "show"],
+        &["dlq", "stats"],
+        &["dlq", "reprocess"],
+        &["dlq", "forget"],
+        &["dlq", "purge"],
+    ];
+    for command in commands {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(*command)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = text(&out).0;
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with("--json"))
+            .unwrap_or_else(|| panic!("{command:?}: no --json in\n{help}"));
+        assert!(
+            line.trim_start().trim_start_matches("--json").trim().len() > 10,
+            "{command:?}: --json has no help text: {line:?}"
+        );
+    }
+}

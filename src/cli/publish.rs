@@ -47,15 +47,26 @@ fn parse_field(text: &str) -> Result<(String, String), Failure> {
         .ok_or_else(|| Failure::usage(format!("--field `{text}` must look like name=value")))
 }
 
-async fn publisher(config: &Config) -> Result<Publisher, Failure> {
+async fn publisher(config: &Config, allow_unrouted: bool) -> Result<Publisher, Failure> {
     let schemas = weir::schema::Schemas::load(config.schemas_dir.as_deref())
         .map_err(|e| Failure::usage(e.to_string()))?;
     let redis = connect(config).await?;
-    Ok(Publisher::new(redis, config, Arc::new(schemas)))
+    Ok(Publisher::new(redis, config, Arc::new(schemas)).refuse_unrouted(!allow_unrouted))
 }
 
 fn rejected(rejection: &Rejection, where_: &str) -> Failure {
-    Failure::runtime(format!("{where_}: {rejection}; nothing was written"))
+    Failure::runtime(format!(
+        "{where_}: {rejection}{}; nothing was written",
+        hint(rejection)
+    ))
+}
+
+/// How to write an unrouted event anyway.
+fn hint(rejection: &Rejection) -> &'static str {
+    match rejection {
+        Rejection::Unrouted { .. } => " (--allow-unrouted writes it anyway)",
+        _ => "",
+    }
 }
 
 /// `weir publish --type … --data …` as given on the command line.
@@ -65,6 +76,8 @@ pub struct Event {
     pub data: String,
     pub id: Option<String>,
     pub key: Option<String>,
+    /// Write it even when no pool takes its type.
+    pub allow_unrouted: bool,
 }
 
 pub async fn one(config: &Config, given: Event, fields: &[String], json: bool) -> Outcome {
@@ -78,7 +91,7 @@ pub async fn one(config: &Config, given: Event, fields: &[String], json: bool) -
             .map(|f| parse_field(f))
             .collect::<Result<_, _>>()?,
     };
-    let publisher = publisher(config).await?;
+    let publisher = publisher(config, given.allow_unrouted).await?;
     let partition = publisher.partition(&event);
     let result = publisher
         .publish_to(&event, partition)
@@ -130,7 +143,7 @@ fn read_batch(source: &str, publisher: &Publisher) -> Result<Vec<(usize, NewEven
                 "{source}:{n}: not an event line ({{\"type\",\"data\",\"id\"?,\"fields\"?}}): {e}"
             )),
             Ok(event) => match publisher.check(&event) {
-                Err(r) => errors.push(format!("{source}:{n}: {r}")),
+                Err(r) => errors.push(format!("{source}:{n}: {r}{}", hint(&r))),
                 Ok(()) => events.push((n, event)),
             },
         }
@@ -201,8 +214,8 @@ impl Batch<'_> {
     }
 }
 
-pub async fn batch(config: &Config, source: &str, json: bool) -> Outcome {
-    let publisher = publisher(config).await?;
+pub async fn batch(config: &Config, source: &str, allow_unrouted: bool, json: bool) -> Outcome {
+    let publisher = publisher(config, allow_unrouted).await?;
     let events = read_batch(source, &publisher)?;
     let started = Instant::now();
     let bar = super::progress(Some(events.len() as u64), "publish");

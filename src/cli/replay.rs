@@ -38,6 +38,7 @@ pub struct Args {
     /// Also replay entries that are themselves replays.
     #[arg(long)]
     pub include_replays: bool,
+    /// Print one JSON summary instead of human text and a progress bar (for scripts).
     #[arg(long)]
     pub json: bool,
 }

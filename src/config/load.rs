@@ -12,25 +12,13 @@ use crate::error::ConfigError;
 /// Where `weir` looks without `-c`: the working directory, like most tools' own files.
 pub const DEFAULT_CONFIG_PATH: &str = "streams.toml";
 
-/// `WEIR_…` variables that are not config overrides.
-const NOT_CONFIG: &[&str] = &[
-    "WEIR_LOG",
-    "WEIR_LOG_FORMAT",
-    "WEIR_CONFIG",
-    "WEIR_TEST_LOG",
-];
-
 /// Environment overrides: `WEIR_` + the key path joined with `__`, e.g. `WEIR_REDIS__URL`.
 pub(super) type Overrides = config::Map<String, String>;
 
 impl Config {
     /// Reads `path` (it must exist) and `WEIR_…` environment overrides, then validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        // WEIR_LOG, WEIR_CONFIG… configure the binary, not streams.toml.
-        let overrides: Overrides = std::env::vars()
-            .filter(|(k, _)| k.starts_with("WEIR_") && !NOT_CONFIG.contains(&k.as_str()))
-            .collect();
-        load_with(path, overrides)
+        load_with(path, overrides(std::env::vars()))
     }
 
     /// Parses TOML text directly (no environment), resolving relative paths against `base`.
@@ -39,6 +27,27 @@ impl Config {
         let raw = read(source, Overrides::new(), &base.join("<inline>"))?;
         raw.validate(base)
     }
+}
+
+/// The variables among `vars` that name a config path: `WEIR_` + a top-level key of the file
+/// (`WEIR_REDIS__URL`, `WEIR_SHUTDOWN_GRACE_SECONDS`). Any other `WEIR_…` variable — the
+/// binary's own `WEIR_CONFIG`/`WEIR_LOG`, or a shell's `WEIR_BIN` — is ignored, logged at
+/// DEBUG. A misspelled key under a real section (`WEIR_REDIS__URLL`) stays an override, so
+/// it is refused as an unknown key naming the variable rather than silently dropped.
+pub(super) fn overrides(vars: impl IntoIterator<Item = (String, String)>) -> Overrides {
+    vars.into_iter()
+        .filter(|(name, _)| {
+            let Some(path) = name.strip_prefix("WEIR_") else {
+                return false;
+            };
+            let top = path.split("__").next().unwrap_or_default().to_lowercase();
+            let known = RawConfig::KEYS.contains(&top.as_str());
+            if !known {
+                tracing::debug!(variable = %name, "not a config key; ignored");
+            }
+            known
+        })
+        .collect()
 }
 
 /// [`Config::load`] with the overrides given rather than read from the environment.

@@ -31,6 +31,22 @@ pub struct RawConfig {
     pub pools: Vec<RawPool>,
 }
 
+impl RawConfig {
+    /// The top-level keys, in the struct's order: a `WEIR_…` variable is an override only
+    /// when its path starts with one of them (a unit test keeps the list in step with serde).
+    pub const KEYS: &'static [&'static str] = &[
+        "shutdown_grace_seconds",
+        "redis",
+        "stream",
+        "retry",
+        "janitor",
+        "schemas",
+        "http",
+        "health",
+        "pools",
+    ];
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {

@@ -202,6 +202,50 @@ fn check(text: &str, env: &[(&str, &str)], key: &str, fragment: &str) -> Result<
 }
 
 #[test]
+fn raw_keys_are_the_top_level_keys_serde_knows() {
+    let text = "no_such_key = 1";
+    let err = load(text, &[]).expect_err("unknown key");
+    let quoted: Vec<String> = RawConfig::KEYS.iter().map(|k| format!("`{k}`")).collect();
+    assert!(
+        err.to_string().contains(&quoted.join(", ")),
+        "RawConfig::KEYS out of step with the struct: {err}"
+    );
+}
+
+#[test]
+fn only_variables_naming_a_config_path_are_overrides() {
+    let vars = [
+        "WEIR_BIN",
+        "WEIR_FOO__BAR",
+        "WEIR_CONFIG",
+        "WEIR_LOG",
+        "WEIR_LOG_FORMAT",
+        "WEIR_REDIS__URL",
+        "WEIR_REDIS__URLL",
+        "WEIR_SHUTDOWN_GRACE_SECONDS",
+        "PATH",
+    ]
+    .map(|k| (k.to_string(), "x".to_string()));
+    let kept: Vec<String> = super::load::overrides(vars).into_keys().collect();
+    let mut kept = kept;
+    kept.sort();
+    assert_eq!(
+        kept,
+        [
+            "WEIR_REDIS__URL",
+            "WEIR_REDIS__URLL",
+            "WEIR_SHUTDOWN_GRACE_SECONDS"
+        ]
+    );
+    let err = load(&pool(""), &[("WEIR_REDIS__URLL", "redis://x")]).expect_err("misspelled");
+    let message = err.to_string();
+    assert!(
+        message.contains("redis.urll") && message.contains("WEIR_REDIS__URLL"),
+        "{message}"
+    );
+}
+
+#[test]
 fn syntax_errors_name_the_file() {
     let err = load("[stream\n", &[]).expect_err("syntax error");
     let message = err.to_string();

@@ -71,6 +71,11 @@ pub fn decide(outcome: Outcome, attempt: u64, policy: &RetryPolicy) -> Settlemen
     }
 }
 
+/// `took` in milliseconds, rounded to the microsecond: `0.052`, not `0.051616999999999996`.
+fn millis(took: Duration) -> f64 {
+    (took.as_micros() as f64) / 1000.0
+}
+
 /// The INFO line every settled entry gets.
 pub fn log_settled(d: &Delivery, settlement: &Settlement, took: Duration) {
     tracing::info!(
@@ -80,7 +85,7 @@ pub fn log_settled(d: &Delivery, settlement: &Settlement, took: Duration) {
         event_id = d.event_id.as_deref().unwrap_or(""),
         attempt = d.attempt,
         outcome = settlement.label(),
-        duration_ms = took.as_secs_f64() * 1000.0,
+        duration_ms = millis(took),
         error = settlement.error().map(|e| truncate(e, 200)).unwrap_or(""),
         "entry settled"
     );
@@ -89,6 +94,16 @@ pub fn log_settled(d: &Delivery, settlement: &Settlement, took: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_logged_to_the_microsecond() {
+        assert_eq!(
+            millis(Duration::from_nanos(51_616_999)).to_string(),
+            "51.616"
+        );
+        assert_eq!(millis(Duration::from_nanos(51_617)).to_string(), "0.051");
+        assert_eq!(millis(Duration::from_secs(2)).to_string(), "2000");
+    }
 
     fn policy() -> RetryPolicy {
         RetryPolicy {
