@@ -59,7 +59,9 @@ pub enum Rejection {
     /// No pool takes the type, so the entry would only be dead-lettered `unrouted`; `routed`
     /// lists the types pools do take (see [`Publisher::refuse_unrouted`]).
     Unrouted {
+        /// The type asked for.
         event_type: String,
+        /// The types some pool takes, for the error message.
         routed: Vec<String>,
     },
 }
