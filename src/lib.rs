@@ -25,7 +25,8 @@
 //! - [`dlq`]: filtered, paged scans of the DLQ; stats; reprocess is one script per entry.
 //! - [`janitor`]: reclaims idle entries, dead-letters exhausted ones, trims the stream safely.
 //! - [`status`]: a snapshot of stream, DLQ and pools for `weir status`.
-//! - [`timespec`]: TIME arguments (RFC 3339, unix ms, stream IDs, relative).
+//! - [`timespec`]: TIME arguments (RFC 3339, unix ms, stream IDs, relative, `now`).
+//! - [`conditions`]: `--where FIELD=VALUE` / `/pointer=VALUE` filters of replay and the DLQ.
 //! - [`replay`]: copies a time range back onto the stream, resumable via its progress hash.
 //! - [`metrics`]: every metric name and its recording helper.
 //! - [`health`]: `/healthz` and `/metrics`.
@@ -37,6 +38,7 @@ pub mod api;
 pub mod app;
 pub(crate) mod backoff;
 pub(crate) mod clock;
+pub mod conditions;
 pub mod config;
 pub mod consumer;
 pub mod dispatch;
