@@ -75,6 +75,8 @@ pub struct Router {
     routes: Routes,
     max_entry_bytes: usize,
     schemas: Arc<Schemas>,
+    /// `[stream] event_id`: where the body carries the event id.
+    event_id: Option<String>,
 }
 
 impl Router {
@@ -84,6 +86,7 @@ impl Router {
             routes: Routes::new(config),
             max_entry_bytes: config.stream.max_entry_bytes,
             schemas,
+            event_id: config.stream.event_id.clone(),
         }
     }
 
@@ -129,7 +132,7 @@ impl Router {
                 ),
             };
         }
-        let event = match envelope::decode(entry) {
+        let mut event = match envelope::decode(entry) {
             Ok(event) => event,
             Err(m) => {
                 return Decision::DeadLetter {
@@ -149,6 +152,11 @@ impl Router {
                 reason: DlqReason::Invalid,
                 error: invalid.to_string(),
             };
+        }
+        if event.event_id.is_none()
+            && let Some(pointer) = &self.event_id
+        {
+            event.event_id = envelope::event_id_in(&event.data, pointer);
         }
         Decision::Handle(event)
     }

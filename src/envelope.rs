@@ -1,6 +1,8 @@
 //! Decoding a raw stream entry into an [`Event`]: the `type`, the `data` and the
 //! pass-through fields of contract §1, all checked to be UTF-8.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use crate::redis::{RawEntry, StreamId};
@@ -47,6 +49,22 @@ pub fn event_type(entry: &RawEntry) -> Option<String> {
         .ok()
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
+}
+
+/// The value at `pointer` in `value` as text: a string as it is, a number as written
+/// (`7` and `"7"` are one value). Other JSON types, or nothing there, give `None`.
+pub fn text_at<'v>(value: &'v serde_json::Value, pointer: &str) -> Option<Cow<'v, str>> {
+    match value.pointer(pointer)? {
+        serde_json::Value::String(s) => Some(Cow::Borrowed(s)),
+        serde_json::Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        _ => None,
+    }
+}
+
+/// The event id in the body `data` at `pointer`, for entries without an `id` field.
+pub fn event_id_in(data: &str, pointer: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(data).ok()?;
+    text_at(&value, pointer).map(Cow::into_owned)
 }
 
 /// Decodes `entry`. `fields` must be present (deleted entries are handled before this).
@@ -129,6 +147,17 @@ mod tests {
         assert_eq!(e.event_id.as_deref(), Some("E1"));
         assert_eq!(e.replay_group.as_deref(), Some("p"));
         assert_eq!(e.fields[0], ("tenant".into(), "t1".into()));
+    }
+
+    #[test]
+    fn event_ids_come_from_strings_or_numbers_at_the_pointer() {
+        let data = r#"{"id":"E1","n":7,"o":{"a~b":"x"},"list":[1]}"#;
+        assert_eq!(event_id_in(data, "/id").as_deref(), Some("E1"));
+        assert_eq!(event_id_in(data, "/n").as_deref(), Some("7"));
+        assert_eq!(event_id_in(data, "/o/a~0b").as_deref(), Some("x"));
+        assert_eq!(event_id_in(data, "/list"), None);
+        assert_eq!(event_id_in(data, "/missing"), None);
+        assert_eq!(event_id_in("not json", "/id"), None);
     }
 
     #[test]

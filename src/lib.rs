@@ -65,7 +65,8 @@
 //!   readers watch and the gauges.
 //! - `metrics`: every metric name and its recording helper.
 //! - `schema`, `envelope`, `timespec`: JSON Schema validation of `data`; decoding a raw entry
-//!   into an event; the CLI's TIME arguments.
+//!   into an event; the CLI's TIME arguments (RFC 3339 with offsets, unix ms, IDs, `-2h`, `now`).
+//! - [`conditions`]: `--where FIELD=VALUE` / `/pointer=VALUE` filters of replay and the DLQ.
 //! - `sync`: the one way to take a lock, which survives a poisoned mutex.
 //! - `main.rs` + `cli/` (binary only): parse the command line, call the library, print.
 //!
@@ -89,6 +90,7 @@
 //! - A new Redis command: the family file under `redis/` (a script: a `.lua` file beside it).
 
 // The supported API: documented, and changed only with a version bump.
+pub mod conditions;
 pub mod config;
 pub mod dlq;
 pub mod error;

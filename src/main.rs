@@ -123,12 +123,17 @@ struct Select {
     /// Only this dlq_reason.
     #[arg(long)]
     reason: Option<String>,
-    /// From this time on (RFC 3339, unix ms, stream ID, or -2h); inclusive.
+    /// From this time on (RFC 3339 with Z or an offset, unix ms, stream ID, now, or -2h);
+    /// inclusive.
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     since: Option<String>,
     /// Up to this time; inclusive.
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     until: Option<String>,
+    /// Only entries whose field FIELD (or value at /json/pointer in data) is VALUE;
+    /// repeatable, all must hold.
+    #[arg(long = "where", value_name = "FIELD=VALUE")]
+    conditions: Vec<String>,
 }
 
 impl Select {
@@ -139,6 +144,7 @@ impl Select {
             since: self.since,
             until: self.until,
             grep,
+            conditions: self.conditions,
         }
     }
 }
@@ -198,10 +204,15 @@ enum DlqCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete every dead letter (or those of --type) for good.
+    /// Delete every dead letter (or those of --type and --where) for good.
     Purge {
+        /// Only this type (repeatable).
         #[arg(long = "type", value_name = "T")]
         types: Vec<String>,
+        /// Only entries whose field FIELD (or value at /json/pointer in data) is VALUE;
+        /// repeatable, all must hold.
+        #[arg(long = "where", value_name = "FIELD=VALUE")]
+        conditions: Vec<String>,
         #[arg(long)]
         yes: bool,
         /// Print one JSON document instead of human text (for scripts).
@@ -369,7 +380,12 @@ async fn dlq(config: &Config, command: DlqCommand) -> cli::Outcome {
             json,
         } => d::reprocess(config, &ids, all, &select.selection(None), dry_run, json).await,
         DlqCommand::Forget { ids, json } => d::forget(config, &ids, json).await,
-        DlqCommand::Purge { types, yes, json } => d::purge(config, &types, yes, json).await,
+        DlqCommand::Purge {
+            types,
+            conditions,
+            yes,
+            json,
+        } => d::purge(config, &types, &conditions, yes, json).await,
     }
 }
 

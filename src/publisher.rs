@@ -120,6 +120,8 @@ pub struct Publisher {
     routes: Routes,
     /// Set by [`Publisher::refuse_unrouted`].
     refuse_unrouted: bool,
+    /// `[stream] event_id`: events without an `id` dedup by the body's id at this pointer.
+    event_id: Option<String>,
 }
 
 impl Publisher {
@@ -140,6 +142,7 @@ impl Publisher {
             schemas,
             routes: Routes::new(config),
             refuse_unrouted: false,
+            event_id: config.stream.event_id.clone(),
         }
     }
 
@@ -211,10 +214,20 @@ impl Publisher {
         if n == 1 {
             return 0;
         }
-        match event.key.as_deref().or(event.id.as_deref()) {
-            Some(key) => usize::from(crate::redis::key_slot(key)) % n,
+        match event.key.clone().or_else(|| self.dedup_id(event)) {
+            Some(key) => usize::from(crate::redis::key_slot(&key)) % n,
             None => self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n,
         }
+    }
+
+    /// The id `event` is deduplicated by: its `id`, else (with `[stream] event_id`) the id
+    /// in its body, as the engine will see it.
+    pub fn dedup_id(&self, event: &NewEvent) -> Option<String> {
+        let pointer = self.event_id.as_deref();
+        event
+            .id
+            .clone()
+            .or_else(|| pointer.and_then(|p| crate::envelope::event_id_in(&event.data, p)))
     }
 
     /// The dedup key of `id`, next to its partition (same hash tag, same slot).
@@ -222,7 +235,7 @@ impl Publisher {
         crate::keys::dedup(stream, id)
     }
 
-    /// Validates and writes one event. With an `id`, a second publish within the dedup window
+    /// Validates and writes one event. With an id ([`Publisher::dedup_id`]), a second publish within the dedup window
     /// writes nothing and returns the first entry's ID.
     pub async fn publish(
         &self,
@@ -248,7 +261,7 @@ impl Publisher {
         }
         let fields = self.fields(event);
         let stream = self.stream(partition);
-        let published = match &event.id {
+        let published = match &self.dedup_id(event) {
             Some(id) => {
                 let (entry, added) = self
                     .redis

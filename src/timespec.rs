@@ -1,6 +1,7 @@
-//! TIME arguments of the CLI: RFC 3339 (`2025-12-01T00:00:00Z`), unix milliseconds, a stream
-//! ID (`1700000000000-3`), or relative to now (`-2h`, `-15m`, `-30s`, `-1d`). Ranges include
-//! both ends, so a bound without a sequence covers its whole millisecond.
+//! TIME arguments of the CLI: RFC 3339 (`2025-12-01T00:00:00Z`, `2026-11-22T10:00:00+02:00`;
+//! without an offset, UTC), unix milliseconds, a stream ID (`1700000000000-3`), `now`, or
+//! relative to now (`-2h`, `-15m`, `-30s`, `-1d`). Ranges include both ends, so a bound
+//! without a sequence covers its whole millisecond.
 
 use std::time::Duration;
 
@@ -54,26 +55,32 @@ pub fn parse_at(text: &str, bound: Bound, now_ms: u64) -> Result<StreamId, Strin
     {
         return StreamId::parse(text).ok_or_else(|| format!("`{text}` is not a valid stream ID"));
     }
-    match humantime::parse_rfc3339_weak(text.trim_end_matches('Z')) {
-        Ok(t) if text.ends_with('Z') || !text.contains('+') => {
-            let ms = t
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            // A time with milliseconds names one millisecond; without, the whole second.
-            let ms_given = text.contains('.');
-            Ok(match (bound, ms_given) {
-                (Bound::Until, false) => StreamId {
-                    ms: ms + 999,
-                    seq: u64::MAX,
-                },
-                _ => whole_ms(ms),
-            })
-        }
-        _ => Err(format!(
-            "`{text}` is not a time: use RFC 3339 in UTC (2025-12-01T00:00:00Z), unix milliseconds, a stream ID (1700000000000-0) or a relative time (-2h, -15m, -30s, -1d)"
-        )),
+    if text == "now" {
+        return Ok(whole_ms(now_ms));
     }
+    let ms = rfc3339_ms(text).ok_or_else(|| {
+        format!(
+            "`{text}` is not a time: use RFC 3339 (2025-12-01T00:00:00Z, 2026-11-22T10:00:00+02:00), unix milliseconds, a stream ID (1700000000000-0), now, or a relative time (-2h, -15m, -30s, -1d)"
+        )
+    })?;
+    // A time with a fraction names one millisecond; without, the whole second.
+    Ok(match (bound, text.contains('.')) {
+        (Bound::Until, false) => StreamId {
+            ms: ms + 999,
+            seq: u64::MAX,
+        },
+        _ => whole_ms(ms),
+    })
+}
+
+/// RFC 3339 (with `Z` or an offset; without one, UTC) as unix milliseconds, parsed by jiff.
+/// Times before 1970 are not stream times.
+fn rfc3339_ms(text: &str) -> Option<u64> {
+    let timestamp = text.parse::<jiff::Timestamp>().ok().or_else(|| {
+        let civil = text.parse::<jiff::civil::DateTime>().ok()?;
+        jiff::tz::Offset::UTC.to_timestamp(civil).ok()
+    })?;
+    u64::try_from(timestamp.as_millisecond()).ok()
 }
 
 pub fn parse(text: &str, bound: Bound) -> Result<StreamId, String> {
@@ -169,12 +176,28 @@ mod tests {
                 seq: u64::MAX
             })
         );
+        assert_eq!(
+            parse_at("2023-11-15T00:13:20+02:00", Since, now),
+            parse_at("2023-11-14T22:13:20Z", Since, now)
+        );
+        assert_eq!(
+            parse_at("2023-11-14T22:13:20", Until, now),
+            parse_at("2023-11-14T22:13:20Z", Until, now)
+        );
+        assert_eq!(
+            parse_at("now", Until, now),
+            Ok(StreamId {
+                ms: now,
+                seq: u64::MAX
+            })
+        );
         for bad in [
+            "1969-12-31T23:59:59Z",
+            "2023-13-14T22:13:20Z",
             "",
             "yesterday",
             "-2x",
             "12-",
-            "2023-11-14T22:13:20+02:00",
             "99999999999999999999999",
         ] {
             assert!(parse_at(bad, Since, now).is_err(), "{bad:?} accepted");

@@ -374,8 +374,13 @@ async fn bad_input_and_auth_answer_400_401_403_404_413_with_the_field() {
         .call("POST", "/api/v1/dlq/reprocess", Some(ADMIN), Some(huge))
         .await;
     assert_eq!(status, 413);
-    let (status, body) = api.post("/api/v1/replay", json!({"since": "0"})).await;
-    assert_eq!((status, body["field"].as_str()), (400, Some("until")));
+    // `until` defaults to now; `where` goes through the CLI's checks.
+    let bad_where = json!({"since": "0", "where": ["tenant"], "dryRun": true});
+    let (status, body) = api.post("/api/v1/replay", bad_where).await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("where")));
+    let dry = json!({"since": "0", "where": ["tenant=t1", "/tenantId=t1"], "dryRun": true});
+    let (status, body) = api.post("/api/v1/replay", dry).await;
+    assert_eq!(status, 200, "{body}");
     let replay = json!({"since": "0", "until": "-0s", "group": "nope"});
     let (status, body) = api.post("/api/v1/replay", replay).await;
     assert_eq!((status, body["field"].as_str()), (400, Some("group")));

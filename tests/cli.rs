@@ -536,3 +536,41 @@ fn every_json_flag_has_help_text() {
         );
     }
 }
+
+#[test]
+fn publish_dedups_by_the_body_id_when_event_id_points_at_it() {
+    let server = RedisServer::start();
+    let cli = Cli::new(&server, "bodyid");
+    let text_config = std::fs::read_to_string(cli.config()).unwrap().replace(
+        "dedup_window_seconds = 60\n",
+        "dedup_window_seconds = 60\nevent_id = \"/id\"\n",
+    );
+    std::fs::write(cli.config(), text_config).unwrap();
+    let data = envelope("incident.event");
+    let id = serde_json::from_str::<serde_json::Value>(&data).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let publish = || {
+        cli.run(&[
+            "publish",
+            "--type",
+            "incident.event",
+            "--data",
+            &data,
+            "--json",
+        ])
+    };
+    let first: serde_json::Value = serde_json::from_slice(&publish().stdout).unwrap();
+    let second = publish();
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second).1);
+    let second: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(first["duplicate"], false);
+    assert_eq!(second["duplicate"], true);
+    assert_eq!(second["entryId"], first["entryId"]);
+    assert_eq!(server.cli(&["XLEN", &cli.stream]), "1");
+    assert_eq!(
+        server.cli(&["EXISTS", &format!("{}:dedup:{id}", cli.stream)]),
+        "1"
+    );
+}

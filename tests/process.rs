@@ -336,3 +336,68 @@ fn systemd_units_stop_with_sigterm_and_outlast_the_drain_grace() {
         );
     }
 }
+
+/// The README's quick start, end to end on the shipped config: the envelope carries its id in
+/// the body (`[stream] event_id = "/id"`), and the handler and the log both show it.
+#[test]
+fn the_quick_start_event_shows_its_envelope_id_in_handler_and_log() {
+    let server = RedisServer::start();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let xadd = readme
+        .lines()
+        .find(|l| l.starts_with("redis-cli XADD integration-bus '*' type incident.event data '"))
+        .expect("the quick start's XADD");
+    let data = xadd
+        .split_once("data '")
+        .and_then(|(_, rest)| rest.strip_suffix('\''))
+        .unwrap();
+    let id = serde_json::from_str::<serde_json::Value>(data).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("weir.log");
+    let shipped = repo().join("streams.toml");
+    let mut child = weir(&repo(), &["run", "-c", shipped.to_str().unwrap()])
+        .env("WEIR_REDIS__URL", server.url())
+        .env("WEIR_HTTP__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let reaper = Reaper(child.id());
+    server.cli(&[
+        "XADD",
+        "integration-bus",
+        "*",
+        "type",
+        "incident.event",
+        "data",
+        data,
+    ]);
+    let deadline = Instant::now() + T;
+    let line_with = |text: &str, needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .map(str::to_string)
+    };
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let (Some(received), Some(settled)) = (
+            line_with(&text, "event received"),
+            line_with(&text, "entry settled"),
+        ) {
+            assert!(
+                received.contains(&format!("event_id=\"{id}\"")),
+                "{received}"
+            );
+            assert!(settled.contains(&format!("event_id=\"{id}\"")), "{settled}");
+            assert!(settled.contains("outcome=\"processed\""), "{settled}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no settled entry in:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(reaper);
+    let _ = child.wait();
+}

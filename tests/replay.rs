@@ -307,3 +307,150 @@ async fn a_killed_replay_resumes_with_no_duplicates_and_no_gaps() {
         "a finished job cannot be resumed"
     );
 }
+
+/// 2024-11-22T08:00:00Z, written `2024-11-22T10:00:00+02:00` below.
+const T0: u64 = 1_732_262_400_000;
+
+/// Entries around T0: (ms offset, type, tenant field, tenantId in data).
+const TENANTS: [(i64, &str, &str, &str); 5] = [
+    (-1, "a", "t1", "t1"),
+    (0, "a", "t1", "t1"),
+    (1, "a", "t2", "t2"),
+    (2, "b", "t1", "t1"),
+    (3, "a", "t1", "t9"),
+];
+
+fn tenant_entries(s: &Setup) {
+    for (offset, ty, tenant, tenant_id) in TENANTS {
+        let id = format!("{}-0", T0 as i64 + offset);
+        let data = format!("{{\"tenantId\":\"{tenant_id}\",\"n\":{offset}}}");
+        s.server.cli(&[
+            "XADD", &s.stream, &id, "type", ty, "data", &data, "tenant", tenant,
+        ]);
+    }
+}
+
+fn ids(offsets: &[i64]) -> Vec<String> {
+    offsets
+        .iter()
+        .map(|o| format!("{}-0", T0 as i64 + o))
+        .collect()
+}
+
+#[tokio::test]
+async fn replay_by_type_alone_by_tenant_field_by_pointer_with_now_and_an_offset() {
+    let s = setup("where");
+    tenant_entries(&s);
+    // By type alone: --since defaults to the stream's start, --until to now.
+    let r = s.replay_json(&["--type", "a", "--limit", "1000"]).await;
+    assert_eq!(
+        s.replays_of(r["job"].as_str().unwrap()).await,
+        ids(&[-1, 0, 1, 3])
+    );
+    // By an entry field.
+    let r = s
+        .replay_json(&["--type", "a", "--where", "tenant=t1"])
+        .await;
+    assert_eq!(
+        s.replays_of(r["job"].as_str().unwrap()).await,
+        ids(&[-1, 0, 3])
+    );
+    // By a pointer into data, from an RFC 3339 time with an offset up to `now`.
+    let r = s
+        .replay_json(&[
+            "--since",
+            "2024-11-22T10:00:00+02:00",
+            "--until",
+            "now",
+            "--where",
+            "/tenantId=t1",
+        ])
+        .await;
+    assert_eq!(s.replays_of(r["job"].as_str().unwrap()).await, ids(&[0, 2]));
+    // Every condition must hold.
+    let r = s
+        .replay_json(&[
+            "--where",
+            "/tenantId=t1",
+            "--where",
+            "type=b",
+            "--where",
+            "/n=2",
+        ])
+        .await;
+    assert_eq!(s.replays_of(r["job"].as_str().unwrap()).await, ids(&[2]));
+    let bad = s.replay(&["--where", "tenant"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--where `tenant`"));
+}
+
+#[tokio::test]
+async fn dlq_commands_take_where_conditions() {
+    let s = setup("dlqwhere");
+    let dlq = format!("{}:dlq", s.stream);
+    for (offset, ty, tenant, tenant_id) in TENANTS {
+        let data = format!("{{\"tenantId\":\"{tenant_id}\"}}");
+        s.server.cli(&[
+            "XADD",
+            &dlq,
+            &format!("{}-0", T0 as i64 + offset),
+            "type",
+            ty,
+            "data",
+            &data,
+            "tenant",
+            tenant,
+            "dlq_reason",
+            "invalid",
+            "dlq_group",
+            "p",
+        ]);
+    }
+    let weir = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("-c")
+            .arg(&s.config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let list = weir(&[
+        "dlq",
+        "list",
+        "--where",
+        "tenant=t1",
+        "--where",
+        "/tenantId=t1",
+        "--json",
+    ]);
+    assert_eq!(
+        list.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 3);
+    let stats = weir(&["dlq", "stats", "--where", "/tenantId=t2", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["total"], 1, "{stats}");
+    let purge = weir(&["dlq", "purge", "--where", "tenant=t2", "--yes"]);
+    assert_eq!(
+        purge.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&purge.stderr)
+    );
+    assert_eq!(s.server.cli(&["XLEN", &dlq]), "4");
+    let dry = weir(&[
+        "dlq",
+        "reprocess",
+        "--all",
+        "--where",
+        "/tenantId=t9",
+        "--dry-run",
+        "--json",
+    ]);
+    let dry: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(dry["matched"], 1, "{dry}");
+}

@@ -119,7 +119,8 @@ pub struct ReplayBody {
     pub dry_run: Option<bool>,
     /// Also replay entries that are replays themselves.
     pub include_replays: Option<bool>,
-    /// `FIELD=VALUE` conditions: not supported by this version (400 when given).
+    /// `FIELD=VALUE` (an entry field) or `/pointer=VALUE` (into `data`) conditions, all of
+    /// which must hold, as `weir replay --where`.
     #[serde(rename = "where")]
     pub where_: Option<Vec<String>>,
 }
@@ -164,12 +165,7 @@ pub struct JobProgress {
 }
 
 fn spec(api: &Api, b: &ReplayBody) -> Result<Spec, ApiError> {
-    if b.where_.as_ref().is_some_and(|w| !w.is_empty()) {
-        return Err(ApiError::input(
-            "where",
-            "`where` conditions are not supported by this version of weir",
-        ));
-    }
+    let conditions = b.where_.clone().unwrap_or_default();
     let types = b.types.clone().unwrap_or_default();
     Ok(Spec::parse(
         &api.config,
@@ -182,6 +178,7 @@ fn spec(api: &Api, b: &ReplayBody) -> Result<Spec, ApiError> {
             batch_size: b.batch_size.unwrap_or(500),
             rate: b.rate,
             include_replays: b.include_replays.unwrap_or(false),
+            conditions: &conditions,
         },
     )?)
 }

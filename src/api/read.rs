@@ -225,6 +225,7 @@ pub async fn dlq_list(
     let filter = filter(
         &api,
         FilterInput {
+            conditions: &[],
             types: &types,
             reason: p.one("reason"),
             since: p.one("since"),

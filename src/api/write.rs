@@ -66,6 +66,7 @@ impl ReprocessBody {
         Ok(Selection::Matching(filter(
             api,
             FilterInput {
+                conditions: &[],
                 types: &types,
                 reason: self.reason.as_deref(),
                 since: self.since.as_deref(),

@@ -15,6 +15,8 @@ pub struct Selection {
     pub since: Option<String>,
     pub until: Option<String>,
     pub grep: Option<String>,
+    /// `--where` conditions.
+    pub conditions: Vec<String>,
 }
 
 impl Selection {
@@ -26,6 +28,7 @@ impl Selection {
             until: self.until.as_deref(),
             grep: self.grep.as_deref(),
             group: None,
+            conditions: &self.conditions,
         })?)
     }
 }
@@ -233,17 +236,24 @@ pub async fn forget(config: &Config, ids: &[String], json: bool) -> Outcome {
     Ok(())
 }
 
-pub async fn purge(config: &Config, types: &[String], yes: bool, json: bool) -> Outcome {
+pub async fn purge(
+    config: &Config,
+    types: &[String],
+    conditions: &[String],
+    yes: bool,
+    json: bool,
+) -> Outcome {
     if !yes {
         return Err(Failure::usage(
             "purge deletes dead letters for good; add --yes to confirm (see `weir dlq stats` first)",
         ));
     }
-    let redis = connect(config).await?;
     let filter = Filter {
         types: types.to_vec(),
+        conditions: weir::conditions::Conditions::parse(conditions)?,
         ..Filter::default()
     };
+    let redis = connect(config).await?;
     let bar = super::progress(None, "purge");
     let deleted = dlq::purge(&redis, config, &filter, |n| bar.set_position(n)).await?;
     bar.finish_and_clear();

@@ -98,6 +98,7 @@ pub async fn one(config: &Config, given: Event, fields: &[String], json: bool) -
         .await
         .map_err(super::redis_failure)?;
     let published = result.map_err(|r| rejected(&r, "event"))?;
+    let dedup_id = publisher.dedup_id(&event).unwrap_or_default();
     let (entry, duplicate) = match published {
         Published::Added(id) => (id, false),
         Published::Duplicate(id) => (id, true),
@@ -108,8 +109,7 @@ pub async fn one(config: &Config, given: Event, fields: &[String], json: bool) -
         );
     } else if duplicate {
         println!(
-            "duplicate: id {} was already published as {entry} within the dedup window; nothing written",
-            event.id.unwrap_or_default()
+            "duplicate: id {dedup_id} was already published as {entry} within the dedup window; nothing written"
         );
     } else {
         println!(
@@ -192,10 +192,10 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Adds line `n`: events without an id are batched, events with one go alone (in order)
-    /// through the dedup script.
+    /// Adds line `n`: events without an id (not even one in the body, with `[stream]
+    /// event_id`) are batched, events with one go alone (in order) through the dedup script.
     async fn add(&mut self, n: usize, event: NewEvent, source: &str) -> Outcome {
-        if event.id.is_none() {
+        if self.publisher.dedup_id(&event).is_none() {
             self.pending.push(event);
             if self.pending.len() >= CHUNK {
                 self.flush(n + 1).await?;

@@ -8,15 +8,20 @@ use super::{Failure, Outcome, connect, print_json};
 /// The flags of `weir replay`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Start of the range (RFC 3339, unix ms, stream ID, or -2h); inclusive.
+    /// Start of the range (RFC 3339 with Z or an offset, unix ms, stream ID, now, or -2h);
+    /// inclusive. Default: the stream's start.
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
-    /// End of the range; inclusive.
+    /// End of the range; inclusive. Default: now.
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Only this type (repeatable).
     #[arg(long = "type", value_name = "T")]
     pub types: Vec<String>,
+    /// Only entries whose field FIELD (or value at /json/pointer in data) is VALUE;
+    /// repeatable, all must hold.
+    #[arg(long = "where", value_name = "FIELD=VALUE")]
+    pub conditions: Vec<String>,
     /// Only this pool handles the copies (replay_group).
     #[arg(long, value_name = "POOL")]
     pub group: Option<String>,
@@ -33,7 +38,7 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
     /// Continue an interrupted job where it stopped.
-    #[arg(long, value_name = "JOB", conflicts_with_all = ["since", "until", "types", "group", "limit"])]
+    #[arg(long, value_name = "JOB", conflicts_with_all = ["since", "until", "types", "conditions", "group", "limit"])]
     pub resume: Option<String>,
     /// Also replay entries that are themselves replays.
     #[arg(long)]
@@ -55,6 +60,7 @@ fn spec(config: &Config, a: &Args) -> Result<Spec, Failure> {
             batch_size: a.batch_size,
             rate: a.rate,
             include_replays: a.include_replays,
+            conditions: &a.conditions,
         },
     )?)
 }

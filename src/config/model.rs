@@ -79,6 +79,10 @@ pub struct StreamConfig {
     pub dedup_window: Duration,
     /// How many stream keys the main stream is spread over; 1 is the plain layout.
     pub partitions: usize,
+    /// `[stream] event_id`: a JSON pointer into `data` that names the event id when an entry
+    /// has no `id` field (envelopes that carry their id in the body). Handlers, logs and
+    /// `weir publish`'s dedup use it.
+    pub event_id: Option<String>,
     /// Each partition's stream and DLQ keys, computed once by validation so every caller
     /// agrees on them.
     pub(super) parts: Vec<Partition>,

@@ -68,6 +68,8 @@ pub struct RawStream {
     pub dedup_window_seconds: Option<f64>,
     /// Stream keys the main stream is spread over (Redis Cluster scale-out).
     pub partitions: Option<u32>,
+    /// A JSON pointer into `data` (`/id`): the event id of entries without an `id` field.
+    pub event_id: Option<String>,
 }
 
 /// Retry keys: the `[retry]` defaults, and the per-pool overrides.

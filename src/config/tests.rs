@@ -152,6 +152,8 @@ fn other_cases() -> Vec<Case> {
         (with_pool("[redis]\nurl = \"http://u:hunter2@x\""), none, "redis.url", "is not a Redis URL"),
         (with_pool("[redis]\nurl = \"redis-cluster://127.0.0.1:notaport\""), none, "redis.url", "redis-cluster://127.0.0.1:notaport"),
         (with_pool("[redis]\nurl = \"redis://x\"\ninsecure_skip_verify = true"), none, "redis.url", "TLS options are set but the URL is not rediss://"),
+        (with_pool("[stream]\nevent_id = \"id\""), none, "stream.event_id", "not a JSON pointer"),
+        (with_pool("[stream]\nevent_id = \"/a//b\""), none, "stream.event_id", "empty segment"),
         // janitor, http, shutdown
         (with_pool("[janitor]\ninterval_seconds = 0"), none, "janitor.interval_seconds", "above 0"),
         (with_pool("[janitor]\nconsumer_gc_seconds = -1"), none, "janitor.consumer_gc_seconds", "above 0"),

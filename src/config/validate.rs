@@ -182,6 +182,11 @@ impl RawConfig {
             dlq,
             max_len,
             partitions: partitions as usize,
+            event_id: raw
+                .event_id
+                .as_deref()
+                .map(|p| event_id_pointer("stream.event_id", p))
+                .transpose()?,
             max_entry_bytes: usize::try_from(max_entry_bytes).unwrap_or(usize::MAX),
             parts,
         })
@@ -300,6 +305,17 @@ impl RawRetry {
     }
 }
 
+/// `[stream] event_id`: a JSON pointer (the `id` field itself needs no setting).
+fn event_id_pointer(key: &str, value: &str) -> Result<String, ConfigError> {
+    if !value.starts_with('/') {
+        return Err(invalid(
+            key,
+            format!("`{value}` is not a JSON pointer into data: write it like \"/id\""),
+        ));
+    }
+    json_pointer(key, value)
+}
+
 /// An `order_key` value: a JSON pointer (`/a/b`, with `~0`/`~1` escapes) or a field name.
 fn order_key(key: &str, value: &str) -> Result<OrderKey, ConfigError> {
     if value.is_empty() {
@@ -311,6 +327,12 @@ fn order_key(key: &str, value: &str) -> Result<OrderKey, ConfigError> {
     if !value.starts_with('/') {
         return Ok(OrderKey::Field(value.to_string()));
     }
+    json_pointer(key, value).map(OrderKey::Pointer)
+}
+
+/// `value`, which starts with `/`, checked to be a JSON pointer (`~0`/`~1` escapes, no
+/// empty segment).
+fn json_pointer(key: &str, value: &str) -> Result<String, ConfigError> {
     let bad_escape = value
         .split('~')
         .skip(1)
@@ -331,7 +353,7 @@ fn order_key(key: &str, value: &str) -> Result<OrderKey, ConfigError> {
             ),
         ));
     }
-    Ok(OrderKey::Pointer(value.to_string()))
+    Ok(value.to_string())
 }
 
 impl RawPool {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::conditions::Conditions;
 use crate::error::{InputError, RedisError};
 use crate::redis::{RawEntry, Redis, StreamId};
 use crate::timespec;
@@ -38,6 +39,8 @@ pub struct Filter {
     pub grep: Option<String>,
     /// Only dead letters of this pool (`dlq_group`).
     pub group: Option<String>,
+    /// `--where` conditions on the original fields and body; all must hold.
+    pub conditions: Conditions,
 }
 
 /// A dead letter, its `dlq_*` fields read out.
@@ -116,6 +119,8 @@ pub struct FilterInput<'a> {
     pub grep: Option<&'a str>,
     /// A pool name (`dlq_group`); the caller checks it is configured.
     pub group: Option<&'a str>,
+    /// `FIELD=VALUE` / `/pointer=VALUE` conditions, all of which must hold.
+    pub conditions: &'a [String],
 }
 
 impl Filter {
@@ -138,6 +143,7 @@ impl Filter {
             end: Some(end),
             grep: input.grep.filter(|g| !g.is_empty()).map(String::from),
             group: input.group.map(String::from),
+            conditions: Conditions::parse(input.conditions)?,
         })
     }
 
@@ -159,6 +165,9 @@ impl Filter {
         if let Some(group) = &self.group
             && !field_is(DLQ_GROUP, group)
         {
+            return false;
+        }
+        if !self.conditions.matches(entry) {
             return false;
         }
         if let Some(needle) = &self.grep {

@@ -14,6 +14,7 @@ pub use job::Job;
 pub use partitions::Replay;
 
 use crate::clock;
+use crate::conditions::Conditions;
 use crate::config::Config;
 use crate::error::{InputError, OpError, RedisError};
 use crate::redis::{RawEntry, StreamId};
@@ -45,6 +46,8 @@ pub struct Spec {
     /// Copy entries that are themselves replays (`replay_of` set); off so that replaying a
     /// range twice does not copy copies.
     pub include_replays: bool,
+    /// `--where` conditions: every one must hold (tenant boundaries).
+    pub conditions: Conditions,
 }
 
 /// Where a job stands; the fields of the job hash.
@@ -119,18 +122,17 @@ pub struct SpecInput<'a> {
     pub rate: Option<u64>,
     /// Also replay entries that are replays themselves.
     pub include_replays: bool,
+    /// `FIELD=VALUE` / `/pointer=VALUE` conditions, all of which must hold.
+    pub conditions: &'a [String],
 }
 
 impl Spec {
     /// Checks a user's replay request against `config`; errors name the field at fault.
+    /// `since` defaults to the stream's start and `until` to now, so `--type T` alone
+    /// replays that type's history.
     pub fn parse(config: &Config, a: SpecInput<'_>) -> Result<Spec, InputError> {
-        let (Some(since), Some(until)) = (a.since, a.until) else {
-            return Err(InputError::new(
-                if a.since.is_none() { "since" } else { "until" },
-                "replay needs --since and --until (or --resume JOB)",
-            ));
-        };
-        let (start, end) = timespec::range(Some(since), Some(until))?;
+        let (start, end) = timespec::range(a.since, Some(a.until.unwrap_or("now")))?;
+        let conditions = Conditions::parse(a.conditions)?;
         if let Some(g) = a.group
             && config.pool(g).is_none()
         {
@@ -163,6 +165,7 @@ impl Spec {
             batch_size,
             rate: a.rate,
             include_replays: a.include_replays,
+            conditions,
         })
     }
 }
@@ -183,12 +186,13 @@ impl Spec {
         if !self.include_replays && entry.field(REPLAY_OF).is_some() {
             return false;
         }
-        self.types.is_empty()
+        let typed = self.types.is_empty()
             || self.types.iter().any(|t| {
                 entry
                     .field(TYPE)
                     .is_some_and(|v| v.as_ref() == t.as_bytes())
-            })
+            });
+        typed && self.conditions.matches(entry)
     }
 
     fn to_fields(&self) -> Vec<(&'static str, String)> {
@@ -204,6 +208,11 @@ impl Spec {
             ("batch_size", self.batch_size.to_string()),
             ("rate", self.rate.map(|r| r.to_string()).unwrap_or_default()),
             ("include_replays", self.include_replays.to_string()),
+            // A JSON list: values may hold any character.
+            (
+                "where",
+                serde_json::to_string(&self.conditions.texts()).unwrap_or_default(),
+            ),
         ]
     }
 
@@ -240,6 +249,40 @@ impl Spec {
             batch_size: opt_num("batch_size")?.unwrap_or(500).clamp(1, 10_000) as usize,
             rate: opt_num("rate")?,
             include_replays: f.get("include_replays").is_some_and(|v| v == "true"),
+            conditions: match f.get("where").map(String::as_str) {
+                None | Some("") => Conditions::default(),
+                Some(list) => serde_json::from_str::<Vec<String>>(list)
+                    .ok()
+                    .and_then(|texts| Conditions::parse(&texts).ok())
+                    .ok_or_else(|| corrupt("where"))?,
+            },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn where_conditions_survive_the_job_hash_for_resume() {
+        let texts = ["tenant=t,1".to_string(), "/a/b=x=y".to_string()];
+        let spec = Spec {
+            start: StreamId::ZERO,
+            end: StreamId { ms: 9, seq: 0 },
+            types: vec!["a".into()],
+            group: None,
+            limit: None,
+            batch_size: 500,
+            rate: None,
+            include_replays: false,
+            conditions: Conditions::parse(&texts).expect("conditions"),
+        };
+        let fields: HashMap<String, String> = spec
+            .to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(Spec::from_fields("j", &fields).ok(), Some(spec));
     }
 }
