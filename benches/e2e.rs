@@ -9,7 +9,9 @@
 //! cargo bench --bench e2e -- latency reclaim   # only the named scenarios
 //! ```
 //!
-//! Scenarios: consume, e2e, latency, http, publish, reclaim, janitor, replay, rss, cluster.
+//! Scenarios: consume, e2e, latency, http, publish, reclaim, janitor, replay, rss, cluster,
+//! ordered, ordered-one-key, takeover. `BENCH_WEIR_BIN=path` runs another `weir` binary
+//! (e.g. an older commit's) under this harness.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -28,6 +30,12 @@ mod common;
 use common::free_port;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+
+/// The `weir` binary to run: this build's, or `BENCH_WEIR_BIN` (another build's, e.g. the
+/// commit before a change, run by this same harness).
+fn weir_bin() -> String {
+    std::env::var("BENCH_WEIR_BIN").unwrap_or_else(|_| WEIR.to_string())
+}
 const STREAM: &str = "bench";
 
 // ---------------------------------------------------------------------------------------
@@ -109,6 +117,51 @@ impl Server {
             .sum()
     }
 
+    /// Calls of `command` since the last CONFIG RESETSTAT.
+    fn calls(&self, command: &str) -> u64 {
+        let info = self.cli(&["INFO", "commandstats"]);
+        info.lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+            .and_then(|l| l.split("calls=").nth(1)?.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Pipes `n` XADDs of `type noop.x data {"i":1} key k<i % keys>` (keys round-robin)
+    /// through `redis-cli --pipe`.
+    fn prefill_keyed(&self, n: u64, keys: u64) {
+        use std::io::Write;
+        let bulk = |out: &mut Vec<u8>, s: &[u8]| {
+            out.extend_from_slice(format!("${}\r\n", s.len()).as_bytes());
+            out.extend_from_slice(s);
+            out.extend_from_slice(b"\r\n");
+        };
+        let mut out = Vec::with_capacity(n as usize * 90);
+        for i in 0..n {
+            out.extend_from_slice(b"*9\r\n");
+            for part in [
+                &b"XADD"[..],
+                STREAM.as_bytes(),
+                b"*",
+                b"type",
+                b"noop.x",
+                b"data",
+            ] {
+                bulk(&mut out, part);
+            }
+            bulk(&mut out, br#"{"i":1}"#);
+            bulk(&mut out, b"key");
+            bulk(&mut out, format!("k{}", i % keys).as_bytes());
+        }
+        let mut child = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--pipe"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&out).unwrap();
+        assert!(child.wait().unwrap().success(), "redis-cli --pipe failed");
+    }
+
     fn config(&self, pools: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join(format!("weir-{}.toml", free_port()));
         std::fs::write(
@@ -152,7 +205,7 @@ struct Weir(Child);
 impl Weir {
     fn start(config: &Path) -> Weir {
         Weir(
-            Command::new(WEIR)
+            Command::new(weir_bin())
                 .arg("-c")
                 .arg(config)
                 .arg("run")
@@ -173,6 +226,11 @@ impl Weir {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// CPU seconds (user + system) this process has used.
+    fn cpu(&self) -> f64 {
+        proc_cpu(&format!("/proc/{}/stat", self.0.id()))
     }
 
     fn kill9(&mut self) {
@@ -351,6 +409,7 @@ impl Bench {
         let weir = Weir::start(&config);
         let redis = self.redis.clone();
         let took = wait_until("consume", Duration::from_secs(600), || drained(&redis)).await;
+        let engine = weir.cpu() * 1e6 / n as f64;
         weir.stop();
         let usec = self
             .server
@@ -361,7 +420,7 @@ impl Bench {
             n,
             took,
             0.6,
-            &format!(", Redis {per:.2} µs/entry (target ≤ 4)"),
+            &format!(", Redis {per:.2} µs/entry (target ≤ 4), engine CPU {engine:.2} µs/entry"),
         );
     }
 
@@ -516,7 +575,7 @@ impl Bench {
         std::fs::write(&file, lines).unwrap();
         let cfg = self.server.config(&pool(1, "{ kind = \"noop\" }"), "");
         let start = Instant::now();
-        let status = Command::new(WEIR)
+        let status = Command::new(weir_bin())
             .arg("-c")
             .arg(&cfg)
             .args(["publish", "--ndjson"])
@@ -632,7 +691,7 @@ impl Bench {
             .as_millis()
             + 60_000;
         for (name, dry) in [("replay scan (--dry-run)", true), ("replay publish", false)] {
-            let mut cmd = Command::new(WEIR);
+            let mut cmd = Command::new(weir_bin());
             cmd.arg("-c").arg(&config).args([
                 "replay",
                 "--since",
@@ -682,6 +741,213 @@ impl Bench {
                 met: true,
             });
         }
+    }
+
+    /// One drain of `n` keyed entries (`keys` keys round-robin) by one pool, `noop`,
+    /// concurrency 64, ordered by field `key` or not: (took, engine CPU µs/entry, Redis µs
+    /// per entry, XREADGROUP calls).
+    async fn keyed_run(&mut self, n: u64, keys: u64, ordered: bool) -> (Duration, f64, f64, u64) {
+        self.reset().await;
+        self.server
+            .cli(&["XGROUP", "CREATE", STREAM, "p", "$", "MKSTREAM"]);
+        // An epoch counter already there: the first owner need not wait out a possible
+        // earlier owner (see `fresh` in redis/lease.rs), which is start-up, not throughput.
+        self.server
+            .cli(&["SET", &format!("{STREAM}:owner:p:epoch"), "1"]);
+        self.server.prefill_keyed(n, keys);
+        self.server.cli(&["CONFIG", "RESETSTAT"]);
+        let order = if ordered { "order_key = \"key\"\n" } else { "" };
+        let config = self
+            .server
+            .config(&format!("{}{order}", pool(64, "{ kind = \"noop\" }")), "");
+        let weir = Weir::start(&config);
+        let redis = self.redis.clone();
+        let took = wait_until("keyed drain", Duration::from_secs(600), || drained(&redis)).await;
+        let engine = weir.cpu() * 1e6 / n as f64;
+        weir.stop();
+        let usec = self.server.usec(&[
+            "xreadgroup",
+            "xack",
+            "xclaim",
+            "xautoclaim",
+            "xpending",
+            "eval",
+            "evalsha",
+        ]);
+        let reads = self.server.calls("xreadgroup");
+        (took, engine, usec as f64 / n as f64, reads)
+    }
+
+    /// 9. An ordered pool (`order_key = "key"`) over 1,000 keys round-robin against the
+    ///    same pool unordered, on the same entries, alternating twice.
+    async fn ordered(&mut self) {
+        let n = self.n / 5;
+        let keys = 1000;
+        let mut pairs = Vec::new();
+        for round in 1..=2 {
+            let mut rates = [0.0; 2];
+            for (i, ordered) in [false, true].into_iter().enumerate() {
+                let (took, engine, redis, _) = self.keyed_run(n, keys, ordered).await;
+                let rate = n as f64 / took.as_secs_f64();
+                println!(
+                    "  round {round}, {}: {n} in {:.2} s = {rate:.0}/s, ratio {:.2}, engine CPU {engine:.2} µs/entry, Redis {redis:.2} µs/entry",
+                    if ordered { "ordered" } else { "unordered" },
+                    took.as_secs_f64(),
+                    rate / self.reference
+                );
+                rates[i] = rate;
+            }
+            pairs.push((rates[0], rates[1]));
+        }
+        let list =
+            |f: &dyn Fn(&(f64, f64)) -> String| pairs.iter().map(f).collect::<Vec<_>>().join(", ");
+        let mean =
+            |f: fn(&(f64, f64)) -> f64| pairs.iter().map(f).sum::<f64>() / pairs.len() as f64;
+        let (u, o) = (mean(|p| p.0), mean(|p| p.1));
+        let worst = pairs
+            .iter()
+            .map(|p| p.1 / p.0)
+            .fold(f64::INFINITY, f64::min);
+        self.rows.push(Row {
+            name: "unordered, 1,000 keys",
+            figure: format!(
+                "{}/s ({n} entries, 2 rounds)",
+                list(&|p| format!("{:.0}", p.0))
+            ),
+            ratio: Some(u / self.reference),
+            target: "—",
+            met: true,
+        });
+        self.rows.push(Row {
+            name: "ordered, 1,000 keys",
+            figure: format!(
+                "{}/s; ×{} of unordered",
+                list(&|p| format!("{:.0}", p.1)),
+                list(&|p| format!("{:.2}", p.1 / p.0))
+            ),
+            ratio: Some(o / self.reference),
+            target: "≥ 0.80× unordered",
+            met: worst >= 0.8,
+        });
+    }
+
+    /// 10. An ordered pool with a single key: one entry at a time.
+    async fn ordered_one_key(&mut self) {
+        let n = self.n / 5;
+        let (took, engine, redis, reads) = self.keyed_run(n, 1, true).await;
+        let acks = self.server.calls("xack");
+        let extra = format!(
+            ", {:.1} µs/entry wall, engine CPU {engine:.2} µs/entry, Redis {redis:.2} µs/entry, {:.1} entries per XREADGROUP, {:.1} per XACK",
+            took.as_secs_f64() * 1e6 / n as f64,
+            n as f64 / reads.max(1) as f64,
+            n as f64 / acks.max(1) as f64
+        );
+        self.rate("ordered, one key", n, took, 0.0, &extra);
+    }
+
+    /// 11. Takeover of an ordered pool (lease `visibility_timeout_seconds = 2`): a `weir
+    ///     run` owner with entries pending is killed with `kill -9`, then (the standby now
+    ///     owning) stopped with SIGTERM; each time, until the next standby hands out its
+    ///     first entry. The handler is an HTTP call that takes 20 ms.
+    async fn takeover(&mut self) {
+        self.reset().await;
+        let seen = Arc::new(Seen::default());
+        let port = serve_seen(seen.clone()).await;
+        self.server
+            .cli(&["XGROUP", "CREATE", STREAM, "p", "$", "MKSTREAM"]);
+        self.server
+            .cli(&["SET", &format!("{STREAM}:owner:p:epoch"), "1"]);
+        self.server.prefill_keyed(40_000, 1000);
+        let handler = format!(
+            "{{ kind = \"http\", url = \"http://127.0.0.1:{port}/slow\" }}\norder_key = \"key\"\n"
+        );
+        let extra = "[retry]\nvisibility_timeout_seconds = 2\n";
+        let configs: Vec<PathBuf> = (0..3)
+            .map(|_| self.server.config(&pool(64, &handler), extra))
+            .collect();
+        let members = format!("{STREAM}:members:p");
+        let live = |n: usize| {
+            let server = &self.server;
+            let members = members.clone();
+            async move {
+                wait_until("standby heartbeat", Duration::from_secs(30), || async {
+                    server
+                        .cli(&["HLEN", &members])
+                        .parse::<usize>()
+                        .unwrap_or(0)
+                        >= n
+                })
+                .await;
+            }
+        };
+
+        // Owner A (epoch 2), standby B.
+        let mut owner = Weir::start(&configs[0]);
+        wait_until("A handling", Duration::from_secs(30), || async {
+            seen.hits.load(Ordering::Relaxed) >= 500
+        })
+        .await;
+        let standby = Weir::start(&configs[1]);
+        live(2).await;
+        // A random phase against the standby's polls (every lease/6): a fixed delay after its
+        // first heartbeat would always kill at the same point of its poll period.
+        tokio::time::sleep(Duration::from_millis(300) + jitter()).await;
+        let epoch_a = seen.last_epoch.load(Ordering::Relaxed);
+        owner.kill9();
+        let killed = Instant::now();
+        // Nobody acknowledges or claims anything until the lease expires.
+        let lowest = self
+            .server
+            .cli(&["XPENDING", STREAM, "p", "-", "+", "1"])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        // The standby hands out pending entries in ID order, up to 64 keys at once: the
+        // lowest pending entry is among its first 64 calls (which one arrives first is up to
+        // the scheduler).
+        let first = seen.first_after(epoch_a, 64, Duration::from_secs(30)).await;
+        let after_kill = first.0.duration_since(killed);
+        let in_order = first.1.contains(&lowest);
+        self.figure(
+            "takeover after kill -9 (lease 2 s)",
+            format!(
+                "{:.2} s to the first entry handed out by the standby (epoch {} → {}; lowest pending among its first 64: {})",
+                after_kill.as_secs_f64(),
+                epoch_a,
+                epoch_a + 1,
+                if in_order { "yes" } else { "no" }
+            ),
+            "≈ lease (2 s + ≤ 1/6 lease)",
+            after_kill < Duration::from_millis(2500),
+        );
+
+        // B owns now; standby C; SIGTERM to B.
+        let _next = Weir::start(&configs[2]);
+        tokio::time::sleep(Duration::from_millis(500) + jitter()).await;
+        let epoch_b = seen.last_epoch.load(Ordering::Relaxed);
+        let pending_before = pending(&self.redis).await;
+        let stopping = std::thread::spawn(move || {
+            let signalled = Instant::now();
+            standby.stop();
+            (signalled, signalled.elapsed())
+        });
+        let first = seen.first_after(epoch_b, 1, Duration::from_secs(30)).await;
+        let (signalled, exit) = stopping.join().unwrap();
+        let after_term = first.0.duration_since(signalled);
+        self.figure(
+            "takeover after SIGTERM (lease 2 s)",
+            format!(
+                "{:.2} s to the first entry handed out by the standby (the owner exited after {:.2} s; epoch {} → {}; {} pending at the signal)",
+                after_term.as_secs_f64(),
+                exit.as_secs_f64(),
+                epoch_b,
+                epoch_b + 1,
+                pending_before
+            ),
+            "well under the lease",
+            after_term < Duration::from_secs(1),
+        );
     }
 
     /// 8. RSS of an engine process with 10k entries in flight: first with handlers that only
@@ -752,7 +1018,13 @@ impl Bench {
 
 /// CPU seconds (user + system) this process has used.
 fn own_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    proc_cpu("/proc/self/stat")
+}
+
+/// CPU seconds (user + system) of the process whose `/proc/<pid>/stat` is `path`
+/// (utime + stime, in clock ticks of 1/100 s).
+fn proc_cpu(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap();
     let after = stat.rsplit(')').next().unwrap();
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
@@ -783,6 +1055,79 @@ async fn in_flight(url: &str) -> u64 {
         .as_array()
         .map(|pools| pools.iter().filter_map(|p| p["inFlight"].as_u64()).sum())
         .unwrap_or(0)
+}
+
+/// 0–333 ms, from the clock's nanoseconds: one standby poll period at a 2 s lease.
+fn jitter() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    Duration::from_millis(u64::from(nanos) % 333)
+}
+
+/// What the takeover scenario's endpoint saw: every request's arrival, owner epoch and
+/// entry ID.
+#[derive(Default)]
+struct Seen {
+    hits: AtomicU64,
+    last_epoch: AtomicU64,
+    log: std::sync::Mutex<Vec<(Instant, u64, String)>>,
+}
+
+impl Seen {
+    /// The first request under an epoch above `epoch`: when it arrived, and the entry IDs
+    /// of the first `first` requests under that epoch (once there are that many).
+    async fn first_after(
+        &self,
+        epoch: u64,
+        first: usize,
+        timeout: Duration,
+    ) -> (Instant, Vec<String>) {
+        let find = || {
+            let log = self.log.lock().unwrap();
+            let next: Vec<&(Instant, u64, String)> = log
+                .iter()
+                .filter(|(_, e, _)| *e > epoch)
+                .take(first)
+                .collect();
+            (next.len() == first).then(|| (next[0].0, next.iter().map(|r| r.2.clone()).collect()))
+        };
+        wait_until("requests under the next epoch", timeout, || async {
+            find().is_some()
+        })
+        .await;
+        find().unwrap()
+    }
+}
+
+/// A local endpoint, `/slow`, that answers after 20 ms and records each request in `seen`.
+async fn serve_seen(seen: Arc<Seen>) -> u16 {
+    use axum::routing::post;
+    let slow = move |headers: axum::http::HeaderMap| {
+        let at = Instant::now();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let epoch = header("x-weir-owner-epoch").parse().unwrap_or(0);
+        let id = header("x-weir-entry-id");
+        seen.hits.fetch_add(1, Ordering::Relaxed);
+        seen.last_epoch.fetch_max(epoch, Ordering::Relaxed);
+        seen.log.lock().unwrap().push((at, epoch, id));
+        async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            "ok"
+        }
+    };
+    let app = axum::Router::new().route("/slow", post(slow));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
 }
 
 /// A handler that holds every entry until the process ends.
@@ -988,9 +1333,20 @@ impl Handler for Latency {
     }
 }
 
-const SCENARIOS: [&str; 10] = [
-    "consume", "e2e", "latency", "http", "publish", "reclaim", "janitor", "replay", "rss",
+const SCENARIOS: [&str; 13] = [
+    "consume",
+    "e2e",
+    "latency",
+    "http",
+    "publish",
+    "reclaim",
+    "janitor",
+    "replay",
+    "rss",
     "cluster",
+    "ordered",
+    "ordered-one-key",
+    "takeover",
 ];
 
 fn main() {
@@ -1036,6 +1392,7 @@ fn main() {
                 "no persistence"
             },
         );
+        println!("weir binary: {}", weir_bin());
         let redis = server.client().await;
         let mut bench = Bench {
             server,
@@ -1057,6 +1414,9 @@ fn main() {
                 "replay" => bench.replay().await,
                 "rss" => bench.rss().await,
                 "cluster" => bench.cluster().await,
+                "ordered" => bench.ordered().await,
+                "ordered-one-key" => bench.ordered_one_key().await,
+                "takeover" => bench.takeover().await,
                 _ => unreachable!(),
             }
         }
