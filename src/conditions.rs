@@ -101,21 +101,10 @@ fn parse_one(text: &str) -> Result<Condition, InputError> {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
-    use crate::redis::StreamId;
 
     fn entry(fields: &[(&str, &str)]) -> RawEntry {
-        RawEntry {
-            id: StreamId { ms: 1, seq: 0 },
-            fields: Some(
-                fields
-                    .iter()
-                    .map(|(k, v)| (Bytes::from(k.to_string()), Bytes::from(v.to_string())))
-                    .collect(),
-            ),
-        }
+        RawEntry::of_texts(fields)
     }
 
     fn when(texts: &[&str]) -> Conditions {

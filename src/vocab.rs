@@ -62,6 +62,35 @@ pub struct RawEntry {
 }
 
 impl RawEntry {
+    /// Every field as text (invalid UTF-8 replaced), ordered by name: how the DLQ tools and
+    /// the API show an entry.
+    pub fn text_fields(&self) -> std::collections::BTreeMap<String, String> {
+        self.fields
+            .iter()
+            .flatten()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// A test entry `1-0` with these text fields.
+    #[cfg(test)]
+    pub(crate) fn of_texts(fields: &[(&str, &str)]) -> RawEntry {
+        RawEntry {
+            id: StreamId { ms: 1, seq: 0 },
+            fields: Some(
+                fields
+                    .iter()
+                    .map(|(k, v)| (Bytes::from(k.to_string()), Bytes::from(v.to_string())))
+                    .collect(),
+            ),
+        }
+    }
+
     /// Bytes of all field names and values: what `max_entry_bytes` limits.
     pub fn size(&self) -> usize {
         self.fields

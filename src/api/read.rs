@@ -68,17 +68,7 @@ pub struct EventsQuery {
 }
 
 fn event(entry: &RawEntry) -> Event {
-    let fields = entry
-        .fields
-        .iter()
-        .flatten()
-        .map(|(k, v)| {
-            (
-                String::from_utf8_lossy(k).into_owned(),
-                String::from_utf8_lossy(v).into_owned(),
-            )
-        })
-        .collect();
+    let fields = entry.text_fields();
     Event {
         id: entry.id.to_string(),
         event_type: dlq::text(entry, TYPE),

@@ -239,12 +239,10 @@ fn lane_of(key: &OrderKey, entry: &RawEntry) -> Option<u64> {
         OrderKey::Field(name) => entry.field(name)?.hash(&mut h),
         OrderKey::Pointer(pointer) => {
             let data: serde_json::Value = serde_json::from_slice(entry.field(DATA)?).ok()?;
-            match data.pointer(pointer)? {
-                serde_json::Value::String(s) => s.as_bytes().hash(&mut h),
-                // 7 and "7" are one key: both hash as their text.
-                serde_json::Value::Number(n) => n.to_string().as_bytes().hash(&mut h),
-                _ => return None,
-            }
+            // Strings as they are, numbers as written (7 and "7" are one key).
+            crate::envelope::text_at(&data, pointer)?
+                .as_bytes()
+                .hash(&mut h)
         }
     }
     Some(h.finish())
@@ -297,21 +295,10 @@ pub(super) fn retry_later(pool: &Arc<Pool>, mut job: Job, after: Duration) {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
-    use crate::redis::StreamId;
 
     fn entry(fields: &[(&str, &str)]) -> RawEntry {
-        RawEntry {
-            id: StreamId { ms: 1, seq: 0 },
-            fields: Some(
-                fields
-                    .iter()
-                    .map(|(k, v)| (Bytes::from(k.to_string()), Bytes::from(v.to_string())))
-                    .collect(),
-            ),
-        }
+        RawEntry::of_texts(fields)
     }
 
     #[test]

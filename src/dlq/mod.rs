@@ -79,17 +79,7 @@ impl DeadLetter {
     /// Reads the `dlq_*` fields of a DLQ entry; missing ones read as empty, never an error,
     /// so a hand-written or damaged entry still lists.
     pub fn from_entry(entry: &RawEntry) -> DeadLetter {
-        let fields = entry
-            .fields
-            .iter()
-            .flatten()
-            .map(|(k, v)| {
-                (
-                    String::from_utf8_lossy(k).into_owned(),
-                    String::from_utf8_lossy(v).into_owned(),
-                )
-            })
-            .collect();
+        let fields = entry.text_fields();
         DeadLetter {
             id: entry.id.to_string(),
             event_type: text(entry, TYPE),
