@@ -164,7 +164,7 @@ async fn healthz(State(health): State<Arc<Health>>) -> Response {
 
 async fn metrics_text(State(health): State<Arc<Health>>) -> Response {
     match &health.prometheus {
-        Some(handle) => handle.render().into_response(),
+        Some(handle) => crate::metrics::render(handle).into_response(),
         None => (
             StatusCode::NOT_FOUND,
             "metrics recorder owned by the embedding application\n",

@@ -63,7 +63,8 @@
 //!   `include_str!` and served at `/` beside the API, with a strict Content-Security-Policy.
 //! - `health`: `/healthz` and `/metrics`, and the loop that refreshes the paused set the
 //!   readers watch and the gauges.
-//! - `metrics`: every metric name and its recording helper.
+//! - `metrics`: every metric name and its recording helper; `histogram`: the fixed-bucket
+//!   histograms behind the per-entry metrics.
 //! - `schema`, `envelope`, `timespec`: JSON Schema validation of `data`; decoding a raw entry
 //!   into an event; the CLI's TIME arguments (RFC 3339 with offsets, unix ms, IDs, `-2h`, `now`).
 //! - [`conditions`]: `--where FIELD=VALUE` / `/pointer=VALUE` filters of replay and the DLQ.
@@ -127,6 +128,7 @@ pub(crate) mod consumer;
 pub(crate) mod dashboard;
 pub(crate) mod handler;
 pub(crate) mod health;
+mod histogram;
 pub(crate) mod janitor;
 pub(crate) mod keys;
 pub(crate) mod metrics;

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Histogram, counter, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::histogram::{Buckets, Family};
 
 use crate::sync::lock;
 use crate::vocab::DlqReason;
@@ -37,13 +39,45 @@ pub const POOL_OWNED: &str = "weir_pool_owned_partitions";
 pub const DELIVERY_ATTEMPTS: &str = "weir_delivery_attempts";
 
 /// Which delivery settled an entry: 1 is first time.
-const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 13.0, 21.0];
+const ATTEMPT_BOUNDS: &[u64] = &[1, 2, 3, 4, 5, 8, 13, 21];
 
-/// Handler durations from 1 ms to 15 min.
-const DURATION_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-    120.0, 300.0, 600.0, 900.0,
+/// Handler durations from 1 ms to 15 min, in nanoseconds.
+const DURATION_BOUNDS_NS: &[u64] = &[
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+    60_000_000_000,
+    120_000_000_000,
+    300_000_000_000,
+    600_000_000_000,
+    900_000_000_000,
 ];
+
+/// The per-entry histograms, kept by weir rather than the recorder (see [`crate::histogram`]);
+/// rendered after the recorder's metrics by [`render`].
+static DURATIONS: Family = Family::new(
+    HANDLER_DURATION,
+    "Handler call duration, by pool and type.",
+    DURATION_BOUNDS_NS,
+    1e9,
+);
+static ATTEMPTS: Family = Family::new(
+    DELIVERY_ATTEMPTS,
+    "Which delivery settled an entry (1 = first), by pool.",
+    ATTEMPT_BOUNDS,
+    1.0,
+);
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -51,16 +85,22 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 /// recorder was installed first, e.g. by an embedding application).
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
-        .get_or_init(|| {
-            PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(HANDLER_DURATION.into()), DURATION_BUCKETS)
-                .ok()?
-                .set_buckets_for_metric(Matcher::Full(DELIVERY_ATTEMPTS.into()), ATTEMPT_BUCKETS)
-                .ok()?
-                .install_recorder()
-                .ok()
-        })
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
         .clone()
+}
+
+/// Whether weir's own recorder is installed: then the per-entry histograms are weir's
+/// [`Family`]s; under an embedding application's recorder they go through `metrics`.
+fn own_recorder() -> bool {
+    matches!(HANDLE.get(), Some(Some(_)))
+}
+
+/// The exposition text: the recorder's metrics, then weir's own histograms.
+pub fn render(handle: &PrometheusHandle) -> String {
+    let mut text = handle.render();
+    DURATIONS.render(&mut text);
+    ATTEMPTS.render(&mut text);
+    text
 }
 
 pub fn dead_lettered(pool: &str, ty: &str, reason: DlqReason) {
@@ -130,7 +170,38 @@ const MAX_TYPES: usize = 500;
 struct TypeMetrics {
     processed: Counter,
     failed: Counter,
-    duration: Histogram,
+    duration: Spread,
+}
+
+/// A histogram series: weir's own buckets, or the embedding application's recorder.
+enum Spread {
+    Own(Arc<Buckets>),
+    Recorder(Histogram),
+}
+
+impl Spread {
+    fn new(family: &Family, labels: &[(&'static str, &str)]) -> Spread {
+        if own_recorder() {
+            return Spread::Own(family.series(labels));
+        }
+        let labels: Vec<(&'static str, String)> =
+            labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        Spread::Recorder(histogram!(family.name(), &labels))
+    }
+
+    fn record_nanos(&self, nanos: u64) {
+        match self {
+            Spread::Own(b) => b.record(nanos),
+            Spread::Recorder(h) => h.record(nanos as f64 / 1e9),
+        }
+    }
+
+    fn record_count(&self, n: u64) {
+        match self {
+            Spread::Own(b) => b.record(n),
+            Spread::Recorder(h) => h.record(n as f64),
+        }
+    }
 }
 
 /// A pool's metric handles, resolved once per type: recording is then an atomic add, with
@@ -142,7 +213,7 @@ pub struct PoolMetrics {
     pub processed_total: AtomicU64,
     /// Failed handler calls (every failed attempt) since start.
     pub failed_total: AtomicU64,
-    attempts: Histogram,
+    attempts: Spread,
     by_type: Mutex<HashMap<String, Arc<TypeMetrics>>>,
 }
 
@@ -152,7 +223,7 @@ impl PoolMetrics {
             pool: pool.to_string(),
             processed_total: AtomicU64::new(0),
             failed_total: AtomicU64::new(0),
-            attempts: histogram!(DELIVERY_ATTEMPTS, "pool" => pool.to_string()),
+            attempts: Spread::new(&ATTEMPTS, &[("pool", pool)]),
             by_type: Mutex::new(HashMap::new()),
         }
     }
@@ -167,7 +238,7 @@ impl PoolMetrics {
         let m = Arc::new(TypeMetrics {
             processed: counter!(PROCESSED, &labels),
             failed: counter!(FAILED, &labels),
-            duration: histogram!(HANDLER_DURATION, &labels),
+            duration: Spread::new(&DURATIONS, &[("pool", &self.pool), ("type", label)]),
         });
         map.insert(label.to_string(), m.clone());
         m
@@ -177,18 +248,18 @@ impl PoolMetrics {
         self.processed_total.fetch_add(1, Ordering::Relaxed);
         let m = self.for_type(ty);
         m.processed.increment(1);
-        m.duration.record(took.as_secs_f64());
+        m.duration.record_nanos(took.as_nanos() as u64);
     }
 
     pub fn failed(&self, ty: &str, took: Duration) {
         self.failed_total.fetch_add(1, Ordering::Relaxed);
         let m = self.for_type(ty);
         m.failed.increment(1);
-        m.duration.record(took.as_secs_f64());
+        m.duration.record_nanos(took.as_nanos() as u64);
     }
 
     pub fn attempt(&self, attempt: u64) {
-        self.attempts.record(attempt as f64);
+        self.attempts.record_count(attempt);
     }
 }
 

@@ -393,8 +393,67 @@ async fn a_hanging_handler_times_out_and_the_entry_is_retried() {
     running.stop().await;
 }
 
+/// An inline handler: the reader handles each batch itself, its reads pipelined while the
+/// backlog lasts. Every entry is seen once in stream order on its first delivery, a failed
+/// one is retried by the workers, a permanent failure is dead-lettered, all is acknowledged.
+#[tokio::test]
+async fn an_inline_handler_takes_a_backlog_once_in_stream_order() {
+    let server = RedisServer::start();
+    let stream = stream_name("inline");
+    let redis = server.client().await;
+    let mut ids = Vec::new();
+    for n in 0..3000 {
+        ids.push(publish(&redis, &stream, "job", &format!("{{\"n\":{n}}}")).await);
+    }
+    let is = |d: &weir::Delivery, n: u32| d.data == format!("{{\"n\":{n}}}");
+    let handler = Recorder::with(move |d| {
+        if is(d, 1234) {
+            Outcome::permanent("never")
+        } else if (is(d, 7) || is(d, 2999)) && d.attempt == 1 {
+            Outcome::retry("once")
+        } else {
+            Outcome::Success
+        }
+    })
+    .inline();
+    let pools = format!("{}start = \"0\"\n", pool("p", r#"["job"]"#));
+    let config = config(&toml(&server, &stream, "", &pools));
+    let running = run(Engine::new(config).with_handler("p", handler.clone()));
+    let dlq = format!("{stream}:dlq");
+    wait_for("the backlog settled", T, || async {
+        handler.count() == 3002
+            && group_pending(&redis, &stream, "p").await == 0
+            && redis.stream_len(&dlq).await.unwrap_or(0) == 1
+    })
+    .await;
+    let first: Vec<_> = handler
+        .seen()
+        .into_iter()
+        .filter(|s| s.attempt == 1)
+        .map(|s| s.entry_id)
+        .collect();
+    assert_eq!(first, ids, "first deliveries in stream order, each once");
+    let per_entry = handler.per_entry();
+    assert_eq!(per_entry[&ids[7]], 2);
+    assert_eq!(per_entry[&ids[2999]], 2);
+    assert_eq!(per_entry.values().sum::<usize>(), 3002);
+    let dead = redis.range(&dlq, "-", "+", 10).await.unwrap();
+    assert_eq!(field(&dead[0], "dlq_reason"), "rejected");
+    assert_eq!(field(&dead[0], "data"), "{\"n\":1234}");
+    running.stop().await;
+}
+
 #[tokio::test]
 async fn pausing_through_the_redis_set_stops_and_resumes_reading() {
+    pausing_stops_and_resumes(Recorder::ok()).await;
+}
+
+#[tokio::test]
+async fn pausing_stops_and_resumes_an_inline_reader() {
+    pausing_stops_and_resumes(Recorder::ok().inline()).await;
+}
+
+async fn pausing_stops_and_resumes(handler: Recorder) {
     let server = RedisServer::start();
     let stream = stream_name("pause");
     let config = config(&toml(
@@ -403,7 +462,6 @@ async fn pausing_through_the_redis_set_stops_and_resumes_reading() {
         "",
         &[pool("p", r#"["job"]"#), pool("other", r#"["x"]"#)].concat(),
     ));
-    let handler = Recorder::ok();
     let running = run(Engine::new(config)
         .with_handler("p", handler.clone())
         .with_handler("other", Recorder::ok()));
@@ -430,10 +488,18 @@ async fn pausing_through_the_redis_set_stops_and_resumes_reading() {
 
 #[tokio::test]
 async fn a_destroyed_group_is_recreated_at_the_last_delivered_id() {
+    destroyed_group_recreated(Recorder::ok()).await;
+}
+
+#[tokio::test]
+async fn a_destroyed_group_is_recreated_under_an_inline_reader() {
+    destroyed_group_recreated(Recorder::ok().inline()).await;
+}
+
+async fn destroyed_group_recreated(handler: Recorder) {
     let server = RedisServer::start();
     let stream = stream_name("nogroup");
     let config = config(&toml(&server, &stream, "", &pool("p", r#"["job"]"#)));
-    let handler = Recorder::ok();
     let running = run(Engine::new(config).with_handler("p", handler.clone()));
     let redis = server.client().await;
     for _ in 0..5 {

@@ -153,10 +153,19 @@ async fn settle_and_check(
 
 #[tokio::test]
 async fn lost_replies_for_two_seconds_lose_nothing() {
+    lost_replies_for_two_seconds(Recorder::ok()).await;
+}
+
+/// The same with the reader handling each batch itself, its reads pipelined.
+#[tokio::test]
+async fn lost_replies_for_two_seconds_lose_nothing_with_an_inline_handler() {
+    lost_replies_for_two_seconds(Recorder::ok().inline()).await;
+}
+
+async fn lost_replies_for_two_seconds(handler: Recorder) {
     let server = RedisServer::start_tcp();
     let proxy = proxy::Proxy::start(server.port()).await;
     let stream = stream_name("dropreplies");
-    let handler = Recorder::ok();
     let running = run(
         Engine::new(config(&engine_toml(&proxy.url(), &stream, 0, "")))
             .with_handler("p", handler.clone()),
@@ -230,9 +239,17 @@ async fn a_black_holed_connection_turns_health_to_503_and_recovers() {
 
 #[tokio::test]
 async fn client_kill_every_500ms_under_load_loses_nothing() {
+    client_kill_every_500ms_under_load(Recorder::ok()).await;
+}
+
+#[tokio::test]
+async fn client_kill_every_500ms_under_load_loses_nothing_with_an_inline_handler() {
+    client_kill_every_500ms_under_load(Recorder::ok().inline()).await;
+}
+
+async fn client_kill_every_500ms_under_load(handler: Recorder) {
     let server = RedisServer::start();
     let stream = stream_name("clientkill");
-    let handler = Recorder::ok();
     let (running, redis) = start_engine(&server, &server.url(), &stream, &handler).await;
     let publisher = spawn_publisher(&server, &stream, 0..600, Duration::from_millis(5)).await;
     let mut kills = 0;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::Pool;
+use super::{Acks, Pool};
 use crate::backoff::FailureStreak;
 use crate::redis::StreamId;
 
@@ -28,34 +28,43 @@ async fn flush(pool: &Pool, batch: &[StreamId]) -> bool {
     }
 }
 
-pub(super) async fn ack_loop(pool: Arc<Pool>, mut rx: mpsc::UnboundedReceiver<StreamId>) {
+fn add(batch: &mut Vec<StreamId>, acks: Acks) {
+    match acks {
+        Acks::One(id) => batch.push(id),
+        Acks::Many(ids) => batch.extend(ids),
+    }
+}
+
+pub(super) async fn ack_loop(pool: Arc<Pool>, mut rx: mpsc::UnboundedReceiver<Acks>) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let first = tokio::select! {
-            id = rx.recv() => id,
+            acks = rx.recv() => acks,
             _ = pool.abandon.cancelled() => None,
         };
         let Some(first) = first else { break };
-        batch.push(first);
+        add(&mut batch, first);
         while batch.len() < BATCH {
             match rx.try_recv() {
-                Ok(id) => batch.push(id),
+                Ok(acks) => add(&mut batch, acks),
                 Err(_) => break,
             }
         }
-        let mut streak = FailureStreak::default();
-        while !flush(&pool, &batch).await {
-            streak.failed();
-            streak.wait(&pool.abandon).await;
-            if pool.abandon.is_cancelled() {
-                break;
+        for chunk in batch.chunks(BATCH) {
+            let mut streak = FailureStreak::default();
+            while !flush(&pool, chunk).await {
+                streak.failed();
+                streak.wait(&pool.abandon).await;
+                if pool.abandon.is_cancelled() {
+                    break;
+                }
             }
         }
         batch.clear();
     }
     // Last chance at shutdown: whatever finished is acknowledged once more, best effort.
-    while let Ok(id) = rx.try_recv() {
-        batch.push(id);
+    while let Ok(acks) = rx.try_recv() {
+        add(&mut batch, acks);
     }
     if !batch.is_empty() {
         for chunk in batch.chunks(BATCH) {

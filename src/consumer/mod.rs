@@ -32,6 +32,14 @@ use crate::settle::{self, DlqTarget};
 use crate::sync::lock;
 use crate::vocab::DlqReason;
 
+/// Entries to acknowledge, on their way to the pool's acker: one from a worker, or a whole
+/// read batch the reader settled inline.
+#[derive(Debug)]
+pub enum Acks {
+    One(StreamId),
+    Many(Vec<StreamId>),
+}
+
 /// The set of paused pool names, refreshed from `<stream>:paused`.
 pub type Paused = watch::Receiver<Arc<HashSet<String>>>;
 
@@ -63,7 +71,7 @@ pub struct Pool {
     pub router: Arc<Router>,
     pub handler: Arc<dyn Handler>,
     pub leases: Leases,
-    pub acks: mpsc::UnboundedSender<StreamId>,
+    pub acks: mpsc::UnboundedSender<Acks>,
     /// One permit per worker slot: the reader and the janitor take one per entry they hand
     /// to the workers, and the job carries it until the entry is settled.
     pub permits: Arc<Semaphore>,
@@ -114,10 +122,27 @@ impl Pool {
 
     /// Acknowledge (batched): success, or an entry that is not this pool's.
     pub fn ack(&self, id: StreamId) {
-        if self.acks.send(id).is_err() {
-            // The acker is gone (shutdown): the entry stays pending and is redelivered later.
-            tracing::debug!(pool = %self.name, entry_id = %id, "acknowledgement dropped at shutdown");
+        self.send_acks(Acks::One(id));
+    }
+
+    /// Acknowledge a batch the reader settled inline, in one message to the acker.
+    pub fn ack_many(&self, ids: Vec<StreamId>) {
+        if !ids.is_empty() {
+            self.send_acks(Acks::Many(ids));
         }
+    }
+
+    fn send_acks(&self, acks: Acks) {
+        if self.acks.send(acks).is_err() {
+            // The acker is gone (shutdown): the entries stay pending and are redelivered later.
+            tracing::debug!(pool = %self.name, "acknowledgement dropped at shutdown");
+        }
+    }
+
+    /// Whether the reader runs the handler itself: a handler that answers at once (see
+    /// [`Handler::runs_inline`]) on an unordered pool.
+    pub fn runs_inline(&self) -> bool {
+        self.ordered.is_none() && self.handler.runs_inline()
     }
 
     /// Moves `entry` to the DLQ and lets go of it; if the move fails it is handed back to
@@ -180,7 +205,7 @@ impl Pool {
 /// Start the per-pool background tasks and return their tracker.
 pub(crate) fn spawn_pool_tasks(
     pool: &Arc<Pool>,
-    acks: mpsc::UnboundedReceiver<StreamId>,
+    acks: mpsc::UnboundedReceiver<Acks>,
     tasks: &TaskTracker,
 ) {
     tasks.spawn(ack::ack_loop(pool.clone(), acks));

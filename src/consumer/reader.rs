@@ -1,9 +1,14 @@
 //! The blocking XREADGROUP loop of one pool, on its own connection. It reads only as many
-//! entries as there are free workers, so nothing waits unleased in memory.
+//! entries as there are free workers, so nothing waits unleased in memory; with a handler
+//! that answers at once it handles each batch itself (no worker hop) before reading on.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+
+use super::worker::{Done, handle};
 use super::{Pool, enqueue};
 use crate::backoff::FailureStreak;
 use crate::error::{RedisError, RedisErrorKind};
@@ -19,6 +24,9 @@ pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
 
 /// Reads and hands out entries until `stop` (shutdown, or an ordered pool losing its lease).
 pub(crate) async fn read_until(pool: &Arc<Pool>, conn: &Redis, stop: &CancellationToken) {
+    if pool.runs_inline() {
+        return read_inline_until(pool, conn, stop).await;
+    }
     let mut streak = FailureStreak::default();
     let block = pool.ordered.as_ref().map_or(BLOCK, |o| o.read_block(BLOCK));
     while !stop.is_cancelled() {
@@ -29,23 +37,9 @@ pub(crate) async fn read_until(pool: &Arc<Pool>, conn: &Redis, stop: &Cancellati
             }
             continue;
         }
-        // Wait for a free worker, but do not hold permits through the blocking read: the
-        // janitor needs them to hand out reclaimed entries meanwhile.
-        let free = tokio::select! {
-            permit = pool.permits.acquire() => permit.is_ok(),
-            _ = stop.cancelled() => break,
+        let Some(count) = free_workers(pool, stop).await else {
+            break;
         };
-        let owner_lost = pool
-            .ordered
-            .as_ref()
-            .is_some_and(|o| o.owned_epoch().is_none());
-        if !free || owner_lost {
-            break; // an ordered pool reads only while it owns the lease
-        }
-        let count = pool
-            .permits
-            .available_permits()
-            .clamp(1, pool.config.read_count);
         // Never dropped mid-flight: a read cancelled after Redis answered would strand entries.
         let read = conn
             .read_group(&pool.stream.name, &pool.name, &pool.consumer, count, block)
@@ -61,6 +55,106 @@ pub(crate) async fn read_until(pool: &Arc<Pool>, conn: &Redis, stop: &Cancellati
         }
     }
     tracing::debug!(pool = %pool.name, "reader stopped");
+}
+
+/// Reads kept in flight while a backlog lasts (see [`read_inline_until`]).
+const PIPELINE: usize = 2;
+
+/// The reader of a pool whose handler answers at once. It handles each batch itself while
+/// the next reads are already on their way, so Redis reads while the engine handles: one
+/// blocking XREADGROUP while the stream is quiet, and while a backlog lasts (the last read
+/// came back full) up to [`PIPELINE`] non-blocking ones pipelined on its connection, which
+/// hides the round trip. Every entry read is leased and handled in stream order; at most
+/// `PIPELINE + 1` batches of `read_count` are in memory.
+async fn read_inline_until(pool: &Pool, conn: &Redis, stop: &CancellationToken) {
+    let mut streak = FailureStreak::default();
+    let mut reads = FuturesOrdered::new();
+    let mut batch = Vec::new();
+    let mut backlog = false;
+    let count = pool.config.read_count;
+    loop {
+        let reading = !stop.is_cancelled() && !pool.is_paused();
+        let depth = if backlog { PIPELINE } else { 1 };
+        while reading && reads.len() < depth {
+            // A blocking read only on an otherwise idle connection: it would hold up the
+            // reads pipelined behind it.
+            let read = async move {
+                if backlog {
+                    conn.read_group_now(&pool.stream.name, &pool.name, &pool.consumer, count)
+                        .await
+                } else {
+                    conn.read_group(&pool.stream.name, &pool.name, &pool.consumer, count, BLOCK)
+                        .await
+                }
+            };
+            reads.push_back(read);
+        }
+        if reads.is_empty() {
+            run_inline(pool, std::mem::take(&mut batch)).await;
+            if stop.is_cancelled() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = stop.cancelled() => {}
+            }
+            continue;
+        }
+        // Both run to completion: a read is never dropped once sent.
+        let (read, ()) = tokio::join!(reads.next(), run_inline(pool, std::mem::take(&mut batch)));
+        match read {
+            Some(Ok(entries)) => {
+                streak.succeeded();
+                backlog = entries.len() >= count;
+                batch = entries;
+            }
+            Some(Err(e)) => {
+                backlog = false;
+                failed(pool, conn, &e, &mut streak, stop).await;
+            }
+            None => {}
+        }
+    }
+    tracing::debug!(pool = %pool.name, "reader stopped");
+}
+
+/// How many entries to read: waits for a free worker, but does not hold permits through the
+/// blocking read (the janitor needs them to hand out reclaimed entries meanwhile). `None`
+/// when reading must stop: shutdown, or an ordered pool that no longer owns its lease.
+async fn free_workers(pool: &Pool, stop: &CancellationToken) -> Option<usize> {
+    let free = tokio::select! {
+        permit = pool.permits.acquire() => permit.is_ok(),
+        _ = stop.cancelled() => false,
+    };
+    let owner_lost = pool
+        .ordered
+        .as_ref()
+        .is_some_and(|o| o.owned_epoch().is_none());
+    if !free || owner_lost {
+        return None;
+    }
+    Some(
+        pool.permits
+            .available_permits()
+            .clamp(1, pool.config.read_count),
+    )
+}
+
+/// Runs an inline handler on each entry read, in stream order, then sends the batch's
+/// acknowledgements to the acker in one message. Leased first, like any entry read.
+async fn run_inline(pool: &Pool, entries: Vec<RawEntry>) {
+    let Some(last) = entries.last() else {
+        return;
+    };
+    pool.note_delivered(last.id);
+    pool.leases.hold(entries.iter().map(|e| e.id));
+    let mut acked = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        if let Done::Ack = handle(pool, entry, 1, None).await {
+            acked.push(entry.id);
+        }
+    }
+    pool.ack_many(acked);
 }
 
 /// Leases what was read and hands it to the workers, a slot each (the janitor may have taken

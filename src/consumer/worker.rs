@@ -107,9 +107,11 @@ pub(crate) async fn worker_loop(jobs: async_channel::Receiver<Job>) {
     }
 }
 
-/// What became of a job, for an ordered pool's lane.
-enum Done {
-    /// Settled (acknowledged or dead-lettered): the key's next entry may go.
+/// What became of an entry: for the caller to acknowledge, and for an ordered pool's lane.
+pub(super) enum Done {
+    /// Handled, or not this pool's: acknowledge it (the key's next entry may go).
+    Ack,
+    /// Settled otherwise (dead-lettered, scheduled for a retry, found deleted).
     Settled,
     /// Failed with attempts left: retry after this long, keeping the key.
     RetryAfter(Duration),
@@ -119,10 +121,13 @@ enum Done {
 
 async fn process(job: Job) {
     let pool = job.pool.clone();
-    let done = handle(&pool, &job).await;
+    let done = handle(&pool, &job.entry, job.attempt, job.epoch).await;
+    if let Done::Ack = done {
+        pool.ack(job.entry.id);
+    }
     match (pool.ordered.as_ref(), done) {
         (Some(_), Done::RetryAfter(after)) => super::ordered::retry_later(&pool, job, after),
-        (Some(ordered), Done::Settled) => {
+        (Some(ordered), Done::Settled | Done::Ack) => {
             let lane = job.lane;
             drop(job);
             super::ordered::settled(&pool, ordered, lane);
@@ -131,14 +136,20 @@ async fn process(job: Job) {
     }
 }
 
-async fn handle(pool: &Pool, job: &Job) -> Done {
-    let (entry, attempt) = (&job.entry, job.attempt);
+/// Dispatches `entry`, runs the handler and settles the outcome, all but the acknowledgement,
+/// which the caller sends (one by one from a worker, a batch at a time inline).
+pub(super) async fn handle(
+    pool: &Pool,
+    entry: &RawEntry,
+    attempt: u64,
+    epoch: Option<u64>,
+) -> Done {
     if entry.fields.is_none() {
         Box::pin(pool.lost(&[entry.id])).await;
         return Done::Settled;
     }
     match pool.router.decide(pool.index, entry) {
-        Decision::Skip => pool.ack(entry.id),
+        Decision::Skip => return Done::Ack,
         Decision::DeadLetter { reason, error } => {
             Box::pin(pool.dead_letter(entry, attempt, reason, &error)).await;
         }
@@ -151,7 +162,7 @@ async fn handle(pool: &Pool, job: &Job) -> Done {
                 event_id: event.event_id,
                 fields: event.fields,
                 attempt,
-                owner_epoch: job.epoch,
+                owner_epoch: epoch,
             };
             pool.in_flight.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
@@ -186,7 +197,7 @@ async fn settle_outcome(
     let settlement = settle::decide(outcome, d.attempt, &pool.config.retry);
     settle::log_settled(d, &settlement, took);
     match settlement {
-        Settlement::Ack => pool.ack(entry.id),
+        Settlement::Ack => return Done::Ack,
         // Ordered pools keep a failed entry (and its key) in-process; others hand it to the
         // PEL schedule, where the janitor picks it up when the backoff ends.
         Settlement::Retry { after, .. } if pool.ordered.is_some() => {
@@ -205,19 +216,17 @@ async fn settle_outcome(
 /// The handler's outcome, bounded by the pool's timeout; a panic counts as a retryable
 /// failure. `None` when shutdown abandoned the handler (the entry stays pending).
 async fn run_handler(pool: &Pool, delivery: &Delivery) -> Option<Outcome> {
-    let timeout = pool.config.timeout;
     let call = AssertUnwindSafe(pool.handler.handle(delivery)).catch_unwind();
+    if pool.handler.runs_inline() {
+        // It answers at once: no timer, no shutdown race to arm.
+        return Some(call.await.unwrap_or_else(panicked));
+    }
+    let timeout = pool.config.timeout;
     tokio::select! {
+        // The handler first: an answer that is ready costs no cancellation-token registration.
+        biased;
         result = tokio::time::timeout(timeout, call) => Some(match result {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(panic)) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Outcome::retry(format!("handler panicked: {message}"))
-            }
+            Ok(result) => result.unwrap_or_else(panicked),
             Err(_) => Outcome::retry(format!("handler timed out after {:?} (pool timeout_seconds)", timeout)),
         }),
         _ = pool.abandon.cancelled() => {
@@ -225,4 +234,14 @@ async fn run_handler(pool: &Pool, delivery: &Delivery) -> Option<Outcome> {
             None
         }
     }
+}
+
+/// A handler's panic, as a retryable failure naming the panic message.
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> Outcome {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    Outcome::retry(format!("handler panicked: {message}"))
 }

@@ -20,6 +20,10 @@ impl Handler for LogHandler {
         tracing::debug!(entry_id = %d.entry_id, data = %d.data, "event payload");
         Outcome::Success
     }
+
+    fn runs_inline(&self) -> bool {
+        true
+    }
 }
 
 /// Succeeds without doing anything.
@@ -29,5 +33,9 @@ pub struct NoopHandler;
 impl Handler for NoopHandler {
     async fn handle(&self, _: &Delivery) -> Outcome {
         Outcome::Success
+    }
+
+    fn runs_inline(&self) -> bool {
+        true
     }
 }

@@ -79,6 +79,15 @@ pub trait Handler: Send + Sync + 'static {
     /// Handles one delivery. Called concurrently (up to the pool's `concurrency`) and possibly
     /// more than once per entry, so it should be idempotent; a panic counts as a retry.
     async fn handle(&self, delivery: &Delivery) -> Outcome;
+
+    /// True for a handler that answers at once, never waiting on I/O or a timer. The pool's
+    /// reader then calls it on each entry it reads, one after the other, without handing the
+    /// entry to a worker task: no queue, no task switch. The pool's `concurrency` still
+    /// bounds the workers that take retries and reclaimed entries. A handler that claims this
+    /// and then waits stalls its pool's reading, so the default is false.
+    fn runs_inline(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the built-in handler a pool's config names.

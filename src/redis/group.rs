@@ -29,9 +29,24 @@ pub struct ConsumerInfo {
     pub idle_ms: u64,
 }
 
-/// Stream IDs as command arguments.
+/// Stream IDs as command arguments: written into one buffer and sliced, one allocation for
+/// a whole XACK or XCLAIM rather than one per ID.
 fn id_args(a: &mut Vec<Value>, ids: &[StreamId]) {
-    a.extend(ids.iter().map(|id| Value::from(id.to_string())));
+    use std::io::Write as _;
+    let mut buf = Vec::with_capacity(ids.len() * 24);
+    let mut ends = Vec::with_capacity(ids.len());
+    for id in ids {
+        // Writing to a Vec cannot fail.
+        let _ = write!(buf, "{}-{}", id.ms, id.seq);
+        ends.push(buf.len());
+    }
+    let buf = bytes::Bytes::from(buf);
+    a.reserve(ids.len());
+    let mut start = 0;
+    for end in ends {
+        a.push(Value::Bytes(buf.slice(start..end)));
+        start = end;
+    }
 }
 
 /// An XPENDING extended-form row, `[id, consumer, idle, count]`: its ID and delivery count.
@@ -74,23 +89,51 @@ impl Redis {
     ) -> Result<Vec<RawEntry>, RedisError> {
         let block_ms = block.as_millis().to_string();
         let count = count.to_string();
+        let a = args([
+            "GROUP", group, consumer, "COUNT", &count, "BLOCK", &block_ms, "STREAMS", stream, ">",
+        ]);
+        self.xreadgroup(stream, a, Some(block)).await
+    }
+
+    /// `XREADGROUP … COUNT n STREAMS stream >` without BLOCK: answers at once (empty when
+    /// nothing is new), so several can be pipelined on one connection while a backlog lasts.
+    pub async fn read_group_now(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<RawEntry>, RedisError> {
+        let count = count.to_string();
+        let a = args([
+            "GROUP", group, consumer, "COUNT", &count, "STREAMS", stream, ">",
+        ]);
+        self.xreadgroup(stream, a, None).await
+    }
+
+    /// Sends an XREADGROUP and parses the reply straight from the raw frame. `block`: the
+    /// command blocks the connection that long at most.
+    async fn xreadgroup(
+        &self,
+        stream: &str,
+        args: Vec<Value>,
+        block: Option<Duration>,
+    ) -> Result<Vec<RawEntry>, RedisError> {
         let options = Options {
-            timeout: Some(block + COMMAND_TIMEOUT),
+            timeout: Some(block.unwrap_or_default() + COMMAND_TIMEOUT),
             ..Default::default()
         };
-        let reply: Value = self
+        let frame = self
             .client
             .with_options(&options)
-            .custom(
-                cmd_for_key("XREADGROUP", stream, true),
-                args([
-                    "GROUP", group, consumer, "COUNT", &count, "BLOCK", &block_ms, "STREAMS",
-                    stream, ">",
-                ]),
-            )
+            .custom_raw(cmd_for_key("XREADGROUP", stream, block.is_some()), args)
             .await
             .map_err(|e| self.fail("XREADGROUP", e))?;
-        reply::xread(reply)
+        if let Some(message) = reply::frame_error(&frame) {
+            let error = fred::error::Error::new(fred::error::ErrorKind::Unknown, message);
+            return Err(self.fail("XREADGROUP", error));
+        }
+        reply::xread_frame(frame)
     }
 
     /// `XACK` of many IDs in one command; returns how many were still pending.

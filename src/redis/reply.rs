@@ -2,7 +2,7 @@
 //! the wrong shape is a [`RedisErrorKind::Protocol`] error, never a panic.
 
 use bytes::Bytes;
-use fred::types::Value;
+use fred::types::{Resp3Frame, Value};
 
 use crate::error::{RedisError, RedisErrorKind};
 use crate::vocab::{RawEntry, StreamId};
@@ -105,16 +105,79 @@ pub(crate) fn entries(command: &'static str, value: Value) -> Result<Vec<RawEntr
         .collect()
 }
 
-/// XREADGROUP's `[[stream, [entries…]], …]` (nil when the block timed out).
-pub(crate) fn xread(value: Value) -> Result<Vec<RawEntry>, RedisError> {
+/// A server error reply carried in a raw frame, as the message Redis sent.
+pub(crate) fn frame_error(frame: &Resp3Frame) -> Option<String> {
+    match frame {
+        Resp3Frame::SimpleError { data, .. } => Some(data.to_string()),
+        Resp3Frame::BlobError { data, .. } => Some(String::from_utf8_lossy(data).into_owned()),
+        _ => None,
+    }
+}
+
+/// The items of an array frame; nil reads as empty.
+fn frame_items(frame: Resp3Frame) -> Option<Vec<Resp3Frame>> {
+    match frame {
+        Resp3Frame::Array { data, .. } | Resp3Frame::Push { data, .. } => Some(data),
+        Resp3Frame::Null => Some(Vec::new()),
+        _ => None,
+    }
+}
+
+/// The bytes of a string frame, moved out without a copy.
+fn frame_bytes(frame: Resp3Frame) -> Option<Bytes> {
+    match frame {
+        Resp3Frame::BlobString { data, .. } | Resp3Frame::SimpleString { data, .. } => Some(data),
+        _ => None,
+    }
+}
+
+/// One `[id, [f1, v1, …]]` (or `[id, nil]`) entry frame: the field values are the reply
+/// buffer's own bytes, not copies.
+fn frame_entry(command: &'static str, frame: Resp3Frame) -> Result<RawEntry, RedisError> {
+    let mut parts = frame_items(frame)
+        .ok_or_else(|| protocol(command, "entry is not an array"))?
+        .into_iter();
+    let id = parts
+        .next()
+        .and_then(frame_bytes)
+        .and_then(|b| StreamId::parse(std::str::from_utf8(&b).ok()?))
+        .ok_or_else(|| protocol(command, "entry without a valid ID"))?;
+    let fields = match parts.next() {
+        None | Some(Resp3Frame::Null) => None,
+        Some(list) => {
+            let items =
+                frame_items(list).ok_or_else(|| protocol(command, "fields are not an array"))?;
+            let mut fields = Vec::with_capacity(items.len() / 2);
+            let mut iter = items.into_iter();
+            while let (Some(k), Some(v)) = (iter.next(), iter.next()) {
+                let (Some(k), Some(v)) = (frame_bytes(k), frame_bytes(v)) else {
+                    return Err(protocol(command, "field is not a string"));
+                };
+                fields.push((k, v));
+            }
+            Some(fields)
+        }
+    };
+    Ok(RawEntry { id, fields })
+}
+
+/// XREADGROUP's `[[stream, [entries…]], …]` (nil when the block timed out) from the raw
+/// reply frame: no intermediate `Value` tree on the consumer's hot path.
+pub(crate) fn xread_frame(frame: Resp3Frame) -> Result<Vec<RawEntry>, RedisError> {
+    const XREADGROUP: &str = "XREADGROUP";
     let mut out = Vec::new();
-    for stream in array(value).ok_or_else(|| protocol("XREADGROUP", "expected an array"))? {
-        let mut parts = array(stream)
-            .ok_or_else(|| protocol("XREADGROUP", "stream reply is not an array"))?
+    for stream in frame_items(frame).ok_or_else(|| protocol(XREADGROUP, "expected an array"))? {
+        let mut parts = frame_items(stream)
+            .ok_or_else(|| protocol(XREADGROUP, "stream reply is not an array"))?
             .into_iter();
         let _key = parts.next();
         if let Some(list) = parts.next() {
-            out.extend(entries("XREADGROUP", list)?);
+            let list = frame_items(list)
+                .ok_or_else(|| protocol(XREADGROUP, "expected a list of entries"))?;
+            out.reserve(list.len());
+            for entry in list {
+                out.push(frame_entry(XREADGROUP, entry)?);
+            }
         }
     }
     Ok(out)

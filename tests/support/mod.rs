@@ -287,6 +287,7 @@ pub struct Recorder {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     decide: Arc<Decide>,
     delay: Duration,
+    inline: bool,
 }
 
 impl Recorder {
@@ -299,7 +300,15 @@ impl Recorder {
             seen: Arc::default(),
             decide: Arc::new(decide),
             delay: Duration::ZERO,
+            inline: false,
         }
+    }
+
+    /// Declares itself an inline handler (`Handler::runs_inline`): the pool's reader runs
+    /// it, without the worker hop.
+    pub fn inline(mut self) -> Recorder {
+        self.inline = true;
+        self
     }
 
     pub fn slow(mut self, delay: Duration) -> Recorder {
@@ -342,6 +351,10 @@ impl Handler for Recorder {
             tokio::time::sleep(self.delay).await;
         }
         (self.decide)(d)
+    }
+
+    fn runs_inline(&self) -> bool {
+        self.inline && self.delay.is_zero()
     }
 }
 
