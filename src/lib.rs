@@ -64,6 +64,9 @@
 //! - `health`: `/healthz` and `/metrics`, and the loop that refreshes the paused set the
 //!   readers watch and the gauges.
 //! - `metrics`: every metric name and its recording helper.
+//! - `telemetry`: the `<stream>:monitor` hash and the per-value `<stream>:telemetry:<value>`
+//!   hashes of `[telemetry] key` (contract §12): counted in memory by two hooks (the worker's
+//!   settle step, the DLQ path), written once per interval in one pipeline.
 //! - `schema`, `envelope`, `timespec`: JSON Schema validation of `data`; decoding a raw entry
 //!   into an event; the CLI's TIME arguments (RFC 3339 with offsets, unix ms, IDs, `-2h`, `now`).
 //! - [`conditions`]: `--where FIELD=VALUE` / `/pointer=VALUE` filters of replay and the DLQ.
@@ -132,6 +135,7 @@ pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod settle;
 mod sync;
+pub(crate) mod telemetry;
 
 /// `url` with any password replaced by `***`: every log line and error that names a Redis URL
 /// goes through here, so a password never reaches a log.

@@ -185,6 +185,7 @@ async fn settle_outcome(
     }
     let settlement = settle::decide(outcome, d.attempt, &pool.config.retry);
     settle::log_settled(d, &settlement, took);
+    pool.telemetry.settled(&pool.name, d, &settlement);
     match settlement {
         Settlement::Ack => pool.ack(entry.id),
         // Ordered pools keep a failed entry (and its key) in-process; others hand it to the
