@@ -13,7 +13,7 @@
 //! [`replay`] are the operator operations `weir dlq` and `weir replay` (and the HTTP API) run;
 //! [`status`] is the snapshot behind `weir status`; [`error`] holds the error types; [`vocab`]
 //! the words of the contract ([`StreamId`], [`DlqReason`], field names). The hidden modules
-//! (`redis`, `schema`, `timespec`, `dispatch`, `envelope`) are public only for the binary,
+//! (`redis`, `schema`, `timespec`, `dispatch`, `envelope`, `telemetry`) are public only for the binary,
 //! the tests and the benches, and may change in any release. `examples/rust_handler.rs` is a
 //! complete program.
 //!
@@ -119,6 +119,8 @@ pub mod redis;
 #[doc(hidden)]
 pub mod schema;
 #[doc(hidden)]
+pub mod telemetry;
+#[doc(hidden)]
 pub mod timespec;
 
 // Internal modules.
@@ -135,7 +137,6 @@ pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod settle;
 mod sync;
-pub(crate) mod telemetry;
 
 /// `url` with any password replaced by `***`: every log line and error that names a Redis URL
 /// goes through here, so a password never reaches a log.

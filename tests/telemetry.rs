@@ -294,6 +294,50 @@ async fn the_monitor_hash_shows_depth_lag_and_pending_of_a_paused_pool() {
     running.stop().await;
 }
 
+/// The shipped `streams.toml` turns telemetry on by connector: an Integration Bus envelope
+/// shows up under its `connectorKey`, and the monitor lists the four pools.
+#[tokio::test]
+async fn the_shipped_config_counts_per_connector() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("streams.toml"))
+        .unwrap()
+        .replace("redis://127.0.0.1:6379/0", &server.url())
+        .replace("127.0.0.1:9464", "127.0.0.1:0")
+        .replace(
+            "dir = \"schemas\"",
+            &format!("dir = {:?}", repo().join("schemas")),
+        );
+    let path = dir.path().join("streams.toml");
+    std::fs::write(&path, text).unwrap();
+    let running = run(Engine::new(weir::Config::load(&path).unwrap()));
+    let redis = server.client().await;
+    let id = publish(
+        &redis,
+        "integration-bus",
+        "incident.event",
+        &envelope("incident.event"),
+    )
+    .await;
+    let key = "integration-bus:telemetry:servicenow";
+    wait_for("servicenow's telemetry", T, || async {
+        hash(&redis, key).await.get("processed").map(String::as_str) == Some("1")
+    })
+    .await;
+    let servicenow = hash(&redis, key).await;
+    assert_eq!(servicenow["last_entry_id"], id.to_string());
+    assert_eq!(servicenow["last_pool"], "bus-incident");
+    assert_eq!(servicenow["kind:incident.event"], "1");
+    let monitor = hash(&redis, "integration-bus:monitor").await;
+    for pool in ["bus-general", "bus-incident", "bus-auth", "bus-cyber"] {
+        assert!(
+            monitor.contains_key(&format!("{pool}:pending")),
+            "{monitor:?}"
+        );
+    }
+    running.stop().await;
+}
+
 #[test]
 fn a_bad_telemetry_key_is_a_keyed_config_error() {
     let base = "[[pools]]\nname = \"p\"\ntypes = [\"*\"]\nhandler = { kind = \"log\" }\n";

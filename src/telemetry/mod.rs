@@ -36,7 +36,7 @@ mod monitor;
 mod pointer;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -485,6 +485,51 @@ pub(crate) async fn run(
         }
         flush_log.note(telemetry.flush(&redis).await);
     }
+}
+
+/// What the telemetry hashes hold now, for the admin API: `<stream>:monitor` and up to
+/// `limit` telemetry values (all of `values` when given, else the first of the index, sorted).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct View {
+    /// `<stream>:monitor` as stored; empty when no engine refreshed it within its expiry.
+    pub monitor: BTreeMap<String, String>,
+    /// `<stream>:telemetry:<value>` by value.
+    pub values: BTreeMap<String, BTreeMap<String, String>>,
+    /// Values in the index `<stream>:telemetry` beyond `limit`, not shown.
+    pub more: usize,
+}
+
+/// Reads the monitor hash and the telemetry hashes of `values` (or of the first `limit`
+/// values of the index, in sorted order).
+pub(crate) async fn view(
+    redis: &Redis,
+    config: &Config,
+    values: &[String],
+    limit: usize,
+) -> Result<View, RedisError> {
+    let stream = &config.stream.name;
+    let sorted = |map: HashMap<String, String>| map.into_iter().collect::<BTreeMap<_, _>>();
+    let monitor = sorted(redis.hash_get_all(&keys::monitor(stream)).await?);
+    let mut names = if values.is_empty() {
+        redis.members(&keys::telemetry_index(stream)).await?
+    } else {
+        values.to_vec()
+    };
+    names.sort();
+    let more = names.len().saturating_sub(limit);
+    names.truncate(limit);
+    let mut out = BTreeMap::new();
+    for name in names {
+        let hash = redis.hash_get_all(&keys::telemetry(stream, &name)).await?;
+        if !hash.is_empty() {
+            out.insert(name, sorted(hash));
+        }
+    }
+    Ok(View {
+        monitor,
+        values: out,
+        more,
+    })
 }
 
 #[cfg(test)]
