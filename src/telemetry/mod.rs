@@ -1,5 +1,5 @@
 //! Telemetry readable in Redis (contract §12), beside the pipeline: the `<stream>:monitor`
-//! hash ([`monitor`]) and, per value of `[telemetry] key` (a connector key, a tenant…), the
+//! hash (`monitor.rs`) and, per value of `[telemetry] key` (a connector key, a tenant…), the
 //! hash `<stream>:telemetry:<value>` with delivery counters and the last delivery's
 //! identifiers.
 //!
@@ -7,7 +7,7 @@
 //! one hook ([`Telemetry::settled`], [`Telemetry::dead_lettered`]), which finds the value
 //! (an entry field, or a JSON pointer walked without building the document: [`Pointer`])
 //! and adds to a per-value [`Tally`] under one of [`SHARDS`] locks. Every `interval_ms`
-//! (and once at shutdown) [`run`] takes the tallies and writes them as one pipeline —
+//! (and once at shutdown) `run` takes the tallies and writes them as one pipeline —
 //! HINCRBY for the counters, one HSET for the `last_*` fields per value — so a busy
 //! connector costs Redis a handful of commands per second, not per entry.
 //!
