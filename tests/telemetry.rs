@@ -211,6 +211,13 @@ async fn counts_of_the_last_interval_are_flushed_at_shutdown() {
     let (engine, main, _) = scripted_engine(&scripted_config(&server, &stream, 60_000));
     let running = run(engine);
     let redis = server.client().await;
+    // The first interval (monitor, then a flush that takes the tallies at once) has run
+    // before anything is published: the next flush is a minute away.
+    let monitor = format!("{stream}:monitor");
+    wait_for("the first interval", T, || async {
+        hash(&redis, &monitor).await.contains_key("updated_at")
+    })
+    .await;
     for i in 0..3 {
         let data = format!(r#"{{"connectorKey":"oci","id":"O{i}"}}"#);
         publish(&redis, &stream, "asset.discovery", &data).await;
