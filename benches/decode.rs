@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the per-entry CPU work before a handler runs: decoding a raw entry
 //! and validating its `data` (1 KB envelope, 64 KB `cyber.metric`), and the JSON parser
 //! choice behind `schema::parse_json` (serde_json vs simd-json into a `serde_json::Value`,
-//! the type jsonschema validates). Run: `cargo bench --bench decode`.
+//! the type jsonschema validates), and the telemetry key lookup (`[telemetry] key`).
+//! Run: `cargo bench --bench decode`.
 // criterion_group! generates an undocumented `pub fn`.
 #![allow(missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -99,6 +100,10 @@ fn benches(c: &mut Criterion) {
                 let mut bytes = data.as_bytes().to_vec(); // simd-json parses in place
                 simd_json::serde::from_slice::<serde_json::Value>(black_box(&mut bytes)).unwrap()
             })
+        });
+        let connector = weir::telemetry::Pointer::new("/connectorKey");
+        group.bench_function("telemetry: /connectorKey, walked without a Value", |b| {
+            b.iter(|| assert!(connector.text_in(black_box(&data)).is_some()))
         });
         let value: serde_json::Value = serde_json::from_str(&data).unwrap();
         group.bench_function("validate: jsonschema on a parsed Value", |b| {

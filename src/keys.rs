@@ -37,6 +37,27 @@ pub fn members(stream: &str, pool: &str) -> String {
     format!("{stream}:members:{pool}")
 }
 
+/// The hash the engine refreshes every `[telemetry] interval_ms` with the stream's and DLQ's
+/// lengths and each pool's lag, pending count and oldest pending age (contract §12). One
+/// hash for the whole stream, partitions summed: named after the configured stream, so a
+/// hash-tagged name (`{bus}:events`) keeps it in the stream's slot.
+pub fn monitor(stream: &str) -> String {
+    format!("{stream}:monitor")
+}
+
+/// The counters and `last_*` fields of telemetry value `value` (`[telemetry] key`, e.g. a
+/// connector key). The value is used verbatim: it comes from publishers, so callers bound
+/// its length before naming a key with it.
+pub fn telemetry(stream: &str, value: &str) -> String {
+    format!("{stream}:telemetry:{value}")
+}
+
+/// The set of every telemetry value written so far: how the admin API lists the telemetry
+/// hashes without a SCAN (which a cluster would need per node).
+pub fn telemetry_index(stream: &str) -> String {
+    format!("{stream}:telemetry")
+}
+
 /// The text inside the first `{…}` of a key, if non-empty: what Redis Cluster hashes.
 pub fn hash_tag(key: &str) -> Option<&str> {
     let open = key.find('{')?;
@@ -151,6 +172,9 @@ mod tests {
         assert_eq!(replay_job("bus", "j1"), "bus:replay:j1");
         assert_eq!(dedup("bus", "EV-1"), "bus:dedup:EV-1");
         assert_eq!(owner("bus", "bus-incident"), "bus:owner:bus-incident");
+        assert_eq!(monitor("bus"), "bus:monitor");
+        assert_eq!(telemetry("bus", "aws-config"), "bus:telemetry:aws-config");
+        assert_eq!(telemetry_index("{bus}:events"), "{bus}:events:telemetry");
     }
 
     #[test]

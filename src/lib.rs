@@ -13,7 +13,7 @@
 //! [`replay`] are the operator operations `weir dlq` and `weir replay` (and the HTTP API) run;
 //! [`status`] is the snapshot behind `weir status`; [`error`] holds the error types; [`vocab`]
 //! the words of the contract ([`StreamId`], [`DlqReason`], field names). The hidden modules
-//! (`redis`, `schema`, `timespec`, `dispatch`, `envelope`) are public only for the binary,
+//! (`redis`, `schema`, `timespec`, `dispatch`, `envelope`, `telemetry`) are public only for the binary,
 //! the tests and the benches, and may change in any release. `examples/rust_handler.rs` is a
 //! complete program.
 //!
@@ -65,6 +65,9 @@
 //!   readers watch and the gauges.
 //! - `metrics`: every metric name and its recording helper; `histogram`: the fixed-bucket
 //!   histograms behind the per-entry metrics.
+//! - `telemetry`: the `<stream>:monitor` hash and the per-value `<stream>:telemetry:<value>`
+//!   hashes of `[telemetry] key` (contract §12): counted in memory by two hooks (the worker's
+//!   settle step, the DLQ path), written once per interval in one pipeline.
 //! - `schema`, `envelope`, `timespec`: JSON Schema validation of `data`; decoding a raw entry
 //!   into an event; the CLI's TIME arguments (RFC 3339 with offsets, unix ms, IDs, `-2h`, `now`).
 //! - [`conditions`]: `--where FIELD=VALUE` / `/pointer=VALUE` filters of replay and the DLQ.
@@ -116,6 +119,8 @@ pub mod envelope;
 pub mod redis;
 #[doc(hidden)]
 pub mod schema;
+#[doc(hidden)]
+pub mod telemetry;
 #[doc(hidden)]
 pub mod timespec;
 

@@ -184,6 +184,11 @@ pub async fn totals(redis: &Redis, stream: &StreamConfig) -> Result<Totals, Redi
     Ok(totals)
 }
 
+/// How old an entry is, from its ID's timestamp, in seconds.
+pub(crate) fn age_seconds(id: StreamId) -> f64 {
+    clock::now_ms().saturating_sub(id.ms) as f64 / 1000.0
+}
+
 /// The oldest entry `group` has not acknowledged, over all partitions.
 pub async fn oldest_pending(
     redis: &Redis,
@@ -214,8 +219,7 @@ pub async fn status(redis: &Redis, config: &Config) -> Result<Status, RedisError
     for pool in &config.pools {
         let mut view = PoolStatus::of(&pool.name, &groups, &paused);
         let oldest = view.oldest_pending(redis, stream).await?;
-        view.oldest_pending_age_seconds =
-            oldest.map(|id| clock::now_ms().saturating_sub(id.ms) as f64 / 1000.0);
+        view.oldest_pending_age_seconds = oldest.map(age_seconds);
         if let Some(key) = &pool.order_key {
             view.order_key = Some(key.as_str().to_string());
             view.owners = owners(redis, config, &pool.name).await?;

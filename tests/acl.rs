@@ -76,6 +76,8 @@ async fn users_have_exactly_the_rights_they_need() {
         .arg(&engine)
         .arg("run")
         .env("WEIR_LOG", "info")
+        // Telemetry by event id: the monitor and telemetry hashes are written as `engine`.
+        .env("WEIR_TELEMETRY__KEY", "id")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -154,6 +156,11 @@ async fn users_have_exactly_the_rights_they_need() {
     .await;
     wait_for("nothing pending", T, || async {
         group_pending(&redis, "integration-bus", "p").await == 0
+    })
+    .await;
+    wait_for("the monitor and telemetry hashes written", T, || async {
+        server.cli(&["HGET", "integration-bus:monitor", "p:pending"]) == "0"
+            && server.cli(&["HGET", "integration-bus:telemetry:E0", "processed"]) == "1"
     })
     .await;
     // Length 11 > max_len 5: trimming runs (EVAL over XRANGE, XTRIM) every second from here on;

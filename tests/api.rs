@@ -202,6 +202,7 @@ async fn read_endpoints_answer_page_and_match_the_openapi_document() {
         ("/replay/{job}", "delete"),
         ("/replay/{job}/resume", "post"),
         ("/stats/history", "get"),
+        ("/telemetry", "get"),
         ("/pools/{name}/pause", "post"),
         ("/pools/{name}/resume", "post"),
         ("/openapi.json", "get"),
@@ -225,6 +226,14 @@ async fn read_endpoints_answer_page_and_match_the_openapi_document() {
     assert_eq!(body["stream"], stream);
     assert_eq!(body["dlqLength"], 3);
     validate(&doc, "/status", "get", 200, &body);
+
+    // Telemetry: the monitor hash the engine keeps (no telemetry key here: no values).
+    let (status, body) = api.get("/api/v1/telemetry").await;
+    assert_eq!(status, 200, "{body}");
+    validate(&doc, "/telemetry", "get", 200, &body);
+    assert_eq!(body["values"], serde_json::json!({}));
+    let (status, body) = api.get("/api/v1/telemetry?limit=0").await;
+    assert_eq!(status, 400, "{body}");
 
     // Events: newest first, paged with the cursor, filtered by type.
     let (status, page1) = api.get("/api/v1/events?limit=5").await;

@@ -20,4 +20,5 @@ mod replay;
 mod runbook;
 #[allow(dead_code)]
 mod support;
+mod telemetry;
 mod tls;

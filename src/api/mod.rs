@@ -5,6 +5,7 @@
 //! - [`auth`]: bearer tokens (constant-time), admin vs read access, the audit line.
 //! - [`error`]: the one mapping from [`OpError`](crate::error::OpError) to HTTP statuses.
 //! - [`read`]: status, recent events, DLQ listing, stats and detail.
+//! - [`telemetry`]: the monitor and telemetry hashes the engine writes to Redis.
 //! - [`write`]: reprocess, forget, pause and resume.
 //! - [`jobs`]: replay jobs run inside the engine, cancellable, stopped cleanly on shutdown.
 //! - [`history`]: processed/failed per pool over the last 15 minutes, sampled in memory.
@@ -18,6 +19,7 @@ mod input;
 mod jobs;
 pub mod openapi;
 mod read;
+mod telemetry;
 pub mod tls;
 mod write;
 
@@ -85,6 +87,7 @@ impl Api {
             .route("/replay/{job}", get(jobs::show).delete(jobs::cancel))
             .route("/replay/{job}/resume", post(jobs::resume))
             .route("/stats/history", get(history::show))
+            .route("/telemetry", get(telemetry::show))
             .route("/pools/{name}/pause", post(write::pause))
             .route("/pools/{name}/resume", post(write::resume))
             .route("/openapi.json", get(openapi::show))

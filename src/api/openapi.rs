@@ -3,7 +3,7 @@
 
 use axum::Json;
 
-use super::{error, history, jobs, read, write};
+use super::{error, history, jobs, read, telemetry, write};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -13,7 +13,7 @@ use super::{error, history, jobs, read, write};
         read::status, read::events, read::dlq_list, read::dlq_stats, read::dlq_show,
         write::reprocess, write::forget, write::pause, write::resume,
         jobs::start, jobs::show, jobs::cancel, jobs::resume,
-        history::show, show,
+        history::show, telemetry::show, show,
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&Bearer),

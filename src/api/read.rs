@@ -16,7 +16,7 @@ use crate::status::Status;
 use crate::timespec;
 use crate::vocab::TYPE;
 
-type PairsQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
+pub(super) type PairsQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// Entries looked at per events request at most: a rare type on a long stream answers a
 /// short page (with `next`) instead of scanning for long.

@@ -28,6 +28,7 @@ use crate::keys;
 use crate::metrics;
 use crate::redis::{Redis, StreamId};
 use crate::schema::Schemas;
+use crate::telemetry::{self, Telemetry};
 
 /// A configured engine, ready to [`run`](Engine::run).
 pub struct Engine {
@@ -188,6 +189,7 @@ impl Engine {
             abandon: CancellationToken::new(),
             background: TaskTracker::new(),
             feeders: TaskTracker::new(),
+            telemetry: Arc::new(Telemetry::new(&config)),
         };
         let mut pools = Vec::new();
         for (index, (pool_config, handler)) in config.pools.iter().zip(handlers).enumerate() {
@@ -233,6 +235,8 @@ struct Shared {
     background: TaskTracker,
     /// Readers and janitors: everything that hands entries to workers.
     feeders: TaskTracker,
+    /// Counted by every pool's hooks, flushed by the telemetry loop and once at shutdown.
+    telemetry: Arc<Telemetry>,
 }
 
 impl Shared {
@@ -302,6 +306,7 @@ impl Shared {
                 abandon: self.abandon.child_token(),
                 workers: workers.clone(),
                 ordered,
+                telemetry: self.telemetry.clone(),
             });
             consumer::spawn_pool_tasks(&pool, acks_rx, &self.background);
             self.spawn_reader(pool.clone());
@@ -337,7 +342,8 @@ impl Shared {
         });
     }
 
-    /// Trimming, metric upkeep, the paused-set and gauge watcher, the API's history sampler.
+    /// Trimming, metric upkeep, the paused-set and gauge watcher, the API's history sampler,
+    /// the telemetry writer.
     fn spawn_background(
         &self,
         health: &Arc<Health>,
@@ -372,6 +378,13 @@ impl Shared {
         if let Some(api) = api {
             self.background.spawn(api.clone().sample_loop(stop.clone()));
         }
+        self.background.spawn(telemetry::run(
+            self.telemetry.clone(),
+            self.redis.clone(),
+            config.clone(),
+            self.consumer.clone(),
+            stop.clone(),
+        ));
     }
 
     /// Stop → drain → abandon, then ordered pools give their leases up at once and the
@@ -381,6 +394,10 @@ impl Shared {
         drain(pools, &self.feeders, &self.stop, &self.abandon, grace).await;
         for pool in pools {
             consumer::ownership::release(pool).await;
+        }
+        // What the drained workers counted since the last interval.
+        if let Err(e) = self.telemetry.flush(&self.redis).await {
+            tracing::warn!(error = %e, "telemetry: the final flush failed; the counts of the last interval are lost");
         }
         self.background.close();
         if tokio::time::timeout(Duration::from_secs(10), self.background.wait())

@@ -53,6 +53,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// When `/healthz` says `degraded` instead of `healthy`.
     pub health: HealthConfig,
+    /// The monitor hash and the per-value telemetry hashes in Redis (`[telemetry]`).
+    pub telemetry: TelemetryConfig,
     /// After the stop signal, how long in-flight handlers may finish before they are abandoned
     /// (their entries stay pending and are redelivered).
     pub shutdown_grace: Duration,
@@ -171,6 +173,34 @@ pub struct HealthConfig {
     pub degraded_lag: u64,
 }
 
+/// `[telemetry]` (contract §12): what the engine writes to Redis for operators who read
+/// `redis-cli` rather than `/metrics`.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// Where an entry's telemetry value is (the same forms as a pool's `order_key`: an entry
+    /// field, or a JSON pointer into `data`); `None` writes no `<stream>:telemetry:*` hashes.
+    pub key: Option<OrderKey>,
+    /// How often `<stream>:monitor` is refreshed and the counters are flushed: one batch per
+    /// interval, never a write per entry.
+    pub interval: Duration,
+    /// Distinct values tracked between two flushes; entries of further values are counted
+    /// as dropped (and logged) so untrusted values cannot grow memory without bound.
+    pub max_values: usize,
+    /// Whether the `<stream>:monitor` hash is written.
+    pub monitor: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> TelemetryConfig {
+        TelemetryConfig {
+            key: None,
+            interval: Duration::from_secs(1),
+            max_values: 10_000,
+            monitor: true,
+        }
+    }
+}
+
 /// The janitor's pace.
 #[derive(Debug, Clone)]
 pub struct JanitorConfig {
@@ -222,7 +252,7 @@ pub struct PoolConfig {
     pub order_key: Option<OrderKey>,
 }
 
-/// Where an ordered pool finds an entry's key.
+/// Where an ordered pool finds an entry's key (and `[telemetry] key` an entry's value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderKey {
     /// An entry field (`key`, `correlation_id`…).

@@ -28,6 +28,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub health: RawHealth,
     #[serde(default)]
+    pub telemetry: RawTelemetry,
+    #[serde(default)]
     pub pools: Vec<RawPool>,
 }
 
@@ -43,6 +45,7 @@ impl RawConfig {
         "schemas",
         "http",
         "health",
+        "telemetry",
         "pools",
     ];
 }
@@ -114,6 +117,21 @@ pub struct RawHttp {
 pub struct RawHealth {
     pub degraded_dlq_length: Option<u64>,
     pub degraded_lag: Option<u64>,
+}
+
+/// `[telemetry]`: the `<stream>:monitor` hash and the per-value `<stream>:telemetry:<value>`
+/// hashes (contract §12).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// An entry field name, or a JSON pointer into `data` (`/connectorKey`).
+    pub key: Option<String>,
+    /// How often the monitor hash is refreshed and the counters are flushed.
+    pub interval_ms: Option<u64>,
+    /// Distinct values tracked between two flushes at most.
+    pub max_values: Option<u64>,
+    /// Whether `<stream>:monitor` is written.
+    pub monitor: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

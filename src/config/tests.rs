@@ -159,6 +159,15 @@ fn other_cases() -> Vec<Case> {
         (with_pool("[janitor]\nconsumer_gc_seconds = -1"), none, "janitor.consumer_gc_seconds", "above 0"),
         (with_pool("[http]\nlisten = \"nowhere\""), none, "http.listen", "`nowhere` is not an address"),
         (with_pool("shutdown_grace_seconds = -1"), none, "shutdown_grace_seconds", "0 or more"),
+        // telemetry
+        (with_pool("[telemetry]\nkey = \"\""), none, "telemetry.key", "is empty"),
+        (with_pool("[telemetry]\nkey = \"/connector~Key\""), none, "telemetry.key", "`~` must be followed by 0"),
+        (with_pool("[telemetry]\nkey = \"/a//b\""), none, "telemetry.key", "empty segment"),
+        (with_pool("[telemetry]\nkey = \"data\""), none, "telemetry.key", "JSON pointer"),
+        (with_pool("[telemetry]\ninterval_ms = 10"), none, "telemetry.interval_ms", "between 50 and 60000"),
+        (with_pool("[telemetry]\nmax_values = 0"), none, "telemetry.max_values", "between 1 and 1000000"),
+        (with_pool("[telemetry]\nkye = \"/x\""), none, "telemetry.kye", "is not a known key"),
+        (pool(""), &[("WEIR_TELEMETRY__INTERVAL_MS", "5")], "telemetry.interval_ms", "between 50 and 60000"),
         // files (checked by the loader)
         (with_pool("[redis]\nurl = \"rediss://x\"\nca_file = \"missing.pem\""), none, "redis.ca_file", "missing.pem does not exist"),
         (with_pool("[redis]\nurl = \"rediss://x\"\ncert_file = \"c.pem\""), none, "redis.cert_file", "c.pem does not exist"),
@@ -337,6 +346,23 @@ fn the_partition_list_is_computed_once_at_validation() {
     let plain = load(&pool(""), &[]).expect("valid");
     assert_eq!(plain.partitions().len(), 1);
     assert_eq!(plain.partitions()[0].dlq, "integration-bus:dlq");
+}
+
+#[test]
+fn telemetry_keys_are_fields_or_pointers_and_off_by_default() {
+    let telemetry = |top: &str| load(&with_pool(top), &[]).map(|c| c.telemetry);
+    let off = telemetry("").expect("valid");
+    assert_eq!(off.key, None);
+    assert!(off.monitor, "the monitor hash is on by default");
+    assert_eq!(off.interval, std::time::Duration::from_secs(1));
+    assert_eq!(off.max_values, 10_000);
+    let on = telemetry("[telemetry]\nkey = \"/connectorKey\"\ninterval_ms = 200\nmonitor = false")
+        .expect("valid");
+    assert_eq!(on.key, Some(OrderKey::Pointer("/connectorKey".into())));
+    assert_eq!(on.interval, std::time::Duration::from_millis(200));
+    assert!(!on.monitor);
+    let field = telemetry("[telemetry]\nkey = \"tenant\"").expect("valid");
+    assert_eq!(field.key, Some(OrderKey::Field("tenant".into())));
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::model::{
     Config, HandlerConfig, HealthConfig, HttpConfig, JanitorConfig, OrderKey, PoolConfig,
-    RedisConfig, RetryPolicy, StreamConfig,
+    RedisConfig, RetryPolicy, StreamConfig, TelemetryConfig,
 };
 use super::raw::{RawConfig, RawPool, RawRetry};
 use super::url::{is_cluster_url, key_slot, normalize_url, validate_url};
@@ -67,6 +67,7 @@ impl RawConfig {
             false,
         )?;
         let pools = self.validate_pools()?;
+        let telemetry = self.validate_telemetry()?;
         Ok(Config {
             redis,
             stream,
@@ -78,8 +79,48 @@ impl RawConfig {
                 degraded_dlq_length: self.health.degraded_dlq_length.unwrap_or(100),
                 degraded_lag: self.health.degraded_lag.unwrap_or(1000),
             },
+            telemetry,
             shutdown_grace,
             pools,
+        })
+    }
+
+    /// `[telemetry]`: the key in the forms `order_key` takes (not `data`, which is the body
+    /// itself), an interval between 50 ms and 60 s, a bound on distinct values.
+    fn validate_telemetry(&self) -> Result<TelemetryConfig, ConfigError> {
+        let raw = &self.telemetry;
+        let defaults = TelemetryConfig::default();
+        let key = match raw.key.as_deref() {
+            Some(crate::vocab::DATA) => {
+                return Err(invalid(
+                    "telemetry.key",
+                    "`data` is the whole body: name a field inside it with a JSON pointer, e.g. \"/connectorKey\"",
+                ));
+            }
+            Some(k) => Some(order_key("telemetry.key", k)?),
+            None => None,
+        };
+        let interval_ms = raw
+            .interval_ms
+            .unwrap_or(defaults.interval.as_millis() as u64);
+        if !(50..=60_000).contains(&interval_ms) {
+            return Err(invalid(
+                "telemetry.interval_ms",
+                format!("{interval_ms} must be between 50 and 60000 (milliseconds)"),
+            ));
+        }
+        let max_values = raw.max_values.unwrap_or(defaults.max_values as u64);
+        if !(1..=1_000_000).contains(&max_values) {
+            return Err(invalid(
+                "telemetry.max_values",
+                format!("{max_values} must be between 1 and 1000000"),
+            ));
+        }
+        Ok(TelemetryConfig {
+            key,
+            interval: Duration::from_millis(interval_ms),
+            max_values: max_values as usize,
+            monitor: raw.monitor.unwrap_or(defaults.monitor),
         })
     }
 

@@ -92,6 +92,8 @@ pub struct Pool {
     pub workers: TaskTracker,
     /// Set for an ordered pool: its key lanes and ownership lease on this partition.
     pub ordered: Option<Ordered>,
+    /// The engine's telemetry tallies (`[telemetry] key`); its hooks return at once when off.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl Pool {
@@ -155,6 +157,7 @@ impl Pool {
         error: &str,
     ) {
         if settle::dead_letter(&self.dlq_target(), entry, attempts, reason, error).await {
+            self.telemetry.dead_lettered(&self.name, entry, reason);
             self.leases.release(&[entry.id]);
         } else {
             self.leases.retry_at(entry.id, Instant::now());

@@ -196,6 +196,7 @@ async fn settle_outcome(
     }
     let settlement = settle::decide(outcome, d.attempt, &pool.config.retry);
     settle::log_settled(d, &settlement, took);
+    pool.telemetry.settled(&pool.name, d, &settlement);
     match settlement {
         Settlement::Ack => return Done::Ack,
         // Ordered pools keep a failed entry (and its key) in-process; others hand it to the

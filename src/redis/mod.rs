@@ -10,6 +10,8 @@
 //! - `dead_letter`: moves to the DLQ (one entry, a sweep) and back (reprocess).
 //! - `write`: appends (one, many, at most once, with progress), deletes, trims, hashes, sets.
 //! - `inspect`: XINFO, lengths, ranges, plain keys, durability settings.
+//! - `telemetry`: the monitor hash (replaced whole, with an expiry) and the per-value
+//!   telemetry counters (one pipeline per flush).
 //! - `reply`: typed parsing of replies, never panicking.
 //! - `tls`: rustls setup for `rediss://`.
 //! - `lua/*.lua`: the scripts, one per file, each with a KEYS/ARGV header.
@@ -21,6 +23,7 @@ mod group;
 mod inspect;
 mod lease;
 mod reply;
+mod telemetry;
 mod tls;
 mod write;
 
@@ -31,3 +34,4 @@ pub use dead_letter::{IdleSweep, SweepResult, SweptEntry};
 pub use group::{AutoClaim, ConsumerInfo};
 pub use inspect::{GroupInfo, StreamInfo};
 pub use lease::LeaseClaim;
+pub use telemetry::HashDelta;

@@ -1,0 +1,536 @@
+//! Telemetry readable in Redis (contract §12), beside the pipeline: the `<stream>:monitor`
+//! hash (`monitor.rs`) and, per value of `[telemetry] key` (a connector key, a tenant…), the
+//! hash `<stream>:telemetry:<value>` with delivery counters and the last delivery's
+//! identifiers.
+//!
+//! The hot path only counts, in memory: the worker's settle step and the DLQ path each call
+//! one hook ([`Telemetry::settled`], [`Telemetry::dead_lettered`]), which finds the value
+//! (an entry field, or a JSON pointer walked without building the document: [`Pointer`])
+//! and adds to a per-value [`Tally`] under one of [`SHARDS`] locks. Every `interval_ms`
+//! (and once at shutdown) `run` takes the tallies and writes them as one pipeline —
+//! HINCRBY for the counters, one HSET for the `last_*` fields per value — so a busy
+//! connector costs Redis a handful of commands per second, not per entry.
+//!
+//! Counters, per value, over every pool and process (each process adds its own):
+//!
+//! - `total_received`: deliveries taken in hand — every handler call (a retried entry counts
+//!   once per attempt) and every entry dead-lettered before a handler saw it (`invalid`,
+//!   `malformed`, `too_large`, `unrouted`); so `total_received = processed + errored +` those.
+//! - `processed`: handler calls that succeeded; `errored`: handler calls that failed
+//!   (retryable, permanent, timeout, panic), as `weir_messages_failed_total` counts them.
+//! - `dead_lettered`: entries moved to the DLQ by a worker (the janitor's sweep of entries
+//!   whose last worker died moves them without reading their bodies and is not counted).
+//! - `kind:<type>`: `total_received` by event type.
+//!
+//! The `last_*` fields describe the last delivery this process counted (last writer wins
+//! between processes): `last_entry_id`, `last_event_id` ("" without one), `last_type`,
+//! `last_status` (`processed`, `errored` or `dead_lettered`), `last_pool`, and
+//! `last_received_at` (unix ms, when it was counted: the connector's heartbeat).
+//!
+//! Values come from publishers and name keys verbatim (no escaping, no rewriting): a value
+//! longer than [`MAX_VALUE_BYTES`] is not written but counted and logged, an empty one is
+//! no value, and at most `max_values` distinct values are tracked per interval (deliveries
+//! of further values are counted and logged as dropped).
+
+mod monitor;
+mod pointer;
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+pub use pointer::Pointer;
+
+use crate::clock;
+use crate::config::{Config, OrderKey};
+use crate::envelope;
+use crate::error::RedisError;
+use crate::handler::Delivery;
+use crate::keys;
+use crate::redis::{HashDelta, RawEntry, Redis, StreamId};
+use crate::settle::Settlement;
+use crate::sync::lock;
+use crate::vocab::{DATA, DlqReason, EVENT_ID, TYPE};
+
+/// Locks the tallies are spread over, so workers on different values rarely wait.
+pub const SHARDS: usize = 8;
+/// The longest value (in bytes) that names a telemetry hash.
+pub const MAX_VALUE_BYTES: usize = 200;
+/// Values per pipeline at most: a flush of thousands of values goes in a few round trips.
+const PIPELINE_VALUES: usize = 500;
+/// Dropped values are logged at most this often.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Where an entry's value is.
+enum Source {
+    /// An entry field (`type` and `id` included).
+    Field(String),
+    /// A JSON pointer into `data`.
+    Pointer(Pointer),
+}
+
+/// What became of one delivery, as `last_status` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Processed,
+    Errored,
+    DeadLettered,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Processed => "processed",
+            Status::Errored => "errored",
+            Status::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// The last delivery counted for a value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Last {
+    pub entry_id: StreamId,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: Status,
+    pub pool: Arc<str>,
+    pub at_ms: u64,
+}
+
+/// One value's counts since the last flush.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub received: u64,
+    pub processed: u64,
+    pub errored: u64,
+    pub dead_lettered: u64,
+    /// `received` by type; a handful of types per value, so a list beats a map.
+    pub kinds: Vec<(String, u64)>,
+    pub last: Option<Last>,
+}
+
+/// One delivery, as a hook saw it.
+struct Mark<'a> {
+    pool: &'a Arc<str>,
+    entry_id: StreamId,
+    event_id: Option<&'a str>,
+    event_type: &'a str,
+    status: Status,
+    /// Counts toward `total_received` (a handler call, or a dead letter no handler saw).
+    received: bool,
+}
+
+impl Tally {
+    fn count(&mut self, m: &Mark) {
+        if m.received {
+            self.received += 1;
+            match self.kinds.iter_mut().find(|(k, _)| k == m.event_type) {
+                Some((_, n)) => *n += 1,
+                None => self.kinds.push((m.event_type.to_string(), 1)),
+            }
+        }
+        match m.status {
+            Status::Processed => self.processed += 1,
+            Status::Errored => self.errored += 1,
+            Status::DeadLettered => self.dead_lettered += 1,
+        }
+        let at_ms = clock::now_ms();
+        match &mut self.last {
+            // Reuse the buffers: no allocation per entry once a value is known.
+            Some(last) => {
+                last.entry_id = m.entry_id;
+                last.event_id.clear();
+                last.event_id.push_str(m.event_id.unwrap_or_default());
+                last.event_type.clear();
+                last.event_type.push_str(m.event_type);
+                last.status = m.status;
+                if !Arc::ptr_eq(&last.pool, m.pool) {
+                    last.pool = m.pool.clone();
+                }
+                last.at_ms = at_ms;
+            }
+            None => {
+                self.last = Some(Last {
+                    entry_id: m.entry_id,
+                    event_id: m.event_id.unwrap_or_default().to_string(),
+                    event_type: m.event_type.to_string(),
+                    status: m.status,
+                    pool: m.pool.clone(),
+                    at_ms,
+                })
+            }
+        }
+    }
+
+    /// Adds `older` (a batch that could not be written) under these newer counts.
+    fn absorb(&mut self, older: Tally) {
+        self.received += older.received;
+        self.processed += older.processed;
+        self.errored += older.errored;
+        self.dead_lettered += older.dead_lettered;
+        for (kind, n) in older.kinds {
+            match self.kinds.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, m)) => *m += n,
+                None => self.kinds.push((kind, n)),
+            }
+        }
+        if self.last.is_none() {
+            self.last = older.last;
+        }
+    }
+
+    /// The hash update for this tally under `key`.
+    fn delta(&self, key: String) -> HashDelta {
+        let mut add = vec![
+            ("total_received".to_string(), self.received),
+            ("processed".to_string(), self.processed),
+            ("errored".to_string(), self.errored),
+            ("dead_lettered".to_string(), self.dead_lettered),
+        ];
+        add.extend(self.kinds.iter().map(|(k, n)| (format!("kind:{k}"), *n)));
+        let set = self.last.as_ref().map_or_else(Vec::new, |l| {
+            vec![
+                ("last_entry_id", l.entry_id.to_string()),
+                ("last_event_id", l.event_id.clone()),
+                ("last_type", l.event_type.clone()),
+                ("last_status", l.status.as_str().to_string()),
+                ("last_pool", l.pool.to_string()),
+                ("last_received_at", l.at_ms.to_string()),
+            ]
+        });
+        HashDelta { key, add, set }
+    }
+}
+
+/// Deliveries not written since the last report, and when that was.
+#[derive(Default)]
+struct Drops {
+    over_limit: AtomicU64,
+    too_long: AtomicU64,
+    reported: Mutex<Option<Instant>>,
+}
+
+/// The in-memory tallies of one engine, shared by every pool.
+pub struct Telemetry {
+    /// `None`: `[telemetry] key` is not set and the hooks return at once.
+    source: Option<Source>,
+    /// `[stream] event_id`: for `last_event_id` of dead letters without an `id` field.
+    event_id: Option<Pointer>,
+    /// `[stream] name`: the prefix of the telemetry keys (not a partition's key).
+    stream: String,
+    max_values: usize,
+    shards: [Mutex<HashMap<String, Tally>>; SHARDS],
+    /// Distinct values in the shards now.
+    tracked: AtomicUsize,
+    drops: Drops,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Telemetry {
+    /// The tallies for `config` (off, counting nothing, without `[telemetry] key`).
+    pub fn new(config: &Config) -> Telemetry {
+        let source = config.telemetry.key.as_ref().map(|k| match k {
+            OrderKey::Field(name) => Source::Field(name.clone()),
+            OrderKey::Pointer(p) => Source::Pointer(Pointer::new(p)),
+        });
+        Telemetry {
+            source,
+            event_id: config.stream.event_id.as_deref().map(Pointer::new),
+            stream: config.stream.name.clone(),
+            max_values: config.telemetry.max_values,
+            shards: std::array::from_fn(|_| Mutex::default()),
+            tracked: AtomicUsize::new(0),
+            drops: Drops::default(),
+            hasher: Default::default(),
+        }
+    }
+
+    /// Hook of the worker's settle step: a handler answered delivery `d` of `pool`, and
+    /// `settlement` is what becomes of it (counted as processed or errored; a dead letter
+    /// is counted again by [`Telemetry::dead_lettered`] once it has moved).
+    pub fn settled(&self, pool: &Arc<str>, d: &Delivery, settlement: &Settlement) {
+        let Some(source) = &self.source else { return };
+        let value = match source {
+            Source::Field(name) => match name.as_str() {
+                TYPE => Some(Cow::Borrowed(d.event_type.as_str())),
+                EVENT_ID => d.event_id.as_deref().map(Cow::Borrowed),
+                _ => d
+                    .fields
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| Cow::Borrowed(v.as_str())),
+            },
+            Source::Pointer(p) => p.text_in(&d.data).map(Cow::Owned),
+        };
+        let Some(value) = value else { return };
+        let status = match settlement {
+            Settlement::Ack => Status::Processed,
+            _ => Status::Errored,
+        };
+        self.count(
+            &value,
+            &Mark {
+                pool,
+                entry_id: d.entry_id,
+                event_id: d.event_id.as_deref(),
+                event_type: &d.event_type,
+                status,
+                received: true,
+            },
+        );
+    }
+
+    /// Hook of the DLQ path: `entry` of `pool` is in the DLQ now. Reasons a handler never
+    /// saw (`invalid`, `malformed`, `too_large`, `unrouted`) count as received too.
+    pub fn dead_lettered(&self, pool: &Arc<str>, entry: &RawEntry, reason: DlqReason) {
+        let Some(source) = &self.source else { return };
+        let text = |name: &str| {
+            entry
+                .field(name)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_owned)
+        };
+        let value = match source {
+            Source::Field(name) => text(name),
+            Source::Pointer(p) => text(DATA).and_then(|data| p.text_in(&data)),
+        };
+        let Some(value) = value else { return };
+        let event_id = text(EVENT_ID).or_else(|| {
+            let pointer = self.event_id.as_ref()?;
+            pointer.text_in(&text(DATA)?)
+        });
+        let handled = matches!(reason, DlqReason::Rejected | DlqReason::MaxAttempts);
+        self.count(
+            &value,
+            &Mark {
+                pool,
+                entry_id: entry.id,
+                event_id: event_id.as_deref(),
+                event_type: &envelope::event_type(entry).unwrap_or_default(),
+                status: Status::DeadLettered,
+                received: !handled,
+            },
+        );
+    }
+
+    fn shard(&self, value: &str) -> &Mutex<HashMap<String, Tally>> {
+        &self.shards[(self.hasher.hash_one(value) as usize) % SHARDS]
+    }
+
+    fn count(&self, value: &str, mark: &Mark) {
+        if value.is_empty() {
+            return;
+        }
+        if value.len() > MAX_VALUE_BYTES {
+            self.drops.too_long.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut tallies = lock(self.shard(value));
+        if let Some(tally) = tallies.get_mut(value) {
+            tally.count(mark);
+            return;
+        }
+        if self.tracked.fetch_add(1, Ordering::Relaxed) >= self.max_values {
+            self.tracked.fetch_sub(1, Ordering::Relaxed);
+            self.drops.over_limit.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut tally = Tally::default();
+        tally.count(mark);
+        tallies.insert(value.to_owned(), tally);
+    }
+
+    /// Everything counted since the last take; the shards start empty again.
+    pub fn take(&self) -> Vec<(String, Tally)> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let taken = std::mem::take(&mut *lock(shard));
+            self.tracked.fetch_sub(taken.len(), Ordering::Relaxed);
+            out.extend(taken);
+        }
+        out
+    }
+
+    /// Puts a batch that could not be written back under what was counted since, so an
+    /// outage delays counts instead of losing them (within `max_values`).
+    fn restore(&self, batch: Vec<(String, Tally)>) {
+        for (value, older) in batch {
+            let mut tallies = lock(self.shard(&value));
+            if let Some(newer) = tallies.get_mut(&value) {
+                newer.absorb(older);
+            } else if self.tracked.fetch_add(1, Ordering::Relaxed) < self.max_values {
+                tallies.insert(value, older);
+            } else {
+                self.tracked.fetch_sub(1, Ordering::Relaxed);
+                let lost = older.received + older.dead_lettered;
+                self.drops.over_limit.fetch_add(lost, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Writes what was counted since the last flush: one pipeline per [`PIPELINE_VALUES`]
+    /// values. On failure the counts go back to be written with the next flush. (A pipeline
+    /// cut off half-way may then count some of them twice: telemetry errs on the side of
+    /// counting.)
+    pub async fn flush(&self, redis: &Redis) -> Result<(), RedisError> {
+        self.report_drops();
+        if self.source.is_none() {
+            return Ok(());
+        }
+        let mut batch = self.take();
+        let index = keys::telemetry_index(&self.stream);
+        while !batch.is_empty() {
+            let rest = batch.split_off(batch.len().min(PIPELINE_VALUES));
+            let deltas: Vec<HashDelta> = batch
+                .iter()
+                .map(|(v, t)| t.delta(keys::telemetry(&self.stream, v)))
+                .collect();
+            let members: Vec<&str> = batch.iter().map(|(v, _)| v.as_str()).collect();
+            if let Err(e) = redis.apply_hash_deltas(&deltas, &index, &members).await {
+                self.restore(batch);
+                self.restore(rest);
+                return Err(e);
+            }
+            batch = rest;
+        }
+        Ok(())
+    }
+
+    /// Logs deliveries whose value was not written, at most every [`DROP_LOG_EVERY`].
+    fn report_drops(&self) {
+        let mut reported = lock(&self.drops.reported);
+        if reported.is_some_and(|at| at.elapsed() < DROP_LOG_EVERY) {
+            return;
+        }
+        let over = self.drops.over_limit.swap(0, Ordering::Relaxed);
+        let long = self.drops.too_long.swap(0, Ordering::Relaxed);
+        if over > 0 {
+            tracing::warn!(
+                dropped = over,
+                max_values = self.max_values,
+                "telemetry: deliveries of values beyond [telemetry] max_values distinct values per interval were not counted; raise max_values, or check that [telemetry] key names a low-cardinality field"
+            );
+        }
+        if long > 0 {
+            tracing::warn!(
+                dropped = long,
+                max_bytes = MAX_VALUE_BYTES,
+                "telemetry: deliveries whose [telemetry] key value is longer than the limit were not counted (the value would name a Redis key)"
+            );
+        }
+        if over > 0 || long > 0 {
+            *reported = Some(Instant::now());
+        }
+    }
+}
+
+/// Logs a failing write once per streak of failures (later ones at DEBUG), and the recovery.
+struct WriteLog {
+    what: &'static str,
+    failing: bool,
+}
+
+impl WriteLog {
+    fn note(&mut self, result: Result<(), RedisError>) {
+        match result {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                tracing::info!(what = self.what, "telemetry written again");
+            }
+            Ok(()) => {}
+            Err(e) if self.failing => {
+                tracing::debug!(what = self.what, error = %e, "telemetry write failed again")
+            }
+            Err(e) => {
+                self.failing = true;
+                tracing::warn!(what = self.what, error = %e, "telemetry write failed; consumption goes on, the next interval tries again (logged once until it works)");
+            }
+        }
+    }
+}
+
+/// Every `[telemetry] interval_ms` until `stop`: refreshes `<stream>:monitor` (unless
+/// `monitor = false`) and flushes the tallies. `writer` names this process in the monitor
+/// hash. The final flush after the workers drained is the engine's (`Telemetry::flush`).
+pub(crate) async fn run(
+    telemetry: Arc<Telemetry>,
+    redis: Redis,
+    config: Arc<Config>,
+    writer: String,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(config.telemetry.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut monitor_log = WriteLog {
+        what: "monitor",
+        failing: false,
+    };
+    let mut flush_log = WriteLog {
+        what: "telemetry",
+        failing: false,
+    };
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.cancelled() => break,
+        }
+        if config.telemetry.monitor {
+            monitor_log.note(monitor::refresh(&redis, &config, &writer).await);
+        }
+        flush_log.note(telemetry.flush(&redis).await);
+    }
+}
+
+/// What the telemetry hashes hold now, for the admin API: `<stream>:monitor` and up to
+/// `limit` telemetry values (all of `values` when given, else the first of the index, sorted).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct View {
+    /// `<stream>:monitor` as stored; empty when no engine refreshed it within its expiry.
+    pub monitor: BTreeMap<String, String>,
+    /// `<stream>:telemetry:<value>` by value.
+    pub values: BTreeMap<String, BTreeMap<String, String>>,
+    /// Values in the index `<stream>:telemetry` beyond `limit`, not shown.
+    pub more: usize,
+}
+
+/// Reads the monitor hash and the telemetry hashes of `values` (or of the first `limit`
+/// values of the index, in sorted order).
+pub(crate) async fn view(
+    redis: &Redis,
+    config: &Config,
+    values: &[String],
+    limit: usize,
+) -> Result<View, RedisError> {
+    let stream = &config.stream.name;
+    let sorted = |map: HashMap<String, String>| map.into_iter().collect::<BTreeMap<_, _>>();
+    let monitor = sorted(redis.hash_get_all(&keys::monitor(stream)).await?);
+    let mut names = if values.is_empty() {
+        redis.members(&keys::telemetry_index(stream)).await?
+    } else {
+        values.to_vec()
+    };
+    names.sort();
+    let more = names.len().saturating_sub(limit);
+    names.truncate(limit);
+    let mut out = BTreeMap::new();
+    for name in names {
+        let hash = redis.hash_get_all(&keys::telemetry(stream, &name)).await?;
+        if !hash.is_empty() {
+            out.insert(name, sorted(hash));
+        }
+    }
+    Ok(View {
+        monitor,
+        values: out,
+        more,
+    })
+}
+
+#[cfg(test)]
+mod tests;
