@@ -32,6 +32,8 @@ type Decide = dyn Fn(&Delivery, &str) -> Outcome + Send + Sync;
 struct Timeline {
     runs: Arc<Mutex<Vec<Run>>>,
     decide: Arc<Decide>,
+    /// Answers at once (no jitter) and says so: the reader runs it (`runs_inline`).
+    inline: bool,
 }
 
 impl Timeline {
@@ -39,7 +41,13 @@ impl Timeline {
         Timeline {
             runs: Arc::default(),
             decide: Arc::new(decide),
+            inline: false,
         }
+    }
+
+    fn inline(mut self) -> Timeline {
+        self.inline = true;
+        self
     }
 
     fn runs(&self) -> Vec<Run> {
@@ -64,8 +72,10 @@ impl Handler for Timeline {
     async fn handle(&self, d: &Delivery) -> Outcome {
         let key = key_of(d);
         let start = Instant::now();
-        let jitter = (d.entry_id.ms ^ d.entry_id.seq.wrapping_mul(7919)) % 8;
-        tokio::time::sleep(Duration::from_millis(jitter)).await;
+        if !self.inline {
+            let jitter = (d.entry_id.ms ^ d.entry_id.seq.wrapping_mul(7919)) % 8;
+            tokio::time::sleep(Duration::from_millis(jitter)).await;
+        }
         let outcome = (self.decide)(d, &key);
         self.runs.lock().unwrap().push(Run {
             key,
@@ -76,6 +86,10 @@ impl Handler for Timeline {
             epoch: d.owner_epoch,
         });
         outcome
+    }
+
+    fn runs_inline(&self) -> bool {
+        self.inline
     }
 }
 
@@ -178,6 +192,16 @@ async fn one_key_at_a_time_in_stream_order_while_different_keys_run_together() {
 
 #[tokio::test]
 async fn a_retry_holds_its_key_while_other_keys_go_on_and_a_dead_letter_releases_it() {
+    a_retry_holds_its_key(false).await;
+}
+
+/// The same with the reader running the handler itself (its retries go to the workers).
+#[tokio::test]
+async fn a_retry_holds_its_key_under_an_inline_handler() {
+    a_retry_holds_its_key(true).await;
+}
+
+async fn a_retry_holds_its_key(inline: bool) {
     let server = RedisServer::start();
     let stream = stream_name("ordered-retry");
     // Key `slow`'s first entry fails twice, then succeeds; key `dead`'s first entry fails
@@ -190,6 +214,7 @@ async fn a_retry_holds_its_key_while_other_keys_go_on_and_a_dead_letter_releases
             _ => Outcome::Success,
         }
     });
+    let handler = if inline { handler.inline() } else { handler };
     let config = config(&toml(&server, &stream, 4, ""));
     let running = run(Engine::new(config).with_handler("p", handler.clone()));
     let redis = server.client().await;
@@ -412,6 +437,15 @@ fn log_lines(log: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn kill_9_of_the_owner_is_taken_over_after_expiry_pending_first_in_order() {
+    kill_9_of_the_owner_is_taken_over(Timeline::new(|_, _| Outcome::Success)).await;
+}
+
+#[tokio::test]
+async fn kill_9_of_the_owner_is_taken_over_by_an_inline_reader() {
+    kill_9_of_the_owner_is_taken_over(Timeline::new(|_, _| Outcome::Success).inline()).await;
+}
+
+async fn kill_9_of_the_owner_is_taken_over(handler: Timeline) {
     let server = RedisServer::start();
     let stream = stream_name("ordered-kill9");
     let dir = tempfile::tempdir().unwrap();
@@ -435,7 +469,6 @@ async fn kill_9_of_the_owner_is_taken_over_after_expiry_pending_first_in_order()
     first.kill().unwrap();
     first.wait().unwrap();
     let killed = Instant::now();
-    let handler = Timeline::new(|_, _| Outcome::Success);
     let running =
         run(Engine::new(config(&toml(&server, &stream, 4, ""))).with_handler("p", handler.clone()));
     wait_for("all 20 handled by the new owner", T, || async {

@@ -142,9 +142,9 @@ impl Pool {
     }
 
     /// Whether the reader runs the handler itself: a handler that answers at once (see
-    /// [`Handler::runs_inline`]) on an unordered pool.
+    /// [`Handler::runs_inline`]).
     pub fn runs_inline(&self) -> bool {
-        self.ordered.is_none() && self.handler.runs_inline()
+        self.handler.runs_inline()
     }
 
     /// Moves `entry` to the DLQ and lets go of it; if the move fails it is handed back to

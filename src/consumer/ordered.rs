@@ -188,7 +188,7 @@ impl Ordered {
     }
 
     /// Queues `job` behind its key, or returns it when its key is free (now busy).
-    fn admit(&self, job: Job) -> Option<Job> {
+    pub(super) fn admit(&self, job: Job) -> Option<Job> {
         let Some(lane) = job.lane else {
             return Some(job);
         };
@@ -246,14 +246,6 @@ fn lane_of(key: &OrderKey, entry: &RawEntry) -> Option<u64> {
         }
     }
     Some(h.finish())
-}
-
-/// Hands `job` to the workers through its key's lane (the consumer's `enqueue` for ordered
-/// pools).
-pub(super) fn admit(pool: &Arc<Pool>, ordered: &Ordered, job: Job) {
-    if let Some(job) = ordered.admit(job) {
-        super::worker::send(pool, job);
-    }
 }
 
 /// After an entry of `lane` settled (acknowledged or dead-lettered): the next one of its key.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 
-use super::worker::{Done, handle};
+use super::worker::{Done, admit, handle, run_here};
 use super::{Pool, enqueue};
 use crate::backoff::FailureStreak;
 use crate::error::{RedisError, RedisErrorKind};
@@ -66,14 +66,21 @@ const PIPELINE: usize = 2;
 /// came back full) up to [`PIPELINE`] non-blocking ones pipelined on its connection, which
 /// hides the round trip. Every entry read is leased and handled in stream order; at most
 /// `PIPELINE + 1` batches of `read_count` are in memory.
-async fn read_inline_until(pool: &Pool, conn: &Redis, stop: &CancellationToken) {
+async fn read_inline_until(pool: &Arc<Pool>, conn: &Redis, stop: &CancellationToken) {
     let mut streak = FailureStreak::default();
     let mut reads = FuturesOrdered::new();
     let mut batch = Vec::new();
     let mut backlog = false;
     let count = pool.config.read_count;
+    let block = pool.ordered.as_ref().map_or(BLOCK, |o| o.read_block(BLOCK));
+    // An ordered pool reads only while it owns the lease (checked before every read).
+    let owner_lost = || {
+        pool.ordered
+            .as_ref()
+            .is_some_and(|o| o.owned_epoch().is_none())
+    };
     loop {
-        let reading = !stop.is_cancelled() && !pool.is_paused();
+        let reading = !stop.is_cancelled() && !pool.is_paused() && !owner_lost();
         let depth = if backlog { PIPELINE } else { 1 };
         while reading && reads.len() < depth {
             // A blocking read only on an otherwise idle connection: it would hold up the
@@ -83,15 +90,15 @@ async fn read_inline_until(pool: &Pool, conn: &Redis, stop: &CancellationToken) 
                     conn.read_group_now(&pool.stream.name, &pool.name, &pool.consumer, count)
                         .await
                 } else {
-                    conn.read_group(&pool.stream.name, &pool.name, &pool.consumer, count, BLOCK)
+                    conn.read_group(&pool.stream.name, &pool.name, &pool.consumer, count, block)
                         .await
                 }
             };
             reads.push_back(read);
         }
         if reads.is_empty() {
-            run_inline(pool, std::mem::take(&mut batch)).await;
-            if stop.is_cancelled() {
+            let handed = run_inline(pool, std::mem::take(&mut batch)).await;
+            if stop.is_cancelled() || owner_lost() || !handed {
                 break;
             }
             tokio::select! {
@@ -101,7 +108,12 @@ async fn read_inline_until(pool: &Pool, conn: &Redis, stop: &CancellationToken) 
             continue;
         }
         // Both run to completion: a read is never dropped once sent.
-        let (read, ()) = tokio::join!(reads.next(), run_inline(pool, std::mem::take(&mut batch)));
+        let (read, handed) =
+            tokio::join!(reads.next(), run_inline(pool, std::mem::take(&mut batch)));
+        if !handed {
+            stop_reading(reads).await;
+            break;
+        }
         match read {
             Some(Ok(entries)) => {
                 streak.succeeded();
@@ -141,13 +153,17 @@ async fn free_workers(pool: &Pool, stop: &CancellationToken) -> Option<usize> {
 }
 
 /// Runs an inline handler on each entry read, in stream order, then sends the batch's
-/// acknowledgements to the acker in one message. Leased first, like any entry read.
-async fn run_inline(pool: &Pool, entries: Vec<RawEntry>) {
+/// acknowledgements to the acker in one message. Leased first, like any entry read. False
+/// when the pool is shutting down.
+async fn run_inline(pool: &Arc<Pool>, entries: Vec<RawEntry>) -> bool {
     let Some(last) = entries.last() else {
-        return;
+        return true;
     };
     pool.note_delivered(last.id);
     pool.leases.hold(entries.iter().map(|e| e.id));
+    if let Some(ordered) = pool.ordered.as_ref() {
+        return run_inline_ordered(pool, ordered.owned_epoch(), entries).await;
+    }
     let mut acked = Vec::with_capacity(entries.len());
     for entry in &entries {
         if let Done::Ack = handle(pool, entry, 1, None).await {
@@ -155,6 +171,31 @@ async fn run_inline(pool: &Pool, entries: Vec<RawEntry>) {
         }
     }
     pool.ack_many(acked);
+    true
+}
+
+/// An ordered pool's batch, inline: each entry runs here when its key is free (one at a
+/// time in stream order, so keys keep their order trivially); entries behind a retrying key
+/// wait in its lane holding a worker slot, as with workers, so a slow key bounds what is
+/// read ahead. `epoch`: the lease epoch the batch is handed out under (each job is fenced
+/// again when it runs).
+async fn run_inline_ordered(pool: &Arc<Pool>, epoch: Option<u64>, entries: Vec<RawEntry>) -> bool {
+    for entry in entries {
+        let Ok(permit) = pool.permits.clone().acquire_owned().await else {
+            return false;
+        };
+        if let Some(job) = admit(pool, entry, 1, permit, epoch) {
+            run_here(job).await;
+        }
+    }
+    true
+}
+
+/// Lets the reads in flight finish (a read is never dropped once sent); what they delivered
+/// stays pending in this consumer, leased by no one, and is reclaimed after the visibility
+/// timeout (or claimed by the next owner of an ordered pool).
+async fn stop_reading<F: std::future::Future>(mut reads: FuturesOrdered<F>) {
+    while reads.next().await.is_some() {}
 }
 
 /// Leases what was read and hands it to the workers, a slot each (the janitor may have taken

@@ -52,21 +52,32 @@ pub(crate) fn enqueue_as(
     permit: OwnedSemaphorePermit,
     epoch: Option<u64>,
 ) {
+    if let Some(job) = admit(pool, entry, attempt, permit, epoch) {
+        send(pool, job);
+    }
+}
+
+/// The job for `entry` if it may run now. Ordered pools queue it behind its key instead
+/// (`None`), or drop it when this process does not own the lease (it stays pending for the
+/// owner).
+pub(super) fn admit(
+    pool: &Arc<Pool>,
+    entry: RawEntry,
+    attempt: u64,
+    permit: OwnedSemaphorePermit,
+    epoch: Option<u64>,
+) -> Option<Job> {
     let Some(ordered) = pool.ordered.as_ref() else {
-        let job = Job {
+        return Some(Job {
             pool: pool.clone(),
             entry,
             attempt,
             permit,
             lane: None,
             epoch: None,
-        };
-        return send(pool, job);
+        });
     };
-    if epoch.is_none() {
-        // Not the owner (any more): it stays pending for the owner.
-        return;
-    }
+    epoch?;
     let job = Job {
         pool: pool.clone(),
         lane: ordered.lane_of(&entry),
@@ -75,7 +86,26 @@ pub(crate) fn enqueue_as(
         permit,
         epoch,
     };
-    super::ordered::admit(pool, ordered, job);
+    ordered.admit(job)
+}
+
+/// Runs `job` on the calling task (an inline handler's reader), with a worker's checks.
+pub(super) async fn run_here(job: Job) {
+    if may_run(&job) {
+        process(job).await;
+    }
+}
+
+/// Whether a worker may still run `job`: not after the shutdown grace, and for ordered
+/// pools only at the owner epoch it was handed out under (fencing).
+fn may_run(job: &Job) -> bool {
+    if job.pool.abandon.is_cancelled() {
+        return false; // what is still queued stays pending
+    }
+    job.pool
+        .ordered
+        .as_ref()
+        .is_none_or(|ordered| ordered.may_run(job.epoch))
 }
 
 /// Puts `job` on the workers' queue.
@@ -94,11 +124,8 @@ pub(crate) async fn worker_loop(jobs: async_channel::Receiver<Job>) {
         if job.pool.abandon.is_cancelled() {
             break; // shutdown grace is over: what is still queued stays pending
         }
-        if let Some(ordered) = job.pool.ordered.as_ref()
-            && !ordered.may_run(job.epoch)
-        {
-            // Fencing: handed out under an epoch this process no longer owns.
-            continue;
+        if !may_run(&job) {
+            continue; // fencing: handed out under an epoch this process no longer owns
         }
         // Boxed: the job's future (handler, settle, Redis calls) is several KB, and an idle
         // worker should not hold that much; one allocation per entry is cheaper than
