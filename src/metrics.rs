@@ -35,6 +35,10 @@ pub const ORDERED_WAITING: &str = "weir_ordered_waiting";
 /// Ordered pools: streams or partitions whose ownership lease this process holds.
 pub const POOL_OWNED: &str = "weir_pool_owned_partitions";
 pub const DELIVERY_ATTEMPTS: &str = "weir_delivery_attempts";
+/// Entries trimmed from the main stream, by `rule`: [`TRIM_MAX_LEN`] or [`TRIM_MAX_AGE`].
+pub const TRIMMED: &str = "weir_entries_trimmed_total";
+pub const TRIM_MAX_LEN: &str = "max_len";
+pub const TRIM_MAX_AGE: &str = "max_age";
 
 /// Which delivery settled an entry: 1 is first time.
 const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 13.0, 21.0];
@@ -74,6 +78,10 @@ pub fn reclaimed(pool: &str, n: u64) {
 
 pub fn lost(pool: &str, n: u64) {
     counter!(LOST, "pool" => pool.to_string()).increment(n);
+}
+
+pub fn trimmed(rule: &'static str, n: u64) {
+    counter!(TRIMMED, "rule" => rule).increment(n);
 }
 
 pub fn published(ty: &str) {
