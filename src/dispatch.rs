@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::align::Alignment;
 use crate::config::Config;
 use crate::envelope::{self, Event};
 use crate::redis::RawEntry;
@@ -77,6 +78,8 @@ pub struct Router {
     schemas: Arc<Schemas>,
     /// `[stream] event_id`: where the body carries the event id.
     event_id: Option<String>,
+    /// `[schemas] align`: fields that must agree with the body.
+    align: Alignment,
 }
 
 impl Router {
@@ -87,6 +90,7 @@ impl Router {
             max_entry_bytes: config.stream.max_entry_bytes,
             schemas,
             event_id: config.stream.event_id.clone(),
+            align: Alignment::new(&config.align),
         }
     }
 
@@ -147,17 +151,45 @@ impl Router {
                 error: format!("no pool takes type `{}`", event.event_type),
             };
         }
-        if let Err(invalid) = self.schemas.check(&event.event_type, &event.data) {
-            return Decision::DeadLetter {
-                reason: DlqReason::Invalid,
-                error: invalid.to_string(),
-            };
-        }
-        if event.event_id.is_none()
-            && let Some(pointer) = &self.event_id
-        {
-            event.event_id = envelope::event_id_in(&event.data, pointer);
+        let wants_id = event.event_id.is_none() && self.event_id.is_some();
+        if let Err((reason, error)) = self.check_body(&mut event, wants_id) {
+            return Decision::DeadLetter { reason, error };
         }
         Decision::Handle(event)
+    }
+
+    /// Validates `data` (schemas, then alignment) and fills in the event id from it, parsing
+    /// the body once, and only when a schema, an aligned field or the event id needs it.
+    fn check_body(&self, event: &mut Event, wants_id: bool) -> Result<(), (DlqReason, String)> {
+        let aligned = self.align.applies(|name| field_of(event, name));
+        let body = self
+            .schemas
+            .check_keeping(&event.event_type, &event.data, aligned || wants_id)
+            .map_err(|invalid| (DlqReason::Invalid, invalid.to_string()))?;
+        let Some(body) = body else { return Ok(()) };
+        if aligned {
+            let mismatches = self.align.check(|name| field_of(event, name), &body);
+            if !mismatches.is_empty() {
+                let list: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
+                return Err((DlqReason::Invalid, list.join("; ")));
+            }
+        }
+        if wants_id && let Some(pointer) = &self.event_id {
+            event.event_id = envelope::text_at(&body, pointer).map(|t| t.into_owned());
+        }
+        Ok(())
+    }
+}
+
+/// An entry field of `event` by name, `type` and `id` included.
+fn field_of<'e>(event: &'e Event, name: &str) -> Option<&'e str> {
+    match name {
+        envelope::TYPE => Some(&event.event_type),
+        envelope::EVENT_ID => event.event_id.as_deref(),
+        _ => event
+            .fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str()),
     }
 }

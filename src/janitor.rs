@@ -1,7 +1,8 @@
 //! Beside the pipeline: per pool, an XAUTOCLAIM pass that takes back entries idle past the
 //! visibility timeout (crashed workers, and failed entries whose backoff ended), dead-letters
 //! those past `max_attempts`, and counts deleted ones as lost; consumer garbage collection;
-//! and, per stream, trimming toward `max_len` that never passes an unacknowledged entry.
+//! and, per stream, trimming toward `max_len` and `max_age_seconds` that never passes an
+//! unread or unacknowledged entry.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -267,12 +268,15 @@ async fn collect_consumers(pool: &Pool, idle: Duration) {
     }
 }
 
-/// Trims the main stream toward `max_len`, never past an entry a group has not read or not
-/// acknowledged.
+/// Trims the main stream toward `max_len` and `max_age_seconds`, never past an entry a group
+/// has not read or not acknowledged.
 pub(crate) async fn trim_loop(redis: Redis, config: Arc<Config>, cancel: CancellationToken) {
     let every = config.janitor.interval.max(Duration::from_secs(1));
     let mut streak = FailureStreak::default();
     let mut reported = HashMap::new();
+    // Both series exist from the start, so dashboards and alerts see 0 rather than nothing.
+    metrics::trimmed(metrics::TRIM_MAX_LEN, 0);
+    metrics::trimmed(metrics::TRIM_MAX_AGE, 0);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -387,8 +391,22 @@ pub async fn safe_trim_point(
     Ok(safe)
 }
 
-/// One trimming step on one partition; returns how many entries were removed.
+/// One trimming step on one partition: toward `max_len`, then (with `max_age_seconds`) up
+/// to the age limit; returns how many entries were removed.
 pub async fn trim_once(
+    redis: &Redis,
+    config: &Config,
+    part: &StreamConfig,
+) -> Result<u64, crate::error::RedisError> {
+    let mut removed = trim_to_length(redis, config, part).await?;
+    if let Some(max_age) = part.max_age {
+        removed += trim_by_age(redis, config, part, max_age).await?;
+    }
+    Ok(removed)
+}
+
+/// Trims toward `max_len`, never past [`safe_trim_point`].
+async fn trim_to_length(
     redis: &Redis,
     config: &Config,
     part: &StreamConfig,
@@ -413,8 +431,60 @@ pub async fn trim_once(
             break;
         }
     }
-    if removed > 0 {
-        tracing::debug!(stream = %stream, removed, "trimmed the main stream");
-    }
+    report_trimmed(stream, metrics::TRIM_MAX_LEN, removed, None);
     Ok(removed)
+}
+
+/// Trims entries whose ID is older than `max_age` (XTRIM MINID), never past
+/// [`safe_trim_point`]: whole nodes first (`~`, at most 10 000 entries a call), then, once
+/// only the boundary node is left, exactly, so a quiet stream is trimmed too.
+async fn trim_by_age(
+    redis: &Redis,
+    config: &Config,
+    part: &StreamConfig,
+    max_age: Duration,
+) -> Result<u64, crate::error::RedisError> {
+    let stream = &part.name;
+    let oldest_allowed = StreamId {
+        ms: crate::clock::now_ms().saturating_sub(max_age.as_millis() as u64),
+        seq: 0,
+    };
+    let first = redis.range(stream, "-", "+", 1).await?;
+    if first.first().is_none_or(|e| e.id >= oldest_allowed) {
+        return Ok(0);
+    }
+    let Some(safe) = safe_trim_point(redis, config, stream).await? else {
+        return Ok(0);
+    };
+    let cut = oldest_allowed.min(safe);
+    let mut removed = 0;
+    let mut whole_nodes_gone = false;
+    for _ in 0..10 {
+        let n = redis.trim_before(stream, cut).await?;
+        removed += n;
+        if n == 0 {
+            whole_nodes_gone = true;
+            break;
+        }
+    }
+    if whole_nodes_gone {
+        removed += redis.trim_before_exactly(stream, cut).await?;
+    }
+    report_trimmed(stream, metrics::TRIM_MAX_AGE, removed, Some(cut));
+    Ok(removed)
+}
+
+/// Counts trimmed entries by rule (`weir_entries_trimmed_total{rule}`) and logs them at
+/// DEBUG (a busy stream is trimmed every second).
+fn report_trimmed(stream: &str, rule: &'static str, removed: u64, cut: Option<StreamId>) {
+    if removed == 0 {
+        return;
+    }
+    metrics::trimmed(rule, removed);
+    match cut {
+        Some(before) => {
+            tracing::debug!(stream = %stream, removed, rule, %before, "trimmed the main stream")
+        }
+        None => tracing::debug!(stream = %stream, removed, rule, "trimmed the main stream"),
+    }
 }

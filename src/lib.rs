@@ -13,8 +13,8 @@
 //! [`replay`] are the operator operations `weir dlq` and `weir replay` (and the HTTP API) run;
 //! [`status`] is the snapshot behind `weir status`; [`error`] holds the error types; [`vocab`]
 //! the words of the contract ([`StreamId`], [`DlqReason`], field names). The hidden modules
-//! (`redis`, `schema`, `timespec`, `dispatch`, `envelope`, `telemetry`) are public only for the binary,
-//! the tests and the benches, and may change in any release. `examples/rust_handler.rs` is a
+//! (`redis`, `schema`, `align`, `timespec`, `dispatch`, `envelope`, `telemetry`) are public only
+//! for the binary, the tests and the benches, and may change in any release. `examples/rust_handler.rs` is a
 //! complete program.
 //!
 //! # Layout
@@ -70,6 +70,8 @@
 //!   settle step, the DLQ path), written once per interval in one pipeline.
 //! - `schema`, `envelope`, `timespec`: JSON Schema validation of `data`; decoding a raw entry
 //!   into an event; the CLI's TIME arguments (RFC 3339 with offsets, unix ms, IDs, `-2h`, `now`).
+//! - `align`: `[schemas] align`, entry fields that must carry the same value as the body
+//!   (the Integration Bus headers): checked by dispatch, the publisher and `weir validate`.
 //! - [`conditions`]: `--where FIELD=VALUE` / `/pointer=VALUE` filters of replay and the DLQ.
 //! - `sync`: the one way to take a lock, which survives a poisoned mutex.
 //! - `main.rs` + `cli/` (binary only): parse the command line, call the library, print.
@@ -111,6 +113,8 @@ pub use vocab::{DlqReason, RawEntry, StreamId};
 
 // Internal modules that the binary, the integration tests or the benches reach into. Not
 // part of the supported API: hidden from the docs, and free to change in any release.
+#[doc(hidden)]
+pub mod align;
 #[doc(hidden)]
 pub mod dispatch;
 #[doc(hidden)]

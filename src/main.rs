@@ -76,12 +76,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check a JSON document against the schemas for a type (exit 0 valid, 1 invalid).
+    /// Check a JSON document against the schemas for a type, and the fields an event would
+    /// carry against `[schemas] align` (exit 0 valid, 1 invalid).
     Validate {
         #[arg(long = "type", value_name = "T")]
         event_type: String,
         /// JSON file, or - for stdin.
         file: String,
+        /// An entry field the event would carry (repeatable), checked against
+        /// `[schemas] align`.
+        #[arg(long = "field", value_name = "NAME=VALUE")]
+        fields: Vec<String>,
         /// Print one JSON document instead of human text (for scripts).
         #[arg(long)]
         json: bool,
@@ -295,6 +300,7 @@ fn main() -> ExitCode {
         Command::Validate {
             event_type,
             file,
+            fields,
             json,
         } => {
             // The config only says where the schemas are; without one, ./schemas is used.
@@ -306,7 +312,12 @@ fn main() -> ExitCode {
             } else {
                 None
             };
-            cli::finish(cli::validate(config.as_ref(), &event_type, &file, json))
+            let check = cli::Validation {
+                event_type: &event_type,
+                file: &file,
+                fields: &fields,
+            };
+            cli::finish(cli::validate(config.as_ref(), &check, json))
         }
         command => {
             let config = match cli::load_config(&cli.config) {

@@ -37,6 +37,10 @@ pub const ORDERED_WAITING: &str = "weir_ordered_waiting";
 /// Ordered pools: streams or partitions whose ownership lease this process holds.
 pub const POOL_OWNED: &str = "weir_pool_owned_partitions";
 pub const DELIVERY_ATTEMPTS: &str = "weir_delivery_attempts";
+/// Entries trimmed from the main stream, by `rule`: [`TRIM_MAX_LEN`] or [`TRIM_MAX_AGE`].
+pub const TRIMMED: &str = "weir_entries_trimmed_total";
+pub const TRIM_MAX_LEN: &str = "max_len";
+pub const TRIM_MAX_AGE: &str = "max_age";
 
 /// Which delivery settled an entry: 1 is first time.
 const ATTEMPT_BOUNDS: &[u64] = &[1, 2, 3, 4, 5, 8, 13, 21];
@@ -114,6 +118,10 @@ pub fn reclaimed(pool: &str, n: u64) {
 
 pub fn lost(pool: &str, n: u64) {
     counter!(LOST, "pool" => pool.to_string()).increment(n);
+}
+
+pub fn trimmed(rule: &'static str, n: u64) {
+    counter!(TRIMMED, "rule" => rule).increment(n);
 }
 
 pub fn published(ty: &str) {

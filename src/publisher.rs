@@ -39,6 +39,17 @@ pub struct NewEvent {
     pub key: Option<String>,
 }
 
+impl NewEvent {
+    /// The entry field `name` this event will be written with (`type` and `id` included).
+    pub fn field(&self, name: &str) -> Option<&str> {
+        match name {
+            TYPE => Some(&self.event_type),
+            EVENT_ID => self.id.as_deref(),
+            _ => self.fields.get(name).map(String::as_str),
+        }
+    }
+}
+
 fn json_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let value = serde_json::Value::deserialize(d)?;
     Ok(match value {
@@ -52,7 +63,8 @@ use serde::Deserialize;
 /// Why an event was refused before anything was written.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
-    /// `data` is not JSON or breaks its schema: every violation, with JSON pointers.
+    /// `data` is not JSON, breaks its schema, or disagrees with an aligned field
+    /// (`[schemas] align`): every violation, with JSON pointers.
     Invalid(Vec<Invalid>),
     /// Something other than `data` is wrong (empty type, reserved field, too large).
     Bad(String),
@@ -122,6 +134,8 @@ pub struct Publisher {
     refuse_unrouted: bool,
     /// `[stream] event_id`: events without an `id` dedup by the body's id at this pointer.
     event_id: Option<String>,
+    /// `[schemas] align`: fields that must agree with the body.
+    align: crate::align::Alignment,
 }
 
 impl Publisher {
@@ -143,6 +157,7 @@ impl Publisher {
             routes: Routes::new(config),
             refuse_unrouted: false,
             event_id: config.stream.event_id.clone(),
+            align: crate::align::Alignment::new(&config.align),
         }
     }
 
@@ -187,7 +202,8 @@ impl Publisher {
         }
         let value =
             crate::schema::parse_json(&event.data).map_err(|e| Rejection::Invalid(vec![e]))?;
-        let errors = self.schemas.errors(&event.event_type, &value);
+        let mut errors = self.schemas.errors(&event.event_type, &value);
+        errors.extend(self.align.check(|name| event.field(name), &value));
         if errors.is_empty() {
             Ok(())
         } else {

@@ -111,24 +111,36 @@ impl Schemas {
 
     /// Parses and validates `data` for `event_type`; the first violation wins.
     pub fn check(&self, event_type: &str, data: &str) -> Result<(), Invalid> {
+        self.check_keeping(event_type, data, false).map(|_| ())
+    }
+
+    /// [`Schemas::check`], returning the parsed body when a schema applied or `keep` asks
+    /// for it, so callers that read values out of the body (alignment, the event id) parse
+    /// it once. Without a schema and without `keep`, only the syntax is checked and no
+    /// document is built.
+    pub fn check_keeping(
+        &self,
+        event_type: &str,
+        data: &str,
+        keep: bool,
+    ) -> Result<Option<serde_json::Value>, Invalid> {
         let mut applicable = self
             .envelope
             .iter()
             .chain(self.by_type.get(event_type))
             .peekable();
-        if applicable.peek().is_none() {
-            // No schema: only the syntax matters, so build no document.
+        if applicable.peek().is_none() && !keep {
             return serde_json::from_str::<serde::de::IgnoredAny>(data)
-                .map(|_| ())
+                .map(|_| None)
                 .map_err(|e| json_error(&e));
         }
         let value = parse_json(data)?;
         if applicable.all(|c| c.validator.is_valid(&value)) {
-            return Ok(());
+            return Ok(Some(value));
         }
         match self.errors(event_type, &value).into_iter().next() {
             Some(first) => Err(first),
-            None => Ok(()),
+            None => Ok(Some(value)),
         }
     }
 

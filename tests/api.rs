@@ -197,6 +197,7 @@ async fn read_endpoints_answer_page_and_match_the_openapi_document() {
         ("/dlq/{id}", "get"),
         ("/dlq/{id}", "delete"),
         ("/dlq/reprocess", "post"),
+        ("/dlq/purge", "post"),
         ("/replay", "post"),
         ("/replay/{job}", "get"),
         ("/replay/{job}", "delete"),
@@ -403,6 +404,123 @@ async fn bad_input_and_auth_answer_400_401_403_404_413_with_the_field() {
     assert_eq!(status, 404);
     let (status, _) = api.get("/api/v1/nothing-here").await;
     assert_eq!(status, 404);
+    running.stop().await;
+}
+
+/// `where` on the DLQ endpoints, as `weir dlq … --where`: an original entry field or a JSON
+/// pointer into `data`, repeatable, all must hold; a bad condition is a 400 naming `where`.
+#[tokio::test]
+async fn dlq_endpoints_filter_by_where_conditions() {
+    let server = RedisServer::start();
+    let (stream, api, running) = setup(&server, "api-where", 0, 0).await;
+    let dlq = format!("{stream}:dlq");
+    for (tenant, n) in [("acme", 3), ("globex", 2)] {
+        for i in 0..n {
+            let data = format!(r#"{{"tenantId":"{tenant}","n":{i}}}"#);
+            server.cli(&[
+                "XADD", &stream, "*", "type", "t.bad", "tenant", tenant, "data", &data,
+            ]);
+        }
+    }
+    let redis = server.client().await;
+    wait_for("five dead letters", T, || async {
+        redis.stream_len(&dlq).await.unwrap() == 5
+    })
+    .await;
+    let (_, doc) = api.get("/api/v1/openapi.json").await;
+    let params: Vec<&str> = ["/dlq", "/dlq/stats"]
+        .iter()
+        .flat_map(|p| doc["paths"][p]["get"]["parameters"].as_array().unwrap())
+        .filter_map(|p| p["name"].as_str())
+        .filter(|n| *n == "where")
+        .collect();
+    assert_eq!(
+        params.len(),
+        2,
+        "`where` documented on GET /dlq and /dlq/stats"
+    );
+    assert!(doc["components"]["schemas"]["ReprocessBody"]["properties"]["where"].is_object());
+    assert!(doc["components"]["schemas"]["PurgeBody"]["properties"]["where"].is_object());
+
+    let count = |page: &Value| page["entries"].as_array().unwrap().len();
+    let (status, page) = api.get("/api/v1/dlq?where=tenant%3Dacme").await;
+    assert_eq!((status, count(&page)), (200, 3), "{page}");
+    assert!(
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["fields"]["tenant"] == "acme")
+    );
+    let (status, page) = api
+        .get("/api/v1/dlq?where=%2FtenantId%3Dglobex&where=tenant%3Dglobex")
+        .await;
+    assert_eq!((status, count(&page)), (200, 2), "{page}");
+    let (_, page) = api
+        .get("/api/v1/dlq?where=%2FtenantId%3Dglobex&where=tenant%3Dacme")
+        .await;
+    assert_eq!(count(&page), 0, "every condition must hold");
+    let (status, stats) = api.get("/api/v1/dlq/stats?where=%2Fn%3D1").await;
+    assert_eq!(status, 200, "{stats}");
+    validate(&doc, "/dlq/stats", "get", 200, &stats);
+    assert_eq!(stats["total"], 2, "{stats}");
+    let (_, all) = api.get("/api/v1/dlq/stats").await;
+    assert_eq!(all["total"], 5);
+
+    for path in [
+        "/api/v1/dlq?where=tenant",
+        "/api/v1/dlq/stats?where=%2Fa%2F%2Fb%3Dx",
+    ] {
+        let (status, body) = api.get(path).await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some("where")),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = api
+        .post("/api/v1/dlq/reprocess", json!({"where": ["tenant"]}))
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("where")),
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("`tenant`"),
+        "{body}"
+    );
+
+    let (status, dry) = api
+        .post(
+            "/api/v1/dlq/reprocess",
+            json!({"where": ["/tenantId=globex"], "dryRun": true}),
+        )
+        .await;
+    assert_eq!((status, dry["matched"].as_u64()), (200, Some(2)), "{dry}");
+
+    let (status, body) = api.post("/api/v1/dlq/purge", json!({})).await;
+    assert_eq!(status, 400, "an empty purge deletes nothing: {body}");
+    let purge = Some(json!({"where": ["tenant=globex"]}).to_string());
+    let (status, _) = api
+        .call("POST", "/api/v1/dlq/purge", Some(READ), purge)
+        .await;
+    assert_eq!(status, 403);
+    let (status, purged) = api
+        .post("/api/v1/dlq/purge", json!({"where": ["tenant=globex"]}))
+        .await;
+    assert_eq!(status, 200, "{purged}");
+    validate(&doc, "/dlq/purge", "post", 200, &purged);
+    assert_eq!(purged["purged"], 2);
+    assert_eq!(redis.stream_len(&dlq).await.unwrap(), 3);
+    let (_, page) = api.get("/api/v1/dlq").await;
+    assert!(
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["fields"]["tenant"] == "acme")
+    );
     running.stop().await;
 }
 

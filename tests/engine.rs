@@ -564,6 +564,83 @@ async fn trimming_never_removes_unread_or_unacknowledged_entries() {
     running.stop().await;
 }
 
+/// `max_age_seconds` trims by the time in entry IDs (XTRIM MINID), but like `max_len` never
+/// past an entry a pool has not read or not acknowledged: a paused pool keeps its backlog,
+/// however old; once handled, every entry past the age is gone and the young ones stay.
+#[tokio::test]
+async fn trimming_by_age_waits_for_unread_entries_then_removes_old_ones() {
+    let server = RedisServer::start();
+    let stream = stream_name("trimage");
+    let text = toml(&server, &stream, "", &pool("p", r#"["job"]"#)).replace(
+        &format!("name = \"{stream}\""),
+        &format!("name = \"{stream}\"\nmax_age_seconds = 60"),
+    );
+    server.cli(&["SADD", &format!("{stream}:paused"), "p"]);
+    let handler = Recorder::ok();
+    let running = run(Engine::new(config(&text)).with_handler("p", handler.clone()));
+    let redis = server.client().await;
+    wait_for("group created", T, || async {
+        group_pending(&redis, &stream, "p").await == 0
+    })
+    .await;
+    // 250 entries from an hour ago (explicit IDs), then 5 of now: the last node of 100 holds
+    // both, so only an exact trim removes its old ones.
+    let hour_ago = weir_now_ms() - 3_600_000;
+    for i in 0..250 {
+        let id = format!("{hour_ago}-{i}");
+        server.cli(&["XADD", &stream, &id, "type", "job", "data", "{}"]);
+    }
+    for _ in 0..5 {
+        publish(&redis, &stream, "job", "{}").await;
+    }
+    wait_trim_ticks(&server, 2).await;
+    assert_eq!(
+        redis.stream_len(&stream).await.unwrap(),
+        255,
+        "a paused pool's unread entries were trimmed by age"
+    );
+    server.cli(&["SREM", &format!("{stream}:paused"), "p"]);
+    wait_for("all handled", T, || async { handler.count() >= 255 }).await;
+    wait_for("old entries trimmed once handled", T, || async {
+        redis.stream_len(&stream).await.unwrap() == 5
+    })
+    .await;
+    let first = server.cli(&["XRANGE", &stream, "-", "+", "COUNT", "1"]);
+    let first_ms: u64 = first
+        .lines()
+        .next()
+        .unwrap()
+        .split('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(first_ms > hour_ago, "an old entry is left: {first}");
+    let metrics = reqwest::get(running.url("/metrics").await)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let trimmed: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("weir_entries_trimmed_total{rule=\"max_age\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no max_age trim count in:\n{metrics}"));
+    assert!(
+        trimmed >= 250.0,
+        "{trimmed} entries counted as trimmed by age"
+    );
+    running.stop().await;
+}
+
+fn weir_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 #[tokio::test]
 async fn shutdown_lets_in_flight_handlers_finish_and_acknowledges_them() {
     let server = RedisServer::start();

@@ -247,6 +247,21 @@ fn the_shipped_streams_toml_is_the_integration_bus_topology() {
     let config = Config::load(&repo().join("streams.toml")).unwrap();
     assert_eq!(config.stream.name, "integration-bus");
     assert_eq!(config.stream.dlq, "integration-bus:dlq");
+    let align: Vec<(&str, &str)> = config
+        .align
+        .iter()
+        .map(|(f, p)| (f.as_str(), p.as_str()))
+        .collect();
+    assert_eq!(
+        align,
+        [
+            ("type", "/kind"),
+            ("x-phpgrc-bus-version", "/busVersion"),
+            ("x-phpgrc-connector", "/connectorKey"),
+            ("x-phpgrc-kind", "/kind"),
+            ("x-phpgrc-run-id", "/runId"),
+        ]
+    );
     let pools: Vec<(&str, usize)> = config
         .pools
         .iter()
@@ -337,21 +352,52 @@ fn systemd_units_stop_with_sigterm_and_outlast_the_drain_grace() {
     }
 }
 
+/// A shell command line split into words: spaces separate, single quotes group.
+fn shell_words(line: &str) -> Vec<String> {
+    let (mut words, mut word, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    for c in line.chars() {
+        match c {
+            '\'' => (quoted, any) = (!quoted, true),
+            ' ' if !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut word));
+                }
+                any = false;
+            }
+            c => (word, any) = (word + &c.to_string(), true),
+        }
+    }
+    if any {
+        words.push(word);
+    }
+    words
+}
+
 /// The README's quick start, end to end on the shipped config: the envelope carries its id in
-/// the body (`[stream] event_id = "/id"`), and the handler and the log both show it.
+/// the body (`[stream] event_id = "/id"`), and the handler and the log both show it; its
+/// `x-phpgrc-*` headers pass the shipped `[schemas] align`, and the same event with a header
+/// that disagrees is dead-lettered `invalid`.
 #[test]
 fn the_quick_start_event_shows_its_envelope_id_in_handler_and_log() {
     let server = RedisServer::start();
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let xadd = readme
         .lines()
-        .find(|l| l.starts_with("redis-cli XADD integration-bus '*' type incident.event data '"))
+        .find(|l| l.starts_with("redis-cli XADD integration-bus '*' type incident.event "))
         .expect("the quick start's XADD");
-    let data = xadd
-        .split_once("data '")
-        .and_then(|(_, rest)| rest.strip_suffix('\''))
+    let words = shell_words(xadd);
+    assert_eq!(words[..4], ["redis-cli", "XADD", "integration-bus", "*"]);
+    let fields = &words[4..];
+    let data = fields
+        .chunks(2)
+        .find(|kv| kv[0] == "data")
+        .map(|kv| kv[1].clone())
         .unwrap();
-    let id = serde_json::from_str::<serde_json::Value>(data).unwrap()["id"]
+    assert!(
+        fields.iter().any(|w| w.starts_with("x-phpgrc-")),
+        "the quick start shows the aligned headers: {xadd}"
+    );
+    let id = serde_json::from_str::<serde_json::Value>(&data).unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -366,15 +412,25 @@ fn the_quick_start_event_shows_its_envelope_id_in_handler_and_log() {
         .spawn()
         .unwrap();
     let reaper = Reaper(child.id());
-    server.cli(&[
-        "XADD",
-        "integration-bus",
-        "*",
-        "type",
-        "incident.event",
-        "data",
-        data,
-    ]);
+    let mut args: Vec<&str> = vec!["XADD", "integration-bus", "*"];
+    args.extend(fields.iter().map(String::as_str));
+    server.cli(&args);
+    // The same event with a header that disagrees with the body.
+    let misaligned: Vec<&str> = args
+        .iter()
+        .map(|w| {
+            if *w == "servicenow" && args.contains(&"x-phpgrc-connector") {
+                "jira"
+            } else {
+                w
+            }
+        })
+        .collect();
+    assert_ne!(
+        misaligned, args,
+        "the quick start carries x-phpgrc-connector servicenow"
+    );
+    let bad_id = server.cli(&misaligned);
     let deadline = Instant::now() + T;
     let line_with = |text: &str, needle: &str| {
         text.lines()
@@ -396,6 +452,23 @@ fn the_quick_start_event_shows_its_envelope_id_in_handler_and_log() {
             break;
         }
         assert!(Instant::now() < deadline, "no settled entry in:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    loop {
+        let dlq = server.cli(&["XRANGE", "integration-bus:dlq", "-", "+"]);
+        if !dlq.is_empty() {
+            assert_eq!(dlq.matches("dlq_source_id").count(), 1, "{dlq}");
+            assert!(dlq.contains(&bad_id), "only the misaligned copy: {dlq}");
+            assert!(
+                dlq.contains("invalid") && dlq.contains("field `x-phpgrc-connector` is \"jira\""),
+                "{dlq}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the misaligned copy was not dead-lettered"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(reaper);

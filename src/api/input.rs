@@ -45,6 +45,16 @@ impl Params {
             .collect()
     }
 
+    /// Every non-empty value of a repeated `name`, as given (no comma splitting: a `where`
+    /// condition's value may hold commas).
+    pub fn repeated(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     /// The last non-empty value of `name`.
     pub fn one(&self, name: &str) -> Option<&str> {
         self.0

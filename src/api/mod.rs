@@ -82,6 +82,7 @@ impl Api {
             .route("/dlq", get(read::dlq_list))
             .route("/dlq/stats", get(read::dlq_stats))
             .route("/dlq/reprocess", post(write::reprocess))
+            .route("/dlq/purge", post(write::purge))
             .route("/dlq/{id}", get(read::dlq_show).delete(write::forget))
             .route("/replay", post(jobs::start))
             .route("/replay/{job}", get(jobs::show).delete(jobs::cancel))

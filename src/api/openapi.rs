@@ -11,7 +11,7 @@ use super::{error, history, jobs, read, telemetry, write};
     servers((url = "/api/v1")),
     paths(
         read::status, read::events, read::dlq_list, read::dlq_stats, read::dlq_show,
-        write::reprocess, write::forget, write::pause, write::resume,
+        write::reprocess, write::purge, write::forget, write::pause, write::resume,
         jobs::start, jobs::show, jobs::cancel, jobs::resume,
         history::show, telemetry::show, show,
     ),

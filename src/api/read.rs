@@ -180,10 +180,58 @@ pub struct DlqQuery {
     until: Option<String>,
     /// Case-sensitive text anywhere in the entry's values.
     grep: Option<String>,
+    /// `FIELD=VALUE` (an original entry field, e.g. `tenant=acme`) or `/pointer=VALUE` (a
+    /// string or number in `data`, e.g. `/tenantId=acme`); repeat for several, all must hold.
+    #[param(rename = "where")]
+    where_: Option<Vec<String>>,
     /// Page size, 1 to 1000 (default 50).
     limit: Option<u32>,
     /// The `next` of the previous page.
     cursor: Option<String>,
+}
+
+/// Query parameters of `GET /dlq/stats`: the listing's filter, without paging.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct DlqStatsQuery {
+    /// Only this type (repeat, or comma separate, for several).
+    #[param(rename = "type")]
+    event_type: Option<String>,
+    /// A `dlq_reason`: max_attempts, rejected, invalid, malformed, too_large, unrouted.
+    reason: Option<String>,
+    /// Only dead letters of this pool (`dlq_group`).
+    pool: Option<String>,
+    /// TIME: failed at or after.
+    since: Option<String>,
+    /// TIME: failed at or before.
+    until: Option<String>,
+    /// Case-sensitive text anywhere in the entry's values.
+    grep: Option<String>,
+    /// `FIELD=VALUE` or `/pointer=VALUE`; repeat for several, all must hold.
+    #[param(rename = "where")]
+    where_: Option<Vec<String>>,
+}
+
+/// The filter parameters the DLQ listing and stats share.
+const FILTER_PARAMS: [&str; 7] = ["type", "reason", "pool", "since", "until", "grep", "where"];
+
+/// The DLQ filter of a query string (see [`FILTER_PARAMS`]).
+fn query_filter(api: &Api, p: &Params) -> Result<Filter, ApiError> {
+    let types = p.all("type");
+    let conditions = p.repeated("where");
+    filter(
+        api,
+        FilterInput {
+            conditions: &conditions,
+            types: &types,
+            reason: p.one("reason"),
+            since: p.one("since"),
+            until: p.one("until"),
+            grep: p.one("grep"),
+            group: p.one("pool"),
+        },
+    )
 }
 
 /// The DLQ filter of a query (or body), with the pool checked against the config.
@@ -207,23 +255,13 @@ pub async fn dlq_list(
     State(api): State<Arc<Api>>,
     query: PairsQuery,
 ) -> Result<Json<DlqPage>, ApiError> {
-    let known = [
-        "type", "reason", "pool", "since", "until", "grep", "limit", "cursor",
-    ];
+    let known: Vec<&str> = FILTER_PARAMS
+        .iter()
+        .chain(&["limit", "cursor"])
+        .copied()
+        .collect();
     let p = Params::read(query, &known)?;
-    let types = p.all("type");
-    let filter = filter(
-        &api,
-        FilterInput {
-            conditions: &[],
-            types: &types,
-            reason: p.one("reason"),
-            since: p.one("since"),
-            until: p.one("until"),
-            grep: p.one("grep"),
-            group: p.one("pool"),
-        },
-    )?;
+    let filter = query_filter(&api, &p)?;
     let page = dlq::page(&api.redis, &api.config, &filter, p.cursor()?, p.limit()?).await?;
     Ok(Json(DlqPage {
         entries: page.entries,
@@ -242,11 +280,18 @@ pub struct DlqStats {
     pub by_pool: BTreeMap<String, u64>,
 }
 
-/// Counts by type, reason and pool over every partition's DLQ.
-#[utoipa::path(get, path = "/dlq/stats", tag = "dlq",
-    responses((status = 200, body = DlqStats), (status = 503, body = super::error::ErrorBody)))]
-pub async fn dlq_stats(State(api): State<Arc<Api>>) -> Result<Json<DlqStats>, ApiError> {
-    let stats = dlq::stats_all(&api.redis, &api.config, &Filter::default()).await?;
+/// Counts by type, reason and pool over every partition's DLQ (or the dead letters the
+/// filter matches).
+#[utoipa::path(get, path = "/dlq/stats", tag = "dlq", params(DlqStatsQuery),
+    responses((status = 200, body = DlqStats), (status = 400, body = super::error::ErrorBody),
+        (status = 503, body = super::error::ErrorBody)))]
+pub async fn dlq_stats(
+    State(api): State<Arc<Api>>,
+    query: PairsQuery,
+) -> Result<Json<DlqStats>, ApiError> {
+    let p = Params::read(query, &FILTER_PARAMS)?;
+    let filter = query_filter(&api, &p)?;
+    let stats = dlq::stats_all(&api.redis, &api.config, &filter).await?;
     Ok(Json(DlqStats {
         total: stats.total,
         by_type: stats.by_type,

@@ -12,7 +12,7 @@ use super::auth::{Access, audit};
 use super::input::body;
 use super::read::{dead_letter_id, filter};
 use super::{Api, ApiError, MAX_IDS};
-use crate::dlq::{self, FilterInput, Reprocessed, Selection};
+use crate::dlq::{self, Filter, FilterInput, Reprocessed, Selection};
 use crate::redis::StreamId;
 
 /// What to reprocess: `ids`, or a filter, or `all`.
@@ -31,6 +31,10 @@ pub struct ReprocessBody {
     pub since: Option<String>,
     /// Filter: TIME, failed at or before.
     pub until: Option<String>,
+    /// Filter: `FIELD=VALUE` (an original entry field) or `/pointer=VALUE` (into `data`)
+    /// conditions, all of which must hold, as `weir dlq reprocess --where`.
+    #[serde(rename = "where")]
+    pub where_: Option<Vec<String>>,
     /// Every dead letter (the filter fields, if any, still narrow it).
     pub all: Option<bool>,
     /// Count what would move, by type; change nothing.
@@ -44,6 +48,7 @@ impl ReprocessBody {
             || self.pool.is_some()
             || self.since.is_some()
             || self.until.is_some()
+            || self.where_.as_ref().is_some_and(|w| !w.is_empty())
     }
 
     fn selection(&self, api: &Api) -> Result<Selection, ApiError> {
@@ -59,14 +64,20 @@ impl ReprocessBody {
         if !self.has_filter() && self.all != Some(true) {
             return Err(ApiError::input(
                 "ids",
-                "say what to reprocess: {\"ids\": [...]}, a filter (types, reason, pool, since, until), or {\"all\": true}",
+                "say what to reprocess: {\"ids\": [...]}, a filter (types, reason, pool, since, until, where), or {\"all\": true}",
             ));
         }
+        Ok(Selection::Matching(self.matching(api)?))
+    }
+
+    /// The filter fields as a DLQ filter (none: every dead letter).
+    fn matching(&self, api: &Api) -> Result<Filter, ApiError> {
         let types = self.types.clone().unwrap_or_default();
-        Ok(Selection::Matching(filter(
+        let conditions = self.where_.clone().unwrap_or_default();
+        filter(
             api,
             FilterInput {
-                conditions: &[],
+                conditions: &conditions,
                 types: &types,
                 reason: self.reason.as_deref(),
                 since: self.since.as_deref(),
@@ -74,7 +85,7 @@ impl ReprocessBody {
                 grep: None,
                 group: self.pool.as_deref(),
             },
-        )?))
+        )
     }
 }
 
@@ -120,6 +131,67 @@ pub async fn reprocess(
         audit(access, "dlq.reprocess", what, done.moved);
     }
     Ok(Json(done))
+}
+
+/// Which dead letters to delete for good: a filter, or `all`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct PurgeBody {
+    /// Filter: only these types.
+    pub types: Option<Vec<String>>,
+    /// Filter: a `dlq_reason`.
+    pub reason: Option<String>,
+    /// Filter: only dead letters of this pool.
+    pub pool: Option<String>,
+    /// Filter: TIME, failed at or after.
+    pub since: Option<String>,
+    /// Filter: TIME, failed at or before.
+    pub until: Option<String>,
+    /// Filter: `FIELD=VALUE` / `/pointer=VALUE` conditions, all of which must hold, as
+    /// `weir dlq purge --where`.
+    #[serde(rename = "where")]
+    pub where_: Option<Vec<String>>,
+    /// Every dead letter (the filter fields, if any, still narrow it): needed when no
+    /// filter is given, so an empty body deletes nothing.
+    pub all: Option<bool>,
+}
+
+/// What a purge did.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Purged {
+    /// Dead letters deleted.
+    pub purged: u64,
+}
+
+/// Deletes every dead letter the filter matches, for good (as `weir dlq purge`).
+#[utoipa::path(post, path = "/dlq/purge", tag = "dlq", request_body = PurgeBody,
+    responses((status = 200, body = Purged), (status = 400, body = super::error::ErrorBody),
+        (status = 403, body = super::error::ErrorBody), (status = 503, body = super::error::ErrorBody)))]
+pub async fn purge(
+    State(api): State<Arc<Api>>,
+    Extension(access): Extension<Access>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Json<Purged>, ApiError> {
+    let request: PurgeBody = body(bytes)?;
+    let as_reprocess = ReprocessBody {
+        types: request.types,
+        reason: request.reason,
+        pool: request.pool,
+        since: request.since,
+        until: request.until,
+        where_: request.where_,
+        ..ReprocessBody::default()
+    };
+    if !as_reprocess.has_filter() && request.all != Some(true) {
+        return Err(ApiError::input(
+            "all",
+            "say what to purge: a filter (types, reason, pool, since, until, where), or {\"all\": true}",
+        ));
+    }
+    let filter = as_reprocess.matching(&api)?;
+    let purged = dlq::purge(&api.redis, &api.config, &filter, |_| {}).await?;
+    audit(access, "dlq.purge", "filter", purged);
+    Ok(Json(Purged { purged }))
 }
 
 /// What a forget did.

@@ -163,13 +163,39 @@ pub async fn pause(config: &Config, pool: &str, paused: bool, json: bool) -> Out
 }
 
 /// `weir validate --type T FILE`: every schema violation with its JSON pointer.
-pub fn validate(config: Option<&Config>, event_type: &str, file: &str, json: bool) -> Outcome {
+/// What `weir validate` checks: a body for a type, with the fields an entry would carry.
+pub struct Validation<'a> {
+    pub event_type: &'a str,
+    /// JSON file, or `-` for stdin.
+    pub file: &'a str,
+    /// `--field NAME=VALUE`, checked against `[schemas] align`.
+    pub fields: &'a [String],
+}
+
+pub fn validate(config: Option<&Config>, check: &Validation<'_>, json: bool) -> Outcome {
+    let Validation {
+        event_type, file, ..
+    } = *check;
     let dir = match config {
         Some(c) => c.schemas_dir.clone(),
         None => Some(std::path::PathBuf::from("schemas")).filter(|p| p.is_dir()),
     };
     let schemas =
         weir::schema::Schemas::load(dir.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
+    let align = weir::align::Alignment::new(config.map_or(&[][..], |c| &c.align));
+    let fields = check
+        .fields
+        .iter()
+        .map(|f| publish::parse_field(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let field = |name: &str| match name {
+        weir::envelope::TYPE => Some(event_type),
+        _ => fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str()),
+    };
     let source = if file == "-" {
         file.to_string()
     } else {
@@ -177,7 +203,11 @@ pub fn validate(config: Option<&Config>, event_type: &str, file: &str, json: boo
     };
     let text = publish::read_source(&source)?;
     let errors = match weir::schema::parse_json(&text) {
-        Ok(value) => schemas.errors(event_type, &value),
+        Ok(value) => {
+            let mut errors = schemas.errors(event_type, &value);
+            errors.extend(align.check(field, &value));
+            errors
+        }
         Err(e) => vec![e],
     };
     if json {

@@ -40,7 +40,7 @@ pub fn read_source(spec: &str) -> Result<String, Failure> {
     }
 }
 
-fn parse_field(text: &str) -> Result<(String, String), Failure> {
+pub fn parse_field(text: &str) -> Result<(String, String), Failure> {
     text.split_once('=')
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -47,6 +47,10 @@ pub struct Config {
     pub janitor: JanitorConfig,
     /// `None`: `data` is only checked to be JSON.
     pub schemas_dir: Option<PathBuf>,
+    /// `[schemas] align`: (entry field, JSON pointer into `data`) pairs that must carry the
+    /// same value when the field is present, in field-name order. Publishers that repeat body
+    /// values as fields (headers) cannot let the two drift apart.
+    pub align: Vec<(String, String)>,
     /// Where `/healthz` and `/metrics` listen; port 0 picks one (see [`crate::Engine::http_addr`]).
     pub http_listen: SocketAddr,
     /// The admin API's tokens and the listener's TLS (`[http]`).
@@ -75,6 +79,9 @@ pub struct StreamConfig {
     pub dlq: String,
     /// Trimming target; approximate, and never past an entry a group still needs.
     pub max_len: u64,
+    /// `[stream] max_age_seconds`: entries whose ID is older than this are trimmed (XTRIM
+    /// MINID), with the same limit as `max_len`: never past an entry a group still needs.
+    pub max_age: Option<Duration>,
     /// Larger publishes are refused: one huge entry would stall every reader.
     pub max_entry_bytes: usize,
     /// How long a publisher's event `id` is remembered so a resent event is written once.

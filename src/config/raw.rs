@@ -73,6 +73,8 @@ pub struct RawStream {
     pub partitions: Option<u32>,
     /// A JSON pointer into `data` (`/id`): the event id of entries without an `id` field.
     pub event_id: Option<String>,
+    /// Entries older than this (by their ID's time) are trimmed, as far as every pool allows.
+    pub max_age_seconds: Option<f64>,
 }
 
 /// Retry keys: the `[retry]` defaults, and the per-pool overrides.
@@ -97,6 +99,8 @@ pub struct RawJanitor {
 #[serde(deny_unknown_fields)]
 pub struct RawSchemas {
     pub dir: Option<PathBuf>,
+    /// Entry field → JSON pointer into `data`: the two must carry the same value.
+    pub align: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -154,6 +154,10 @@ fn other_cases() -> Vec<Case> {
         (with_pool("[redis]\nurl = \"redis://x\"\ninsecure_skip_verify = true"), none, "redis.url", "TLS options are set but the URL is not rediss://"),
         (with_pool("[stream]\nevent_id = \"id\""), none, "stream.event_id", "not a JSON pointer"),
         (with_pool("[stream]\nevent_id = \"/a//b\""), none, "stream.event_id", "empty segment"),
+        (with_pool("[stream]\nmax_age_seconds = 0"), none, "stream.max_age_seconds", "above 0"),
+        (with_pool("[schemas]\nalign = { x-kind = \"kind\" }"), none, "schemas.align.x-kind", "`kind` is not a JSON pointer into data: write it like \"/kind\""),
+        (with_pool("[schemas]\nalign = { x-kind = \"/a//b\" }"), none, "schemas.align.x-kind", "empty segment"),
+        (with_pool("[schemas]\nalign = { data = \"/kind\" }"), none, "schemas.align.data", "other than `data`"),
         // janitor, http, shutdown
         (with_pool("[janitor]\ninterval_seconds = 0"), none, "janitor.interval_seconds", "above 0"),
         (with_pool("[janitor]\nconsumer_gc_seconds = -1"), none, "janitor.consumer_gc_seconds", "above 0"),

@@ -72,6 +72,7 @@ impl RawConfig {
             redis,
             stream,
             janitor,
+            align: self.validate_align()?,
             schemas_dir: self.schemas.and_then(|s| s.dir),
             http_listen,
             http,
@@ -219,6 +220,10 @@ impl RawConfig {
                 raw.dedup_window_seconds.unwrap_or(86_400.0),
                 true,
             )?,
+            max_age: raw
+                .max_age_seconds
+                .map(|s| seconds("stream.max_age_seconds", s, true))
+                .transpose()?,
             name,
             dlq,
             max_len,
@@ -231,6 +236,34 @@ impl RawConfig {
             max_entry_bytes: usize::try_from(max_entry_bytes).unwrap_or(usize::MAX),
             parts,
         })
+    }
+
+    /// `[schemas] align`: each field named, each pointer a JSON pointer into `data`.
+    fn validate_align(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let Some(align) = self.schemas.as_ref().and_then(|s| s.align.as_ref()) else {
+            return Ok(Vec::new());
+        };
+        align
+            .iter()
+            .map(|(field, pointer)| {
+                let key = format!("schemas.align.{field}");
+                if field.is_empty() || field == crate::vocab::DATA {
+                    return Err(invalid(
+                        key,
+                        "name an entry field other than `data`, e.g. \"x-phpgrc-kind\" = \"/kind\"",
+                    ));
+                }
+                if !pointer.starts_with('/') {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "`{pointer}` is not a JSON pointer into data: write it like \"/kind\""
+                        ),
+                    ));
+                }
+                Ok((field.clone(), json_pointer(&key, pointer)?))
+            })
+            .collect()
     }
 
     fn validate_pools(&self) -> Result<Vec<PoolConfig>, ConfigError> {

@@ -200,6 +200,15 @@ impl Redis {
         Ok(int(&reply).unwrap_or(0).max(0) as u64)
     }
 
+    /// `XTRIM stream MINID id` (exact): removes every entry older than `id`. Call it once
+    /// `~` trimming has removed the whole nodes, so it only edits the boundary node.
+    pub async fn trim_before_exactly(&self, stream: &str, id: StreamId) -> Result<u64, RedisError> {
+        let reply = self
+            .call("XTRIM", args([stream, "MINID", &id.to_string()]))
+            .await?;
+        Ok(int(&reply).unwrap_or(0).max(0) as u64)
+    }
+
     /// `HSET key field value…` (a replay job's progress).
     pub async fn hash_set(&self, key: &str, fields: &[(&str, String)]) -> Result<(), RedisError> {
         let mut a = args([key]);
