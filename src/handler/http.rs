@@ -12,7 +12,8 @@ const BODY_LIMIT: usize = 1024;
 
 pub struct HttpHandler {
     client: reqwest::Client,
-    url: String,
+    /// Parsed once: a `&str` would be parsed (and IDNA-checked) again for every request.
+    url: reqwest::Url,
     headers: HeaderMap,
 }
 
@@ -31,9 +32,15 @@ impl HttpHandler {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let url =
+            reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+        map.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         Ok(HttpHandler {
             client,
-            url: url.to_string(),
+            url,
             headers: map,
         })
     }
@@ -75,29 +82,35 @@ fn header_value(text: &str) -> Option<HeaderValue> {
 
 impl HttpHandler {
     fn headers_for(&self, d: &Delivery) -> HeaderMap {
-        let mut h = self.headers.clone();
-        let mut put = |name: &str, value: &str| {
-            if let (Ok(n), Some(v)) = (HeaderName::from_bytes(name.as_bytes()), header_value(value))
-            {
-                h.insert(n, v);
+        fn put(h: &mut HeaderMap, name: &'static str, value: &str) {
+            if let Some(v) = header_value(value) {
+                h.insert(HeaderName::from_static(name), v);
             }
-        };
-        put("content-type", "application/json");
-        put("x-weir-type", &d.event_type);
-        put("x-weir-entry-id", &d.entry_id.to_string());
-        put("x-weir-attempt", &d.attempt.to_string());
-        put("x-weir-pool", &d.pool);
+        }
+        let mut h = self.headers.clone();
+        put(&mut h, "x-weir-type", &d.event_type);
+        put(&mut h, "x-weir-entry-id", &d.entry_id.to_string());
+        h.insert(
+            HeaderName::from_static("x-weir-attempt"),
+            HeaderValue::from(d.attempt),
+        );
+        put(&mut h, "x-weir-pool", &d.pool);
         if let Some(id) = &d.event_id {
-            put("x-weir-event-id", id);
+            put(&mut h, "x-weir-event-id", id);
         }
         if let Some(epoch) = d.owner_epoch {
-            put("x-weir-owner-epoch", &epoch.to_string());
+            h.insert(
+                HeaderName::from_static("x-weir-owner-epoch"),
+                HeaderValue::from(epoch),
+            );
         }
         for (name, value) in &d.fields {
-            put(
-                &format!("x-weir-field-{}", name.to_ascii_lowercase()),
-                value,
-            );
+            let name = format!("x-weir-field-{}", name.to_ascii_lowercase());
+            if let (Ok(name), Some(value)) =
+                (HeaderName::from_bytes(name.as_bytes()), header_value(value))
+            {
+                h.insert(name, value);
+            }
         }
         h
     }
@@ -108,7 +121,7 @@ impl Handler for HttpHandler {
     async fn handle(&self, d: &Delivery) -> Outcome {
         let response = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .headers(self.headers_for(d))
             .body(d.data.clone())
             .send()
@@ -119,6 +132,9 @@ impl Handler for HttpHandler {
         };
         let status = response.status();
         if status.is_success() {
+            // Read to the end, so the keep-alive connection goes back to the pool instead of
+            // being closed with an unread body.
+            let _ = response.bytes().await;
             return Outcome::Success;
         }
         let after = retry_after(response.headers());
