@@ -361,6 +361,7 @@ impl Bench {
             target: match target {
                 t if t >= 0.8 => "≥ 0.80",
                 t if t >= 0.6 => "≥ 0.60",
+                t if t >= 0.4 => "≥ 0.40",
                 t if t >= 0.3 => "≥ 0.30",
                 _ => "—",
             },
