@@ -252,6 +252,9 @@ pub struct PoolConfig {
     pub start: String,
     /// Most entries per XREADGROUP: bigger batches, fewer round trips, more held per read.
     pub read_count: usize,
+    /// Most entries per XREADGROUP when the handler runs inline (the reader handles the
+    /// batch itself, no worker slot bounds it): `read_count` when set, else 512.
+    pub inline_read_count: usize,
     /// This pool's retry rules (the `[retry]` defaults with its overrides).
     pub retry: RetryPolicy,
     /// Set for an ordered pool (contract §9): entries with the same key are handled one at a

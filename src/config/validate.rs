@@ -459,6 +459,10 @@ impl RawPool {
             0 => (concurrency as usize * 2).clamp(64, 512),
             n => n,
         };
+        let inline_read_count = match self.read_count {
+            Some(n) if n > 0 => n as usize,
+            _ => 512,
+        };
         let order_key = self
             .order_key
             .as_deref()
@@ -477,6 +481,7 @@ impl RawPool {
             handler: self.handler.clone(),
             start,
             read_count,
+            inline_read_count,
             retry: self
                 .retry_overrides()
                 .resolve(defaults, &format!("pools[{index}]"))?,

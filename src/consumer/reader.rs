@@ -65,13 +65,13 @@ const PIPELINE: usize = 2;
 /// blocking XREADGROUP while the stream is quiet, and while a backlog lasts (the last read
 /// came back full) up to [`PIPELINE`] non-blocking ones pipelined on its connection, which
 /// hides the round trip. Every entry read is leased and handled in stream order; at most
-/// `PIPELINE + 1` batches of `read_count` are in memory.
+/// `PIPELINE + 1` batches of `inline_read_count` are in memory.
 async fn read_inline_until(pool: &Arc<Pool>, conn: &Redis, stop: &CancellationToken) {
     let mut streak = FailureStreak::default();
     let mut reads = FuturesOrdered::new();
     let mut batch = Vec::new();
     let mut backlog = false;
-    let count = pool.config.read_count;
+    let count = pool.config.inline_read_count;
     let block = pool.ordered.as_ref().map_or(BLOCK, |o| o.read_block(BLOCK));
     // An ordered pool reads only while it owns the lease (checked before every read).
     let owner_lost = || {
@@ -180,15 +180,19 @@ async fn run_inline(pool: &Arc<Pool>, entries: Vec<RawEntry>) -> bool {
 /// read ahead. `epoch`: the lease epoch the batch is handed out under (each job is fenced
 /// again when it runs).
 async fn run_inline_ordered(pool: &Arc<Pool>, epoch: Option<u64>, entries: Vec<RawEntry>) -> bool {
+    let mut acked = Vec::with_capacity(entries.len());
+    let mut handed = true;
     for entry in entries {
         let Ok(permit) = pool.permits.clone().acquire_owned().await else {
-            return false;
+            handed = false;
+            break;
         };
         if let Some(job) = admit(pool, entry, 1, permit, epoch) {
-            run_here(job).await;
+            run_here(job, &mut acked).await;
         }
     }
-    true
+    pool.ack_many(acked);
+    handed
 }
 
 /// Lets the reads in flight finish (a read is never dropped once sent); what they delivered

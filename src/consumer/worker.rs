@@ -11,7 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::Pool;
 use crate::dispatch::Decision;
 use crate::handler::{Delivery, Outcome};
-use crate::redis::RawEntry;
+use crate::redis::{RawEntry, StreamId};
 use crate::settle::{self, Settlement};
 
 /// An entry on its way to a worker, with the worker slot it holds.
@@ -89,10 +89,11 @@ pub(super) fn admit(
     ordered.admit(job)
 }
 
-/// Runs `job` on the calling task (an inline handler's reader), with a worker's checks.
-pub(super) async fn run_here(job: Job) {
+/// Runs `job` on the calling task (an inline handler's reader), with a worker's checks; its
+/// acknowledgement goes into `acked`, for the caller to send with its batch.
+pub(super) async fn run_here(job: Job, acked: &mut Vec<StreamId>) {
     if may_run(&job) {
-        process(job).await;
+        process(job, Some(acked)).await;
     }
 }
 
@@ -130,7 +131,7 @@ pub(crate) async fn worker_loop(jobs: async_channel::Receiver<Job>) {
         // Boxed: the job's future (handler, settle, Redis calls) is several KB, and an idle
         // worker should not hold that much; one allocation per entry is cheaper than
         // `concurrency` times the largest state.
-        Box::pin(process(job)).await;
+        Box::pin(process(job, None)).await;
     }
 }
 
@@ -146,11 +147,16 @@ pub(super) enum Done {
     Abandoned,
 }
 
-async fn process(job: Job) {
+/// Handles `job`, acknowledges it (to the acker, or into `acked`, a batch the caller
+/// sends) and moves its key's lane on.
+async fn process(job: Job, acked: Option<&mut Vec<StreamId>>) {
     let pool = job.pool.clone();
     let done = handle(&pool, &job.entry, job.attempt, job.epoch).await;
     if let Done::Ack = done {
-        pool.ack(job.entry.id);
+        match acked {
+            Some(batch) => batch.push(job.entry.id),
+            None => pool.ack(job.entry.id),
+        }
     }
     match (pool.ordered.as_ref(), done) {
         (Some(_), Done::RetryAfter(after)) => super::ordered::retry_later(&pool, job, after),
