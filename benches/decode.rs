@@ -101,6 +101,17 @@ fn benches(c: &mut Criterion) {
                 simd_json::serde::from_slice::<serde_json::Value>(black_box(&mut bytes)).unwrap()
             })
         });
+        group.bench_function("syntax: serde_json -> IgnoredAny", |b| {
+            b.iter(|| {
+                serde_json::from_str::<serde::de::IgnoredAny>(black_box(&data)).unwrap();
+            })
+        });
+        group.bench_function("syntax: simd-json tape (including the copy it needs)", |b| {
+            b.iter(|| {
+                let mut bytes = data.as_bytes().to_vec();
+                simd_json::to_tape(black_box(&mut bytes)).unwrap().0.len()
+            })
+        });
         let connector = weir::telemetry::Pointer::new("/connectorKey");
         group.bench_function("telemetry: /connectorKey, walked without a Value", |b| {
             b.iter(|| assert!(connector.text_in(black_box(&data)).is_some()))
