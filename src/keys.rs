@@ -37,6 +37,12 @@ pub fn members(stream: &str, pool: &str) -> String {
     format!("{stream}:members:{pool}")
 }
 
+/// The hash where each process running adaptive pool `pool` publishes its current
+/// concurrency (consumer → `{"current","min","max","at"}`), for `weir status`.
+pub fn concurrency(stream: &str, pool: &str) -> String {
+    format!("{stream}:concurrency:{pool}")
+}
+
 /// The text inside the first `{…}` of a key, if non-empty: what Redis Cluster hashes.
 pub fn hash_tag(key: &str) -> Option<&str> {
     let open = key.find('{')?;

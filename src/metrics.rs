@@ -35,6 +35,9 @@ pub const ORDERED_WAITING: &str = "weir_ordered_waiting";
 /// Ordered pools: streams or partitions whose ownership lease this process holds.
 pub const POOL_OWNED: &str = "weir_pool_owned_partitions";
 pub const DELIVERY_ATTEMPTS: &str = "weir_delivery_attempts";
+/// Handlers a pool lets run at once in this process: fixed, or where adaptive concurrency
+/// stands now.
+pub const POOL_CONCURRENCY: &str = "weir_pool_concurrency";
 
 /// Which delivery settled an entry: 1 is first time.
 const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 13.0, 21.0];
@@ -114,6 +117,11 @@ pub fn pool_state(pool: &str, pending: u64, lag: Option<u64>, in_flight: usize, 
 pub fn ordered(pool: &str, waiting: usize, owned: usize) {
     gauge!(ORDERED_WAITING, "pool" => pool.to_string()).set(waiting as f64);
     gauge!(POOL_OWNED, "pool" => pool.to_string()).set(owned as f64);
+}
+
+/// A pool's concurrency in this process (adaptive pools: after each change).
+pub fn pool_concurrency(pool: &str, concurrency: usize) {
+    gauge!(POOL_CONCURRENCY, "pool" => pool.to_string()).set(concurrency as f64);
 }
 
 /// Age of the oldest unacknowledged entry (0 when nothing is pending).

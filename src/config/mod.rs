@@ -23,7 +23,7 @@ mod tests;
 pub use load::DEFAULT_CONFIG_PATH;
 pub use model::{
     Config, HandlerConfig, HealthConfig, HttpConfig, JanitorConfig, OrderKey, PoolConfig,
-    RedisConfig, RetryPolicy, Secret, StreamConfig,
+    RedisConfig, RetryPolicy, Scaling, Secret, StreamConfig,
 };
 
 pub use crate::keys::Partition;
