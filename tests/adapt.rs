@@ -17,7 +17,7 @@ const T: Duration = Duration::from_secs(60);
 
 /// A running `weir run`: its log file and `/metrics` address; killed on drop.
 struct Weir {
-    _reaper: Reaper,
+    child: std::process::Child,
     log: PathBuf,
     metrics: String,
     config: PathBuf,
@@ -42,7 +42,7 @@ impl Weir {
             .spawn()
             .unwrap();
         Weir {
-            _reaper: Reaper(child.id()),
+            child,
             log,
             metrics: format!("http://127.0.0.1:{port}/metrics"),
             config,
@@ -109,6 +109,13 @@ impl Weir {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
