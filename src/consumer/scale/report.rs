@@ -5,6 +5,7 @@
 //! once it is stale, and the key expires when no process writes it any more.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,9 @@ pub(super) struct Reporter {
     consumer: String,
     bounds: (usize, usize),
     cooldown: Duration,
+    /// Set after a failed write was reported at WARN: the next ones go to DEBUG until a
+    /// write succeeds, so a missing ACL grant is said once, not every cooldown.
+    failing: AtomicBool,
 }
 
 impl Reporter {
@@ -58,6 +62,7 @@ impl Reporter {
             consumer: pool.consumer.clone(),
             bounds,
             cooldown,
+            failing: AtomicBool::new(false),
         }
     }
 
@@ -80,8 +85,14 @@ impl Reporter {
                 .expire_in(&self.key, stale_after(self.cooldown) * 2)
                 .await
         };
-        if let Err(e) = written.await {
-            tracing::debug!(key = %self.key, error = %e, "could not publish the pool's concurrency");
+        match written.await {
+            Ok(()) => self.failing.store(false, Ordering::Relaxed),
+            Err(e) if self.failing.swap(true, Ordering::Relaxed) => {
+                tracing::debug!(key = %self.key, error = %e, "could not publish the pool's concurrency");
+            }
+            Err(e) => {
+                tracing::warn!(key = %self.key, error = %e, "could not publish the pool's concurrency, so `weir status` will not show it (the pool adapts all the same); an ACL user needs HSET, HDEL and PEXPIRE on this key (ops/redis/users.acl)");
+            }
         }
     }
 
@@ -92,7 +103,7 @@ impl Reporter {
             .forget_members(&self.key, &[&self.consumer])
             .await
         {
-            tracing::debug!(key = %self.key, error = %e, "could not remove the pool's concurrency");
+            tracing::warn!(key = %self.key, error = %e, "could not remove this process's concurrency at shutdown; `weir status` skips it once stale");
         }
     }
 }
