@@ -28,6 +28,9 @@ pub const GROUP_PENDING: &str = "weir_group_pending";
 pub const GROUP_LAG: &str = "weir_group_lag";
 pub const IN_FLIGHT: &str = "weir_in_flight";
 pub const POOL_PAUSED: &str = "weir_pool_paused";
+/// Handlers a pool lets run at once in this process: fixed, or where adaptive concurrency
+/// stands now.
+pub const POOL_CONCURRENCY: &str = "weir_pool_concurrency";
 pub const GROUP_CONSUMERS: &str = "weir_group_consumers";
 pub const OLDEST_PENDING_AGE: &str = "weir_oldest_pending_age_seconds";
 /// Ordered pools: entries waiting behind a busy key (per pool, summed over partitions).
@@ -35,9 +38,6 @@ pub const ORDERED_WAITING: &str = "weir_ordered_waiting";
 /// Ordered pools: streams or partitions whose ownership lease this process holds.
 pub const POOL_OWNED: &str = "weir_pool_owned_partitions";
 pub const DELIVERY_ATTEMPTS: &str = "weir_delivery_attempts";
-/// Handlers a pool lets run at once in this process: fixed, or where adaptive concurrency
-/// stands now.
-pub const POOL_CONCURRENCY: &str = "weir_pool_concurrency";
 
 /// Which delivery settled an entry: 1 is first time.
 const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 13.0, 21.0];
