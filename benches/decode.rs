@@ -106,12 +106,15 @@ fn benches(c: &mut Criterion) {
                 serde_json::from_str::<serde::de::IgnoredAny>(black_box(&data)).unwrap();
             })
         });
-        group.bench_function("syntax: simd-json tape (including the copy it needs)", |b| {
-            b.iter(|| {
-                let mut bytes = data.as_bytes().to_vec();
-                simd_json::to_tape(black_box(&mut bytes)).unwrap().0.len()
-            })
-        });
+        group.bench_function(
+            "syntax: simd-json tape (including the copy it needs)",
+            |b| {
+                b.iter(|| {
+                    let mut bytes = data.as_bytes().to_vec();
+                    simd_json::to_tape(black_box(&mut bytes)).unwrap().0.len()
+                })
+            },
+        );
         let connector = weir::telemetry::Pointer::new("/connectorKey");
         group.bench_function("telemetry: /connectorKey, walked without a Value", |b| {
             b.iter(|| assert!(connector.text_in(black_box(&data)).is_some()))

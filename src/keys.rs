@@ -58,6 +58,12 @@ pub fn telemetry_index(stream: &str) -> String {
     format!("{stream}:telemetry")
 }
 
+/// The hash where each process running adaptive pool `pool` publishes its current
+/// concurrency (consumer → `{"current","min","max","at"}`), for `weir status`.
+pub fn concurrency(stream: &str, pool: &str) -> String {
+    format!("{stream}:concurrency:{pool}")
+}
+
 /// The text inside the first `{…}` of a key, if non-empty: what Redis Cluster hashes.
 pub fn hash_tag(key: &str) -> Option<&str> {
     let open = key.find('{')?;

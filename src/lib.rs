@@ -42,7 +42,9 @@
 //!   KEYS/ARGV header, run by SHA.
 //! - `consumer/`: one pool on one partition: its reader (blocking XREADGROUP), workers,
 //!   leases (visibility timeout and retry schedule), batched acks, and for ordered pools
-//!   (`ordered.rs`) the key lanes and the ownership lease with its fencing epoch.
+//!   (`ordered.rs`) the key lanes and the ownership lease with its fencing epoch;
+//!   `scale/`: adaptive concurrency, a slot gate for the workers and a controller per pool
+//!   whose rule (`decide.rs`) is a pure function of one window's numbers.
 //! - `dispatch`: which pool is responsible for an entry and whether it can be handled — pure.
 //! - `handler/`: the [`Handler`] trait and the built-in `http`, `exec`, `log`, `noop`.
 //! - `settle/`: `decide(outcome, attempt, &policy) -> Settlement` (pure), `policy.rs` (backoff

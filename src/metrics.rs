@@ -30,6 +30,9 @@ pub const GROUP_PENDING: &str = "weir_group_pending";
 pub const GROUP_LAG: &str = "weir_group_lag";
 pub const IN_FLIGHT: &str = "weir_in_flight";
 pub const POOL_PAUSED: &str = "weir_pool_paused";
+/// Handlers a pool lets run at once in this process: fixed, or where adaptive concurrency
+/// stands now.
+pub const POOL_CONCURRENCY: &str = "weir_pool_concurrency";
 pub const GROUP_CONSUMERS: &str = "weir_group_consumers";
 pub const OLDEST_PENDING_AGE: &str = "weir_oldest_pending_age_seconds";
 /// Ordered pools: entries waiting behind a busy key (per pool, summed over partitions).
@@ -162,6 +165,11 @@ pub fn pool_state(pool: &str, pending: u64, lag: Option<u64>, in_flight: usize, 
 pub fn ordered(pool: &str, waiting: usize, owned: usize) {
     gauge!(ORDERED_WAITING, "pool" => pool.to_string()).set(waiting as f64);
     gauge!(POOL_OWNED, "pool" => pool.to_string()).set(owned as f64);
+}
+
+/// A pool's concurrency in this process (adaptive pools: after each change).
+pub fn pool_concurrency(pool: &str, concurrency: usize) {
+    gauge!(POOL_CONCURRENCY, "pool" => pool.to_string()).set(concurrency as f64);
 }
 
 /// Age of the oldest unacknowledged entry (0 when nothing is pending).

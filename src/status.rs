@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use crate::clock;
-use crate::config::{Config, StreamConfig};
+use crate::config::{Config, PoolConfig, StreamConfig};
+pub use crate::consumer::scale::Reported;
+use crate::consumer::scale::read_reported;
 use crate::error::RedisError;
 use crate::redis::{GroupInfo, Redis, StreamId};
 
@@ -51,12 +53,52 @@ pub struct PoolStatus {
     pub lag: Option<u64>,
     /// Age of the oldest unacknowledged entry, from its ID's timestamp.
     pub oldest_pending_age_seconds: Option<f64>,
+    /// Handlers at once per process: the configured bounds and, for an adaptive pool, what
+    /// each running process uses now. Only in `weir status` (and the API's status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencyStatus>,
     /// Ordered pools: the `order_key` (a field name or a JSON pointer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_key: Option<String>,
     /// Ordered pools: who owns each stream or partition, from `<stream>:owner:<pool>`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub owners: Vec<OwnerStatus>,
+}
+
+/// A pool's concurrency (contract §12): fixed (`min` = `max`), or adaptive between them.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConcurrencyStatus {
+    /// `concurrency = { min, max }`: each process adapts between the two.
+    pub adaptive: bool,
+    /// The least it runs at (the fixed concurrency when not adaptive).
+    pub min: usize,
+    /// The most it runs at.
+    pub max: usize,
+    /// Adaptive pools: each running process's current concurrency, from
+    /// `<stream>:concurrency:<pool>` (stale entries of stopped processes left out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<Reported>,
+}
+
+impl ConcurrencyStatus {
+    /// `pool`'s bounds, and for an adaptive pool what its processes published.
+    async fn of(
+        redis: &Redis,
+        stream: &StreamConfig,
+        pool: &PoolConfig,
+    ) -> Result<ConcurrencyStatus, RedisError> {
+        let processes = match pool.scaling {
+            Some(s) => read_reported(redis, &stream.name, &pool.name, s.cooldown).await?,
+            None => Vec::new(),
+        };
+        Ok(ConcurrencyStatus {
+            adaptive: pool.scaling.is_some(),
+            min: pool.initial_concurrency(),
+            max: pool.concurrency,
+            processes,
+        })
+    }
 }
 
 /// The ownership lease of an ordered pool on one stream or partition.
@@ -113,6 +155,7 @@ impl PoolStatus {
             pending: group.map_or(0, |g| g.pending),
             lag: group.and_then(|g| g.lag),
             oldest_pending_age_seconds: None,
+            concurrency: None,
             order_key: None,
             owners: Vec::new(),
         }
@@ -220,6 +263,7 @@ pub async fn status(redis: &Redis, config: &Config) -> Result<Status, RedisError
         let mut view = PoolStatus::of(&pool.name, &groups, &paused);
         let oldest = view.oldest_pending(redis, stream).await?;
         view.oldest_pending_age_seconds = oldest.map(age_seconds);
+        view.concurrency = Some(ConcurrencyStatus::of(redis, stream, pool).await?);
         if let Some(key) = &pool.order_key {
             view.order_key = Some(key.as_str().to_string());
             view.owners = owners(redis, config, &pool.name).await?;

@@ -17,7 +17,7 @@ fn config(
 ) -> std::path::PathBuf {
     let path = dir.join(name);
     let text = format!(
-        "[redis]\nurl = \"{}\"\n[stream]\nname = \"integration-bus\"\nmax_len = 5\n[retry]\nvisibility_timeout_seconds = 1\n[janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:{}\"\n[[pools]]\nname = \"p\"\ntypes = [\"job\"]\nhandler = {{ kind = \"log\" }}\n",
+        "[redis]\nurl = \"{}\"\n[stream]\nname = \"integration-bus\"\nmax_len = 5\n[retry]\nvisibility_timeout_seconds = 1\n[janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:{}\"\n[[pools]]\nname = \"p\"\nconcurrency = {{ min = 1, max = 2 }}\nscale_cooldown_seconds = 0.1\ntypes = [\"job\"]\nhandler = {{ kind = \"log\" }}\n",
         server.url_as(user, password),
         "0"
     );
@@ -169,6 +169,12 @@ async fn users_have_exactly_the_rights_they_need() {
     wait_for("the trimmer ran XTRIM and EVAL", T, || async {
         let stats = server.cli(&["INFO", "commandstats"]);
         stats.contains("cmdstat_xtrim:") && stats.contains("cmdstat_eval:")
+    })
+    .await;
+
+    // The adaptive pool publishes its concurrency for `weir status` (HSET, PEXPIRE).
+    wait_for("the pool's concurrency published", T, || async {
+        server.cli(&["HLEN", "integration-bus:concurrency:p"]) == "1"
     })
     .await;
 

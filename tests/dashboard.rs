@@ -65,7 +65,7 @@ types = ["a.one", "a.two", "hostile"]
 order_key = "key"
 [[pools]]
 name = "b"
-concurrency = 2
+concurrency = {{ min = 1, max = 2 }}
 types = ["*"]
 "#,
             url = server.url(),
@@ -374,6 +374,20 @@ async fn signs_in_shows_every_pool_and_pauses_one_in_redis_and_on_the_page() {
         text(c, &format!(r#"{} [data-test="owner"]"#, pool_row("b"))).await,
         "–"
     );
+    // A fixed pool shows its concurrency; an adaptive one its bounds and the current value.
+    assert_eq!(
+        text(
+            c,
+            &format!(r#"{} [data-test="concurrency"]"#, pool_row("a"))
+        )
+        .await,
+        "2"
+    );
+    let adaptive = format!(r#"{} [data-test="concurrency"]"#, pool_row("b"));
+    wait_text(c, &adaptive, "b's adaptive concurrency", |t| {
+        t == "1–2 (now 1)"
+    })
+    .await;
 
     click(c, &format!(r#"{} [data-test="pause"]"#, pool_row("b"))).await;
     let paused_key = format!("{}:paused", bus.stream);

@@ -143,6 +143,11 @@ async fn counters_after_a_scripted_run_are_exact() {
     assert!(m("weir_dlq_length", &[]).is_some());
     assert_eq!(m("weir_in_flight", &[p]), Some(0.0));
     assert_eq!(m("weir_pool_paused", &[p]), Some(0.0));
+    assert_eq!(
+        m("weir_pool_concurrency", &[p]),
+        Some(4.0),
+        "a fixed pool reports its concurrency"
+    );
     assert_eq!(m("weir_oldest_pending_age_seconds", &[p]), Some(0.0));
     assert_eq!(
         m("weir_entries_lost_total", &[p]),

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod acl;
+mod adapt;
 mod align;
 mod api;
 mod bad_input;

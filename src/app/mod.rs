@@ -258,6 +258,7 @@ impl Shared {
         let workers = TaskTracker::new();
         metrics::register_pool(&pool_config.name);
         let members = Arc::new(Membership::new(self.config.stream.partitions));
+        let scale = Arc::new(consumer::scale::Scale::new(pool_config));
         if pool_config.order_key.is_some() {
             self.background.spawn(consumer::ownership::members_loop(
                 self.redis.clone(),
@@ -297,6 +298,7 @@ impl Shared {
                 acks: acks_tx,
                 permits: permits.clone(),
                 jobs: jobs_tx.clone(),
+                scale: scale.clone(),
                 metrics: metrics::PoolMetrics::new(&pool_config.name),
                 in_flight: AtomicUsize::new(0),
                 last_delivered: Mutex::new(last),
@@ -317,10 +319,19 @@ impl Shared {
             ));
             pools.push(pool);
         }
+        // An adaptive pool has `max` workers; its slots decide how many run at once.
         for _ in 0..pool_config.concurrency {
             workers.spawn(consumer::worker_loop(jobs_rx.clone()));
         }
-        tracing::info!(pool = %pool_config.name, consumer = %self.consumer, concurrency = pool_config.concurrency, partitions = self.config.stream.partitions, types = ?pool_config.types, ordered_by = pool_config.order_key.as_ref().map(|k| k.as_str()), "pool running");
+        if pool_config.scaling.is_some() {
+            self.background.spawn(consumer::scale::control_loop(
+                scale,
+                pools.clone(),
+                self.config.stream.name.clone(),
+                self.stop.clone(),
+            ));
+        }
+        tracing::info!(pool = %pool_config.name, consumer = %self.consumer, concurrency = pool_config.initial_concurrency(), max_concurrency = pool_config.concurrency, adaptive = pool_config.scaling.is_some(), partitions = self.config.stream.partitions, types = ?pool_config.types, ordered_by = pool_config.order_key.as_ref().map(|k| k.as_str()), "pool running");
         pools
     }
 

@@ -252,6 +252,23 @@ fn or_dash<T: std::fmt::Display>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
+/// `adaptive pool p: concurrency 1-8, now 4 on host-1-abc, 2 on host-2-def`.
+fn adaptive_line(pool: &str, c: &weir::status::ConcurrencyStatus) -> String {
+    let now: Vec<String> = c
+        .processes
+        .iter()
+        .map(|r| format!("{} on {}", r.current, r.consumer))
+        .collect();
+    let now = match now.is_empty() {
+        true => "no process running it".to_string(),
+        false => format!("now {}", now.join(", ")),
+    };
+    format!(
+        "adaptive pool {pool}: concurrency {}-{}, {now}",
+        c.min, c.max
+    )
+}
+
 /// `weir status`: a table, or `--json`.
 pub async fn status(config: &Config, json: bool) -> Outcome {
     let redis = connect(config).await?;
@@ -267,8 +284,8 @@ pub async fn status(config: &Config, json: bool) -> Outcome {
         s.stream, s.stream_length, s.dlq, s.dlq_length
     );
     println!(
-        "{:<20} {:>6} {:>9} {:>9} {:>9} {:>14}",
-        "POOL", "STATE", "CONSUMERS", "PENDING", "LAG", "OLDEST PENDING"
+        "{:<20} {:>6} {:>11} {:>9} {:>9} {:>9} {:>14}",
+        "POOL", "STATE", "CONCURRENCY", "CONSUMERS", "PENDING", "LAG", "OLDEST PENDING"
     );
     for p in &s.pools {
         let state = if !p.exists {
@@ -279,15 +296,25 @@ pub async fn status(config: &Config, json: bool) -> Outcome {
             "active"
         };
         let age = p.oldest_pending_age_seconds.map(|a| format!("{a:.1}s"));
+        let concurrency = p.concurrency.as_ref().map(|c| match c.adaptive {
+            true => format!("{}-{}", c.min, c.max),
+            false => c.max.to_string(),
+        });
         println!(
-            "{:<20} {:>6} {:>9} {:>9} {:>9} {:>14}",
+            "{:<20} {:>6} {:>11} {:>9} {:>9} {:>9} {:>14}",
             p.name,
             state,
+            or_dash(concurrency),
             p.consumers,
             p.pending,
             or_dash(p.lag),
             or_dash(age)
         );
+    }
+    for p in &s.pools {
+        if let Some(c) = p.concurrency.as_ref().filter(|c| c.adaptive) {
+            println!("{}", adaptive_line(&p.name, c));
+        }
     }
     for p in s.pools.iter().filter(|p| p.order_key.is_some()) {
         for o in &p.owners {

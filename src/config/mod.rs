@@ -23,7 +23,7 @@ mod tests;
 pub use load::DEFAULT_CONFIG_PATH;
 pub use model::{
     Config, HandlerConfig, HealthConfig, HttpConfig, JanitorConfig, OrderKey, PoolConfig,
-    RedisConfig, RetryPolicy, Secret, StreamConfig, TelemetryConfig,
+    RedisConfig, RetryPolicy, Scaling, Secret, StreamConfig, TelemetryConfig,
 };
 
 pub use crate::keys::Partition;

@@ -239,8 +239,13 @@ pub struct RetryPolicy {
 pub struct PoolConfig {
     /// Also the consumer group's name, so `redis-cli` shows the same word.
     pub name: String,
-    /// Handlers running at once in this process (per partition).
+    /// The most handlers running at once in this process: the fixed `concurrency`, or an
+    /// adaptive pool's `max` (it has this many workers, and lets `scaling` decide how many
+    /// may run).
     pub concurrency: usize,
+    /// Set when `concurrency = { min, max }`: the pool adapts between `min` and
+    /// [`concurrency`](Self::concurrency) to its backlog and its handler's latency.
+    pub scaling: Option<Scaling>,
     /// Event types this pool handles (`*` for all, `prefix.*`); other entries are
     /// acknowledged unhandled.
     pub types: Vec<String>,
@@ -260,6 +265,23 @@ pub struct PoolConfig {
     /// Set for an ordered pool (contract §9): entries with the same key are handled one at a
     /// time in stream order, by one owning process per stream or partition.
     pub order_key: Option<OrderKey>,
+}
+
+/// An adaptive pool's bounds below `max` and its pace (contract §12).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scaling {
+    /// Where the pool starts, and the least it shrinks or backs off to.
+    pub min: usize,
+    /// `scale_cooldown_seconds`: the least time between two changes, so each step's effect
+    /// on latency is measured over a whole window before the next one.
+    pub cooldown: Duration,
+}
+
+impl PoolConfig {
+    /// The concurrency a pool starts at: `min` when adaptive.
+    pub fn initial_concurrency(&self) -> usize {
+        self.scaling.map_or(self.concurrency, |s| s.min)
+    }
 }
 
 /// Where an ordered pool finds an entry's key (and `[telemetry] key` an entry's value).

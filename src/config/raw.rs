@@ -142,7 +142,10 @@ pub struct RawTelemetry {
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
     pub name: Option<String>,
-    pub concurrency: Option<u32>,
+    /// A whole number, or `{ min, max }` for concurrency that adapts to the backlog.
+    pub concurrency: Option<RawConcurrency>,
+    /// Adaptive pools: the least time between two changes of concurrency.
+    pub scale_cooldown_seconds: Option<f64>,
     #[serde(default)]
     pub types: Vec<String>,
     pub timeout_seconds: Option<f64>,
@@ -170,5 +173,66 @@ impl RawPool {
             max_backoff_seconds: self.max_backoff_seconds,
             visibility_timeout_seconds: self.visibility_timeout_seconds,
         }
+    }
+}
+
+/// `concurrency` as written: `6`, or `{ min = 2, max = 16 }`. A hand-written `Deserialize`
+/// rather than an untagged enum, so a wrong value says what was expected instead of "did not
+/// match any variant".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RawConcurrency {
+    /// A fixed number of workers.
+    Fixed(i64),
+    /// Adaptive between `min` and `max` (both required; checked by validation).
+    Range { min: Option<i64>, max: Option<i64> },
+}
+
+/// What a wrong `concurrency` value is told it should have been.
+const CONCURRENCY_EXPECTED: &str = "a whole number or a table like { min = 2, max = 16 }";
+
+impl<'de> Deserialize<'de> for RawConcurrency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ConcurrencyVisitor)
+    }
+}
+
+struct ConcurrencyVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ConcurrencyVisitor {
+    type Value = RawConcurrency;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(CONCURRENCY_EXPECTED)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawConcurrency, E> {
+        Ok(RawConcurrency::Fixed(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawConcurrency, E> {
+        Ok(RawConcurrency::Fixed(i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+
+    /// An environment override arrives as text: `WEIR_…=8` must work like `8` in the file.
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawConcurrency, E> {
+        v.trim()
+            .parse()
+            .map(RawConcurrency::Fixed)
+            .map_err(|_| E::invalid_type(serde::de::Unexpected::Str(v), &self))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<RawConcurrency, A::Error> {
+        let (mut min, mut max) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "min" => min = Some(map.next_value::<i64>()?),
+                "max" => max = Some(map.next_value::<i64>()?),
+                other => return Err(serde::de::Error::unknown_field(other, &["min", "max"])),
+            }
+        }
+        Ok(RawConcurrency::Range { min, max })
     }
 }

@@ -2,6 +2,7 @@
 //! and says what is wrong in words.
 
 use std::path::Path;
+use std::time::Duration;
 
 use super::load::{Overrides, load_with};
 use super::raw::RawConfig;
@@ -57,7 +58,7 @@ fn phase_one_cases() -> Vec<Case> {
     let none: &'static [(&str, &str)] = &[];
     vec![
         // types and unknown keys (phase one)
-        (pool("concurrency = \"x\""), none, "pools[0].concurrency", "expected a whole number, found string \"x\""),
+        (pool("concurrency = \"x\""), none, "pools[0].concurrency", "expected a whole number or a table like { min = 2, max = 16 }, found string \"x\""),
         (pool("retry_seconds = \"soon\""), none, "pools[0].retry_seconds", "expected a number"),
         (with_pool("[retry]\nmax_attempts = -1"), none, "retry.max_attempts", "expected a whole number, 0 or more"),
         ("[[pools]]\nname = \"p\"\ntypes = \"a\"\n".into(), none, "pools[0].types", "expected a list, found string \"a\""),
@@ -91,6 +92,19 @@ fn pool_cases() -> Vec<Case> {
         (pool("order_key = \"/bad~pointer\""), none, "pools[0].order_key", "`~` must be followed by 0"),
         (pool("order_key = \"/a//b\""), none, "pools[0].order_key", "empty segment"),
         (pool("concurrency = 10001"), none, "pools[0].concurrency", "must be between 1 and 10000"),
+        (pool("concurrency = -1"), none, "pools[0].concurrency", "-1 must be between 1 and 10000"),
+        // adaptive concurrency
+        (pool("concurrency = { min = 8, max = 2 }"), none, "pools[0].concurrency", "min 8 is above max 2"),
+        (pool("concurrency = { min = 0, max = 2 }"), none, "pools[0].concurrency.min", "0 must be between 1 and 10000"),
+        (pool("concurrency = { min = 1, max = 10001 }"), none, "pools[0].concurrency.max", "must be between 1 and 10000"),
+        (pool("concurrency = { max = 4 }"), none, "pools[0].concurrency.min", "is required: write concurrency = { min = 2, max = 16 }"),
+        (pool("concurrency = { min = 1 }"), none, "pools[0].concurrency.max", "is required"),
+        (pool("concurrency = { min = 1, max = 4, step = 2 }"), none, "pools[0].concurrency.step", "is not a known key; expected `min` or `max`"),
+        (pool("concurrency = { min = \"one\", max = 4 }"), none, "pools[0].concurrency.min", "expected a whole number, found string \"one\""),
+        (pool("concurrency = 2.5"), none, "pools[0].concurrency", "expected a whole number or a table like { min = 2, max = 16 }, found floating point"),
+        (pool("concurrency = [1, 4]"), none, "pools[0].concurrency", "expected a whole number or a table like { min = 2, max = 16 }"),
+        (pool("concurrency = { min = 1, max = 4 }\nscale_cooldown_seconds = 0"), none, "pools[0].scale_cooldown_seconds", "0 is not a number of seconds above 0"),
+        (pool("concurrency = 4\nscale_cooldown_seconds = 1"), none, "pools[0].scale_cooldown_seconds", "applies only to adaptive pools"),
         ("[[pools]]\nname = \"p\"\ntypes = []\n".into(), none, "pools[0].types", "list the event types"),
         ("[[pools]]\nname = \"p\"\ntypes = [\"\"]\n".into(), none, "pools[0].types", "is not a type name"),
         ("[[pools]]\nname = \"p\"\ntypes = [\"*\"]\n[[pools]]\nname = \"q\"\ntypes = [\"*\"]\n".into(), none, "pools[1].types", "`*` is already taken by pool `p`"),
@@ -312,6 +326,8 @@ fn valid_edges_are_accepted() {
         pool("start = \"$\""),
         pool("start = \"1700000000000-0\""),
         pool("concurrency = 10000"),
+        pool("concurrency = { min = 3, max = 3 }"),
+        pool("concurrency = { min = 1, max = 10000 }\nscale_cooldown_seconds = 0.2"),
         with_pool("[stream]\npartitions = 1024"),
         with_pool("[retry]\nbackoff_exp = 1\nretry_seconds = 0"),
         with_pool("shutdown_grace_seconds = 0"),
@@ -390,5 +406,30 @@ fn order_keys_are_fields_or_pointers() {
             .map(|c| c.pools[0].order_key.clone())
             .ok(),
         Some(None)
+    );
+}
+
+#[test]
+fn concurrency_is_a_number_or_adaptive_bounds() {
+    let pool_of = |extra: &str| load(&pool(extra), &[]).expect("valid").pools.remove(0);
+    let fixed = pool_of("concurrency = 6");
+    assert_eq!((fixed.concurrency, fixed.scaling), (6, None));
+    assert_eq!(fixed.initial_concurrency(), 6);
+    let adaptive = pool_of("concurrency = { min = 2, max = 16 }");
+    assert_eq!(adaptive.concurrency, 16, "an adaptive pool has max workers");
+    assert_eq!(
+        adaptive.scaling,
+        Some(Scaling {
+            min: 2,
+            cooldown: Duration::from_secs(3)
+        }),
+        "the cooldown defaults to 3 s"
+    );
+    assert_eq!(adaptive.initial_concurrency(), 2);
+    assert_eq!(adaptive.read_count, 64, "read_count follows max");
+    let quick = pool_of("concurrency = { max = 4, min = 1 }\nscale_cooldown_seconds = 0.5");
+    assert_eq!(
+        quick.scaling.map(|s| s.cooldown),
+        Some(Duration::from_millis(500))
     );
 }

@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use super::model::{
     Config, HandlerConfig, HealthConfig, HttpConfig, JanitorConfig, OrderKey, PoolConfig,
-    RedisConfig, RetryPolicy, StreamConfig, TelemetryConfig,
+    RedisConfig, RetryPolicy, Scaling, StreamConfig, TelemetryConfig,
 };
-use super::raw::{RawConfig, RawPool, RawRetry};
+use super::raw::{RawConcurrency, RawConfig, RawPool, RawRetry};
 use super::url::{is_cluster_url, key_slot, normalize_url, validate_url};
 use crate::error::ConfigError;
 use crate::keys;
+
+/// The most handlers one pool may run at once in one process.
+const MAX_CONCURRENCY: usize = 10_000;
 
 pub(super) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -434,10 +437,7 @@ impl RawPool {
     fn validate(&self, index: usize, defaults: &RawRetry) -> Result<PoolConfig, ConfigError> {
         let key = |k: &str| format!("pools[{index}].{k}");
         let name = self.validate_name(&key("name"))?;
-        let concurrency = self.concurrency.unwrap_or(1);
-        if concurrency == 0 || concurrency > 10_000 {
-            return Err(invalid(key("concurrency"), "must be between 1 and 10000"));
-        }
+        let (concurrency, scaling) = self.validate_concurrency(&key)?;
         if self.types.is_empty() {
             return Err(invalid(
                 key("types"),
@@ -456,7 +456,7 @@ impl RawPool {
         }
         self.validate_handler(index)?;
         let read_count = match self.read_count.unwrap_or(0) as usize {
-            0 => (concurrency as usize * 2).clamp(64, 512),
+            0 => (concurrency * 2).clamp(64, 512),
             n => n,
         };
         let inline_read_count = match self.read_count {
@@ -471,7 +471,8 @@ impl RawPool {
         Ok(PoolConfig {
             order_key,
             name,
-            concurrency: concurrency as usize,
+            concurrency,
+            scaling,
             types: self.types.clone(),
             timeout: seconds(
                 &key("timeout_seconds"),
@@ -486,6 +487,58 @@ impl RawPool {
                 .retry_overrides()
                 .resolve(defaults, &format!("pools[{index}]"))?,
         })
+    }
+
+    /// `concurrency` (a number, or `{ min, max }`) and `scale_cooldown_seconds`: the most
+    /// handlers at once, and the adaptive bounds if any.
+    fn validate_concurrency(
+        &self,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<(usize, Option<Scaling>), ConfigError> {
+        let count = |k: &str, n: Option<i64>| -> Result<usize, ConfigError> {
+            let n = n.ok_or_else(|| {
+                invalid(
+                    key(k),
+                    "is required: write concurrency = { min = 2, max = 16 }",
+                )
+            })?;
+            match usize::try_from(n) {
+                Ok(n @ 1..=MAX_CONCURRENCY) => Ok(n),
+                _ => Err(invalid(
+                    key(k),
+                    format!("{n} must be between 1 and {MAX_CONCURRENCY}"),
+                )),
+            }
+        };
+        let (min, max) = match self.concurrency.unwrap_or(RawConcurrency::Fixed(1)) {
+            RawConcurrency::Fixed(n) => {
+                if self.scale_cooldown_seconds.is_some() {
+                    return Err(invalid(
+                        key("scale_cooldown_seconds"),
+                        "applies only to adaptive pools: write concurrency = { min = …, max = … }, or remove it",
+                    ));
+                }
+                return Ok((count("concurrency", Some(n))?, None));
+            }
+            RawConcurrency::Range { min, max } => (
+                count("concurrency.min", min)?,
+                count("concurrency.max", max)?,
+            ),
+        };
+        if min > max {
+            return Err(invalid(
+                key("concurrency"),
+                format!(
+                    "min {min} is above max {max}; min is where the pool starts and the least it shrinks to, max the most"
+                ),
+            ));
+        }
+        let cooldown = seconds(
+            &key("scale_cooldown_seconds"),
+            self.scale_cooldown_seconds.unwrap_or(3.0),
+            true,
+        )?;
+        Ok((max, Some(Scaling { min, cooldown })))
     }
 
     fn validate_name(&self, key: &str) -> Result<String, ConfigError> {

@@ -8,6 +8,7 @@ mod lease;
 pub(crate) mod ordered;
 pub(crate) mod ownership;
 mod reader;
+pub(crate) mod scale;
 mod worker;
 
 use std::collections::HashSet;
@@ -77,6 +78,9 @@ pub struct Pool {
     pub permits: Arc<Semaphore>,
     /// The workers' queue; closed at shutdown once the reader and janitor have stopped.
     pub jobs: async_channel::Sender<Job>,
+    /// How many handlers may run at once (shared by the partitions); for an adaptive pool
+    /// the gate its workers pass, moved by the pool's controller.
+    pub scale: Arc<scale::Scale>,
     /// Metric handles of this pool, resolved once per type instead of per entry.
     pub metrics: crate::metrics::PoolMetrics,
     pub in_flight: AtomicUsize,

@@ -122,6 +122,8 @@ pub(super) fn send(pool: &Arc<Pool>, job: Job) {
 /// spawning a task per entry costs more than reusing one.
 pub(crate) async fn worker_loop(jobs: async_channel::Receiver<Job>) {
     while let Ok(job) = jobs.recv().await {
+        // Adaptive concurrency: wait for a slot (at once for a fixed pool).
+        let _slot = job.pool.scale.slot().await;
         if job.pool.abandon.is_cancelled() {
             break; // shutdown grace is over: what is still queued stays pending
         }
@@ -227,6 +229,7 @@ async fn settle_outcome(
         Outcome::Success => pool.metrics.processed(&d.event_type, took),
         _ => pool.metrics.failed(&d.event_type, took),
     }
+    pool.scale.observe(took, outcome.is_overload());
     let settlement = settle::decide(outcome, d.attempt, &pool.config.retry);
     settle::log_settled(d, &settlement, took);
     pool.telemetry.settled(&pool.name, d, &settlement);

@@ -286,11 +286,21 @@
     return entry;
   }
 
+  // "6", or for an adaptive pool "2–16" and each running process's current value: "2–16 (now 4)".
+  function concurrency(c) {
+    if (!c) return null;
+    if (!c.adaptive) return String(c.max);
+    const now = (c.processes || []).map((p) => p.current);
+    const range = c.min + "–" + c.max;
+    return now.length ? range + " (now " + now.join(", ") + ")" : range;
+  }
+
   function renderPool(pool, inFlight, series, history) {
     const { row, cells: c, chart } = poolRow(pool.name);
     const paused = !!pool.paused;
     setText(c.state, paused ? "paused" : "running");
     c.state.dataset.state = paused ? "paused" : "running";
+    setText(c.concurrency, concurrency(pool.concurrency));
     setText(c.consumers, pool.consumers);
     setText(c.inFlight, pool.inFlight !== undefined ? pool.inFlight : inFlight);
     setText(c.pending, pool.pending);

@@ -1,5 +1,6 @@
 //! Runs a program per event: `data` on stdin, metadata in the environment. Exit 0 is success,
-//! 65 (EX_DATAERR) is permanent, anything else is retried. The child dies with its future, so a
+//! 65 (EX_DATAERR) is permanent, 75 (EX_TEMPFAIL) is an overload signal (retried, and an
+//! adaptive pool backs off), anything else is retried. The child dies with its future, so a
 //! timeout kills it.
 
 use std::collections::BTreeMap;
@@ -12,6 +13,8 @@ use super::{Delivery, Handler, Outcome};
 
 /// Exit status meaning "this input will never work".
 const EX_DATAERR: i32 = 65;
+/// Exit status meaning "try again later": the program (or what it calls) is overloaded.
+const EX_TEMPFAIL: i32 = 75;
 /// How much of stderr's tail becomes the error.
 const STDERR_TAIL: usize = 1024;
 
@@ -100,6 +103,9 @@ impl Handler for ExecHandler {
         match status.code() {
             Some(0) => Outcome::Success,
             Some(EX_DATAERR) => Outcome::permanent(describe(format!("`{program}` exited 65"))),
+            Some(EX_TEMPFAIL) => {
+                Outcome::overloaded(describe(format!("`{program}` exited 75 (overloaded)")))
+            }
             Some(code) => Outcome::retry(describe(format!("`{program}` exited {code}"))),
             None => Outcome::retry(describe(format!("`{program}` was killed by a signal"))),
         }
@@ -125,6 +131,23 @@ mod tests {
             attempt: 1,
             owner_epoch: None,
         }
+    }
+
+    #[tokio::test]
+    async fn exit_75_signals_overload_and_other_failures_do_not() {
+        let run = |code: &str| {
+            let script = format!("cat >/dev/null; exit {code}");
+            let handler = ExecHandler::new(vec!["sh".into(), "-c".into(), script], BTreeMap::new());
+            async move { handler.handle(&delivery("{}".into())).await }
+        };
+        let overloaded = run("75").await;
+        assert!(overloaded.is_overload(), "{overloaded:?}");
+        assert!(
+            matches!(overloaded, Outcome::Overloaded { ref error, .. } if error.contains("exited 75"))
+        );
+        let failed = run("3").await;
+        assert!(matches!(failed, Outcome::Retry { .. }), "{failed:?}");
+        assert!(!run("65").await.is_overload());
     }
 
     #[tokio::test]

@@ -76,6 +76,14 @@ fn httpdate(text: &str) -> Option<SystemTime> {
     })
 }
 
+/// 429 and 503: the downstream says it has too much to do, so an adaptive pool backs off.
+fn is_overload(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    )
+}
+
 fn header_value(text: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(text).ok()
 }
@@ -149,7 +157,9 @@ impl Handler for HttpHandler {
             StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_EARLY | StatusCode::TOO_MANY_REQUESTS
         ) || status.is_server_error()
             || !status.is_client_error();
-        if retryable {
+        if is_overload(status) {
+            Outcome::Overloaded { after, error }
+        } else if retryable {
             Outcome::Retry { after, error }
         } else {
             Outcome::Permanent { error }

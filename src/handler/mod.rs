@@ -49,6 +49,15 @@ pub enum Outcome {
         /// Logged, and kept as `dlq_error` if the attempts run out.
         error: String,
     },
+    /// Failed because the handler's downstream is overloaded (HTTP 429/503, exec exit 75):
+    /// settled exactly like [`Outcome::Retry`], and it also tells an adaptive pool
+    /// (`concurrency = { min, max }`) to back off.
+    Overloaded {
+        /// The earliest redelivery (e.g. from `Retry-After`); the backoff applies if longer.
+        after: Option<Duration>,
+        /// Logged, and kept as `dlq_error` if the attempts run out.
+        error: String,
+    },
     /// Will never succeed: dead-letter now with reason `rejected`.
     Permanent {
         /// Kept as `dlq_error`, for whoever fixes the event.
@@ -63,6 +72,19 @@ impl Outcome {
             after: None,
             error: error.into(),
         }
+    }
+
+    /// Retry after the pool's backoff, and have an adaptive pool back off.
+    pub fn overloaded(error: impl Into<String>) -> Outcome {
+        Outcome::Overloaded {
+            after: None,
+            error: error.into(),
+        }
+    }
+
+    /// Whether the handler signalled overload: what an adaptive pool backs off on.
+    pub fn is_overload(&self) -> bool {
+        matches!(self, Outcome::Overloaded { .. })
     }
 
     /// Dead-letter now.

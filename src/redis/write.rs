@@ -216,6 +216,12 @@ impl Redis {
         self.call("HSET", a).await.map(|_| ())
     }
 
+    /// `PEXPIRE key ms`: the key goes away unless written again within `ttl`.
+    pub async fn expire_in(&self, key: &str, ttl: std::time::Duration) -> Result<(), RedisError> {
+        let ms = ttl.as_millis().max(1).to_string();
+        self.call("PEXPIRE", args([key, &ms])).await.map(|_| ())
+    }
+
     /// `SADD`/`SREM` of one member; returns whether the set changed.
     pub async fn set_member(
         &self,

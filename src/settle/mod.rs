@@ -60,14 +60,21 @@ pub fn decide(outcome: Outcome, attempt: u64, policy: &RetryPolicy) -> Settlemen
             reason: DlqReason::Rejected,
             error,
         },
-        Outcome::Retry { error, .. } if policy.exhausted(attempt) => Settlement::DeadLetter {
-            reason: DlqReason::MaxAttempts,
-            error,
-        },
-        Outcome::Retry { after, error } => Settlement::Retry {
-            after: policy.backoff(attempt).max(after.unwrap_or_default()),
-            error,
-        },
+        // Overload is a retryable failure here; only an adaptive pool's controller reads it.
+        Outcome::Retry { error, .. } | Outcome::Overloaded { error, .. }
+            if policy.exhausted(attempt) =>
+        {
+            Settlement::DeadLetter {
+                reason: DlqReason::MaxAttempts,
+                error,
+            }
+        }
+        Outcome::Retry { after, error } | Outcome::Overloaded { after, error } => {
+            Settlement::Retry {
+                after: policy.backoff(attempt).max(after.unwrap_or_default()),
+                error,
+            }
+        }
     }
 }
 
@@ -155,6 +162,24 @@ mod tests {
             wait(decide(retry(Some(60)), 1, &p)),
             Duration::from_secs(60)
         );
+    }
+
+    #[test]
+    fn overload_settles_exactly_like_a_retry() {
+        let p = policy();
+        let overloaded = |after: Option<u64>| Outcome::Overloaded {
+            after: after.map(Duration::from_secs),
+            error: "503".into(),
+        };
+        for (after, attempt) in [(None, 1), (None, 2), (Some(60), 1), (None, 3)] {
+            assert_eq!(
+                decide(overloaded(after), attempt, &p),
+                decide(retry(after), attempt, &p),
+                "after {after:?}, attempt {attempt}"
+            );
+        }
+        assert!(Outcome::overloaded("429").is_overload());
+        assert!(!retry(None).is_overload());
     }
 
     #[test]
