@@ -259,6 +259,7 @@ impl Shared {
         metrics::register_pool(&pool_config.name);
         let members = Arc::new(Membership::new(self.config.stream.partitions));
         let scale = Arc::new(consumer::scale::Scale::new(pool_config));
+        let handler_runs_inline = handler.runs_inline();
         if pool_config.order_key.is_some() {
             self.background.spawn(consumer::ownership::members_loop(
                 self.redis.clone(),
@@ -323,7 +324,9 @@ impl Shared {
         for _ in 0..pool_config.concurrency {
             workers.spawn(consumer::worker_loop(jobs_rx.clone()));
         }
-        if pool_config.scaling.is_some() {
+        if pool_config.scaling.is_some() && handler_runs_inline {
+            tracing::warn!(pool = %pool_config.name, "concurrency = {{ min, max }} has no effect with a handler that runs inline (the reader calls it one entry at a time); retries and reclaimed entries run on `min` workers");
+        } else if pool_config.scaling.is_some() {
             self.background.spawn(consumer::scale::control_loop(
                 scale,
                 pools.clone(),
