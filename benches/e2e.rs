@@ -586,28 +586,53 @@ impl Bench {
         );
         self.rate("publish (library)", written, took, 0.8, &extra);
 
-        self.reset().await;
-        let file = self.server.dir.path().join("events.ndjson");
-        let lines: String = (0..n)
-            .map(|i| format!("{{\"type\":\"noop.x\",\"data\":{{\"i\":{i}}}}}\n"))
-            .collect();
-        std::fs::write(&file, lines).unwrap();
-        let cfg = self.server.config(&pool(1, "{ kind = \"noop\" }"), "");
-        let start = Instant::now();
-        let status = Command::new(weir_bin())
-            .arg("-c")
-            .arg(&cfg)
-            .args(["publish", "--ndjson"])
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        let took = start.elapsed();
-        assert!(status.success(), "weir publish failed");
-        let written = self.redis.stream_len(STREAM).await.unwrap();
-        assert_eq!(written, n);
-        self.rate("publish (weir publish --ndjson)", written, took, 0.8, "");
+        // `weir publish --ndjson`: n/5 lines for the rate (comparable with earlier runs),
+        // then n lines (1M) for the memory: peak RSS must stay flat.
+        for (lines, memory) in [(n, false), (self.n, true)] {
+            self.reset().await;
+            let file = self.server.dir.path().join("events.ndjson");
+            write_ndjson(&file, lines);
+            let cfg = self.server.config(&pool(1, "{ kind = \"noop\" }"), "");
+            let mut cmd = Command::new(weir_bin());
+            cmd.arg("-c")
+                .arg(&cfg)
+                .args(["publish", "--ndjson"])
+                .arg(&file);
+            let redis_before = self.server.cpu();
+            let run = Sampled::run(&mut cmd);
+            let redis_cpu = self.server.cpu() - redis_before;
+            assert!(run.success, "weir publish failed");
+            let written = self.redis.stream_len(STREAM).await.unwrap();
+            assert_eq!(written, lines);
+            let _ = std::fs::remove_file(&file);
+            let extra = format!(
+                ", CPU µs/line: weir {:.2}, Redis {:.2}; peak RSS {:.1} MiB",
+                run.cpu * 1e6 / lines as f64,
+                redis_cpu * 1e6 / lines as f64,
+                run.peak_rss_kib as f64 / 1024.0
+            );
+            if memory {
+                let mib = run.peak_rss_kib as f64 / 1024.0;
+                self.figure(
+                    "publish --ndjson peak RSS",
+                    format!(
+                        "{lines} lines in {:.2} s ({:.0}/s){extra}",
+                        run.took.as_secs_f64(),
+                        lines as f64 / run.took.as_secs_f64()
+                    ),
+                    "< 64 MiB",
+                    mib < 64.0,
+                );
+            } else {
+                self.rate(
+                    "publish (weir publish --ndjson)",
+                    written,
+                    run.took,
+                    0.8,
+                    &extra,
+                );
+            }
+        }
     }
 
     /// 6. `kill -9` of a process with 1k entries in flight, until a second process has
@@ -1172,6 +1197,66 @@ fn hold_engine(config: &Path) {
             .with_handler("p", Hold)
             .run(std::future::pending()),
     );
+}
+
+/// `n` NDJSON lines of `noop.x` events without ids, written to `path`.
+fn write_ndjson(path: &Path, n: u64) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        writeln!(out, "{{\"type\":\"noop.x\",\"data\":{{\"i\":{i}}}}}").unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// A child process run to its end, watched through `/proc`: wall time, CPU and peak RSS.
+struct Sampled {
+    success: bool,
+    took: Duration,
+    /// user + system seconds, read from the exited (not yet reaped) child.
+    cpu: f64,
+    /// The largest VmHWM seen while it ran (polled every 2 ms).
+    peak_rss_kib: u64,
+}
+
+impl Sampled {
+    fn run(cmd: &mut Command) -> Sampled {
+        let start = Instant::now();
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (stat, status) = (
+            format!("/proc/{}/stat", child.id()),
+            format!("/proc/{}/status", child.id()),
+        );
+        let mut peak_rss_kib = 0;
+        // Not reaped until it is a zombie, so its CPU times can still be read.
+        let cpu = loop {
+            let text = std::fs::read_to_string(&stat).unwrap();
+            let state = text.rsplit(')').next().unwrap().split_whitespace().next();
+            if state == Some("Z") {
+                break proc_cpu(&stat);
+            }
+            let hwm = std::fs::read_to_string(&status).unwrap_or_default();
+            let kib = hwm
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+            peak_rss_kib = peak_rss_kib.max(kib);
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let took = start.elapsed();
+        let success = child.wait().unwrap().success();
+        Sampled {
+            success,
+            took,
+            cpu,
+            peak_rss_kib,
+        }
+    }
 }
 
 /// `n` `noop.x` events without ids or keys, for the publisher.

@@ -10,7 +10,7 @@ use crate::dispatch::Routes;
 use crate::envelope::{DATA, EVENT_ID, TYPE};
 use crate::error::RedisError;
 use crate::metrics;
-use crate::redis::{Redis, StreamId};
+use crate::redis::{LedEntry, Redis, StreamId};
 use crate::schema::{Invalid, Schemas};
 
 /// An entry's field/value pairs as they are written.
@@ -50,12 +50,16 @@ impl NewEvent {
     }
 }
 
+/// `data` as written on the line: a JSON value verbatim (no tree is built and nothing is
+/// re-serialized, so key order and number spelling are the publisher's), a string as its
+/// content.
 fn json_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let value = serde_json::Value::deserialize(d)?;
-    Ok(match value {
-        serde_json::Value::String(s) => s,
-        other => other.to_string(),
-    })
+    let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+    if raw.get().starts_with('"') {
+        serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)
+    } else {
+        Ok(Box::<str>::from(raw).into())
+    }
 }
 
 use serde::Deserialize;
@@ -189,16 +193,31 @@ impl Publisher {
                 "field `{name}` is reserved; use --type, --data or --id"
             )));
         }
-        let size = self
-            .fields(event)
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>();
+        let size = TYPE.len()
+            + event.event_type.len()
+            + DATA.len()
+            + event.data.len()
+            + event.id.as_ref().map_or(0, |id| EVENT_ID.len() + id.len())
+            + event
+                .fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
         if size > self.max_entry_bytes {
             return Err(Rejection::Bad(format!(
                 "event is {size} bytes, above stream.max_entry_bytes = {}",
                 self.max_entry_bytes
             )));
+        }
+        // Without a schema for the type and without an aligned field, only the syntax
+        // matters: checked without building a document (most of an NDJSON line's cost).
+        if self.schemas.files_for(&event.event_type).is_empty()
+            && !self.align.applies(|name| event.field(name))
+        {
+            return self
+                .schemas
+                .check(&event.event_type, &event.data)
+                .map_err(|e| Rejection::Invalid(vec![e]));
         }
         let value =
             crate::schema::parse_json(&event.data).map_err(|e| Rejection::Invalid(vec![e]))?;
@@ -327,5 +346,35 @@ impl Publisher {
             metrics::published(&e.event_type);
         }
         Ok(ids)
+    }
+
+    /// [`Publisher::publish_batch`] for callers that need no entry IDs (`weir publish
+    /// --ndjson`): the events' strings move into the command without a copy, and Redis
+    /// answers with a count instead of an ID per entry (it spends ~0.9 µs an entry instead of
+    /// ~1.3). Returns how many were written.
+    pub async fn write_batch(&self, events: Vec<NewEvent>) -> Result<usize, RedisError> {
+        let mut shares: Vec<Vec<LedEntry>> = vec![Vec::new(); self.streams.len()];
+        // Runs of one type, for the metric once written (types move into the command).
+        let mut runs: Vec<(String, usize)> = Vec::new();
+        for e in events {
+            match runs.last_mut() {
+                Some((ty, count)) if *ty == e.event_type => *count += 1,
+                _ => runs.push((e.event_type.clone(), 1)),
+            }
+            let partition = self.partition(&e);
+            let id = e.id.map(|id| (EVENT_ID.to_string(), id));
+            shares[partition].push(LedEntry {
+                lead: [e.event_type, e.data],
+                rest: id.into_iter().chain(e.fields).collect(),
+            });
+        }
+        let mut written = 0;
+        for (stream, share) in self.streams.iter().zip(shares) {
+            written += self.redis.add_led(stream, [TYPE, DATA], share).await?;
+        }
+        for (ty, count) in runs {
+            (0..count).for_each(|_| metrics::published(&ty));
+        }
+        Ok(written)
     }
 }

@@ -1,18 +1,17 @@
-//! `weir publish`: one event, or an NDJSON batch. Batches are checked in full first: if any
-//! line is invalid, every bad line is reported with its number and nothing is written. Valid
-//! batches are written in pipelined chunks, in order.
+//! `weir publish`: one event, or an NDJSON batch ([`ndjson`]: checked in full first, then
+//! written in order, in flat memory).
 
-use std::io::{BufRead, Read};
+mod ndjson;
+
+use std::io::Read;
 use std::sync::Arc;
-use std::time::Instant;
 
 use weir::Config;
 use weir::publisher::{NewEvent, Published, Publisher, Rejection};
 
 use super::{Failure, Outcome, connect, print_json};
 
-/// Events per pipeline.
-const CHUNK: usize = 1000;
+pub use ndjson::batch;
 
 /// `JSON`, `@FILE` or `-` (stdin).
 pub fn read_source(spec: &str) -> Result<String, Failure> {
@@ -116,133 +115,6 @@ pub async fn one(config: &Config, given: Event, fields: &[String], json: bool) -
             "published {entry} ({}) to {}",
             event.event_type,
             publisher.stream(partition)
-        );
-    }
-    Ok(())
-}
-
-/// Parses and checks every line; returns the events or every error with its line number.
-fn read_batch(source: &str, publisher: &Publisher) -> Result<Vec<(usize, NewEvent)>, Failure> {
-    let reader: Box<dyn BufRead> = if source == "-" {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
-    } else {
-        let file = std::fs::File::open(source)
-            .map_err(|e| Failure::usage(format!("cannot read {source}: {e}")))?;
-        Box::new(std::io::BufReader::new(file))
-    };
-    let mut events = Vec::new();
-    let mut errors = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let n = i + 1;
-        let line = line.map_err(|e| Failure::usage(format!("{source}:{n}: cannot read: {e}")))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<NewEvent>(&line) {
-            Err(e) => errors.push(format!(
-                "{source}:{n}: not an event line ({{\"type\",\"data\",\"id\"?,\"fields\"?}}): {e}"
-            )),
-            Ok(event) => match publisher.check(&event) {
-                Err(r) => errors.push(format!("{source}:{n}: {r}{}", hint(&r))),
-                Ok(()) => events.push((n, event)),
-            },
-        }
-    }
-    if errors.is_empty() {
-        return Ok(events);
-    }
-    for e in &errors {
-        eprintln!("{e}");
-    }
-    Err(Failure::runtime(format!(
-        "{} invalid line(s) in {source}; nothing was written",
-        errors.len()
-    )))
-}
-
-/// Events without an id, written a pipeline at a time, and what has been written so far.
-struct Batch<'a> {
-    publisher: &'a Publisher,
-    pending: Vec<NewEvent>,
-    published: usize,
-    duplicates: usize,
-    /// The first input line not yet written, for the error message.
-    first_unwritten: usize,
-}
-
-impl Batch<'_> {
-    fn failure(&self, line: usize, e: weir::error::RedisError) -> Failure {
-        let base = super::redis_failure(e).message;
-        Failure::runtime(format!(
-            "{base}; {} event(s) were written, lines from {line} on were not",
-            self.published
-        ))
-    }
-
-    /// Writes what is pending; `next` is the first line after it.
-    async fn flush(&mut self, next: usize) -> Outcome {
-        if !self.pending.is_empty() {
-            if let Err(e) = self.publisher.publish_batch(&self.pending).await {
-                return Err(self.failure(self.first_unwritten, e));
-            }
-            self.published += self.pending.len();
-            self.pending.clear();
-        }
-        self.first_unwritten = next;
-        Ok(())
-    }
-
-    /// Adds line `n`: events without an id (not even one in the body, with `[stream]
-    /// event_id`) are batched, events with one go alone (in order) through the dedup script.
-    async fn add(&mut self, n: usize, event: NewEvent, source: &str) -> Outcome {
-        if self.publisher.dedup_id(&event).is_none() {
-            self.pending.push(event);
-            if self.pending.len() >= CHUNK {
-                self.flush(n + 1).await?;
-            }
-            return Ok(());
-        }
-        self.flush(n).await?;
-        match self.publisher.publish(&event).await {
-            Err(e) => return Err(self.failure(n, e)),
-            Ok(Ok(Published::Added(_))) => self.published += 1,
-            Ok(Ok(Published::Duplicate(_))) => self.duplicates += 1,
-            Ok(Err(r)) => return Err(rejected(&r, &format!("{source}:{n}"))),
-        }
-        self.first_unwritten = n + 1;
-        Ok(())
-    }
-}
-
-pub async fn batch(config: &Config, source: &str, allow_unrouted: bool, json: bool) -> Outcome {
-    let publisher = publisher(config, allow_unrouted).await?;
-    let events = read_batch(source, &publisher)?;
-    let started = Instant::now();
-    let bar = super::progress(Some(events.len() as u64), "publish");
-    let mut batch = Batch {
-        publisher: &publisher,
-        pending: Vec::new(),
-        published: 0,
-        duplicates: 0,
-        first_unwritten: events.first().map_or(0, |(n, _)| *n),
-    };
-    let last = events.last().map_or(0, |(n, _)| *n);
-    for (n, event) in events {
-        bar.inc(1);
-        batch.add(n, event, source).await?;
-    }
-    batch.flush(last + 1).await?;
-    let (published, duplicates) = (batch.published, batch.duplicates);
-    bar.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
-    if json {
-        print_json(
-            &serde_json::json!({"published": published, "duplicates": duplicates, "seconds": secs}),
-        );
-    } else {
-        println!(
-            "published {published} event(s), {duplicates} duplicate(s) skipped, to {} in {secs:.2}s",
-            config.stream.name
         );
     }
     Ok(())
