@@ -6,6 +6,8 @@ use std::process::{Command, Output, Stdio};
 
 use crate::support::*;
 
+mod ndjson;
+
 struct Cli {
     dir: tempfile::TempDir,
     stream: String,

@@ -8,7 +8,8 @@ use fred::interfaces::{ClientLike, TransactionInterface as _};
 use fred::types::Value;
 
 use super::command::{
-    SCRIPT_MAX_FIELDS, Script, args, cmd, pipeline_replies, push_pairs, push_text_pairs,
+    SCRIPT_MAX_FIELDS, Script, args, cmd, cmd_for_key, pipeline_replies, push_pairs,
+    push_text_pairs,
 };
 use super::reply::{self, array, int, protocol};
 use super::{Redis, StreamId};
@@ -88,7 +89,8 @@ impl Redis {
     }
 
     /// Appends entries that all start with the fields `names` (`lua/add_led.lua`); returns
-    /// how many were added, not their IDs. Cheaper than [`Redis::add_many`] on both sides:
+    /// how many were added, not their IDs. One command, sent when the future is first polled
+    /// (see `eval_at_once`), so batches keep their order with several unanswered. Cheaper than [`Redis::add_many`] on both sides:
     /// the strings move into the command without a copy, the names are sent once, and
     /// Redis builds no reply per entry. Very wide entries go as plain XADDs.
     pub async fn add_led(
@@ -122,16 +124,35 @@ impl Redis {
                 .await
                 .map(|ids| ids.len());
         }
-        let argv = led_args(names, entries);
-        // `run_script` may build the arguments twice (EVAL after NOSCRIPT): they are cloned
-        // from `argv` (a reference count each), not rebuilt.
         let reply = self
-            .run_script(&ADD_LED, &[stream], |a| a.extend(argv.iter().cloned()))
+            .eval_at_once(&ADD_LED, stream, led_args(names, entries))
             .await?;
         match int(&reply) {
             Some(added) if added == n as i64 => Ok(n),
             _ => Err(protocol("XADD", format!("{reply:?} for {n} entries"))),
         }
+    }
+
+    /// `EVAL script 1 key argv…` as one command, handed to the connection when the future is
+    /// first polled, with nothing after it (unlike `run_script`, no SCRIPT LOAD before and no
+    /// EVAL after a NOSCRIPT). So callers can keep several unanswered and still have Redis run
+    /// them in the order they were first polled ([`Redis::add_led`] in `weir publish
+    /// --ndjson`). The body (~1 KB) is sent each time: nothing next to thousands of entries.
+    async fn eval_at_once(
+        &self,
+        script: &Script,
+        key: &str,
+        argv: Vec<Value>,
+    ) -> Result<Value, RedisError> {
+        let mut a = Vec::with_capacity(3 + argv.len());
+        a.push(Value::from_static_str(script.lua));
+        a.push(Value::from_static_str("1"));
+        a.push(Value::from(key));
+        a.extend(argv);
+        self.client
+            .custom::<Value, Value>(cmd_for_key("EVAL", key, false), a)
+            .await
+            .map_err(|e| self.fail(script.name, e))
     }
 
     async fn add_many_pipelined(
