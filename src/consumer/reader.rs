@@ -156,11 +156,9 @@ async fn free_workers(pool: &Pool, stop: &CancellationToken) -> Option<usize> {
 /// acknowledgements to the acker in one message. Leased first, like any entry read. False
 /// when the pool is shutting down.
 async fn run_inline(pool: &Arc<Pool>, entries: Vec<RawEntry>) -> bool {
-    let Some(last) = entries.last() else {
+    if !received(pool, &entries) {
         return true;
-    };
-    pool.note_delivered(last.id);
-    pool.leases.hold(entries.iter().map(|e| e.id));
+    }
     if let Some(ordered) = pool.ordered.as_ref() {
         return run_inline_ordered(pool, ordered.owned_epoch(), entries).await;
     }
@@ -202,14 +200,21 @@ async fn stop_reading<F: std::future::Future>(mut reads: FuturesOrdered<F>) {
     while reads.next().await.is_some() {}
 }
 
+/// What every read batch goes through first: the newest ID is noted (where a vanished group
+/// is recreated) and every entry is leased. False for an empty batch.
+fn received(pool: &Pool, entries: &[RawEntry]) -> bool {
+    let Some(last) = entries.last() else {
+        return false;
+    };
+    pool.note_delivered(last.id);
+    pool.leases.hold(entries.iter().map(|e| e.id));
+    true
+}
+
 /// Leases what was read and hands it to the workers, a slot each (the janitor may have taken
 /// some slots meanwhile: then it waits). False when the pool is shutting down.
 async fn hand_out(pool: &Arc<Pool>, entries: Vec<RawEntry>) -> bool {
-    if let Some(last) = entries.last() {
-        pool.note_delivered(last.id);
-    }
-    pool.leases.hold(entries.iter().map(|e| e.id));
-    if entries.is_empty() {
+    if !received(pool, &entries) {
         return true;
     }
     let Ok(mut permits) = pool

@@ -1,4 +1,5 @@
 use super::*;
+use crate::redis::StreamId;
 
 fn config(telemetry: &str) -> Config {
     let text = format!(
