@@ -68,6 +68,35 @@ fn benches(c: &mut Criterion) {
     .unwrap();
     let with_schemas = Router::new(&config, schemas.clone());
     let without_schemas = Router::new(&config, Arc::new(Schemas::default()));
+    // What `[telemetry] key` adds to dispatch without a schema: the syntax check becomes a
+    // walk that picks the value out on the way. `{"i":1}` is the body of the e2e benches.
+    let counting = |key: &str| {
+        let config = weir::Config::from_toml(
+            &format!("[telemetry]\nkey = \"{key}\"\n[[pools]]\nname = \"p\"\ntypes = [\"*\"]\n"),
+            &repo().join("tests/fixtures"),
+        )
+        .unwrap();
+        Router::new(&config, Arc::new(Schemas::default()))
+    };
+    {
+        let raw = entry("noop.x", r#"{"i":1}"#);
+        let mut group = c.benchmark_group("tiny");
+        for (name, router) in [
+            ("dispatch: syntax only", &without_schemas),
+            ("dispatch: syntax only + telemetry /i", &counting("/i")),
+        ] {
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    assert!(matches!(
+                        router.decide(0, black_box(&raw)),
+                        Decision::Handle(_)
+                    ))
+                })
+            });
+        }
+        group.finish();
+    }
+    let with_connector = counting("/connectorKey");
     for (kind, size, label) in [
         ("asset.discovery", 1024, "1KB"),
         ("cyber.metric", 64 * 1024, "64KB"),
@@ -88,6 +117,14 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 assert!(matches!(
                     without_schemas.decide(0, black_box(&raw)),
+                    Decision::Handle(_)
+                ))
+            })
+        });
+        group.bench_function("dispatch: syntax only + telemetry /connectorKey", |b| {
+            b.iter(|| {
+                assert!(matches!(
+                    with_connector.decide(0, black_box(&raw)),
                     Decision::Handle(_)
                 ))
             })
@@ -115,7 +152,7 @@ fn benches(c: &mut Criterion) {
                 })
             },
         );
-        let connector = weir::telemetry::Pointer::new("/connectorKey");
+        let connector = weir::pointer::Pointer::new("/connectorKey");
         group.bench_function("telemetry: /connectorKey, walked without a Value", |b| {
             b.iter(|| assert!(connector.text_in(black_box(&data)).is_some()))
         });

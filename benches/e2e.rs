@@ -400,18 +400,26 @@ impl Bench {
         self.server.xadd_benchmark(STREAM, "noop.x", n);
     }
 
-    /// 1. `n` entries pre-filled, one pool, `noop`, concurrency 64.
-    async fn consume(&mut self) {
+    /// `n` entries pre-filled and consumed by one pool (`noop`, concurrency 64) with `extra`
+    /// config: how long it took and the engine's CPU per entry (µs).
+    async fn consume_once(&mut self, extra: &str) -> (Duration, f64) {
         self.reset().await;
         let n = self.n;
         self.prefill(n);
         self.server.cli(&["CONFIG", "RESETSTAT"]);
-        let config = self.server.config(&pool(64, "{ kind = \"noop\" }"), "");
+        let config = self.server.config(&pool(64, "{ kind = \"noop\" }"), extra);
         let weir = Weir::start(&config);
         let redis = self.redis.clone();
         let took = wait_until("consume", Duration::from_secs(600), || drained(&redis)).await;
         let engine = weir.cpu() * 1e6 / n as f64;
         weir.stop();
+        (took, engine)
+    }
+
+    /// 1. `n` entries pre-filled, one pool, `noop`, concurrency 64.
+    async fn consume(&mut self) {
+        let n = self.n;
+        let (took, engine) = self.consume_once("").await;
         let usec = self
             .server
             .usec(&["xreadgroup", "xack", "xclaim", "xautoclaim", "xpending"]);
@@ -422,6 +430,38 @@ impl Bench {
             took,
             0.6,
             &format!(", Redis {per:.2} µs/entry (target ≤ 4), engine CPU {engine:.2} µs/entry"),
+        );
+    }
+
+    /// 1b. What telemetry costs consumption (issue 16: at most 5%): `consume` with per-value
+    /// counting and the monitor hash on (`[telemetry] key = "/i"`) against both off, five
+    /// rounds each, alternating which goes first; medians compared, because single runs on
+    /// a shared 2-core machine vary by ±10%.
+    async fn telemetry(&mut self) {
+        let off = "[telemetry]\nmonitor = false\n";
+        let on = "[telemetry]\nkey = \"/i\"\n";
+        let (mut rates, mut cpus) = ([vec![], vec![]], [vec![], vec![]]);
+        for round in 0..10 {
+            let which = [0, 1, 1, 0][round % 4];
+            let (took, engine) = self.consume_once([off, on][which]).await;
+            rates[which].push(self.n as f64 / took.as_secs_f64());
+            cpus[which].push(engine);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (rate_off, rate_on) = (median(&mut rates[0]), median(&mut rates[1]));
+        let (cpu_off, cpu_on) = (median(&mut cpus[0]), median(&mut cpus[1]));
+        let drop = (1.0 - rate_on / rate_off) * 100.0;
+        self.figure(
+            "telemetry cost",
+            format!(
+                "consume {rate_on:.0}/s on vs {rate_off:.0}/s off (medians of 5): {drop:.1}% drop; \
+                 engine CPU {cpu_on:.2} vs {cpu_off:.2} µs/entry"
+            ),
+            "drop ≤ 5%",
+            drop <= 5.0,
         );
     }
 
@@ -1437,8 +1477,9 @@ impl Handler for Latency {
     }
 }
 
-const SCENARIOS: [&str; 13] = [
+const SCENARIOS: [&str; 14] = [
     "consume",
+    "telemetry",
     "e2e",
     "latency",
     "http",
@@ -1509,6 +1550,7 @@ fn main() {
             println!("{s}:");
             match *s {
                 "consume" => bench.consume().await,
+                "telemetry" => bench.telemetry().await,
                 "e2e" => bench.end_to_end().await,
                 "latency" => bench.latency().await,
                 "http" => bench.http().await,

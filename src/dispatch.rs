@@ -7,8 +7,9 @@ use std::sync::Arc;
 use crate::align::Alignment;
 use crate::config::Config;
 use crate::envelope::{self, Event};
+use crate::pointer::{Found, Place};
 use crate::redis::RawEntry;
-use crate::schema::Schemas;
+use crate::schema::{self, Schemas};
 use crate::vocab::{DlqReason, REPLAY_GROUP};
 
 #[derive(Debug)]
@@ -80,6 +81,8 @@ pub struct Router {
     event_id: Option<String>,
     /// `[schemas] align`: fields that must agree with the body.
     align: Alignment,
+    /// `[telemetry] key`: where the value telemetry counts under is.
+    telemetry: Option<Place>,
 }
 
 impl Router {
@@ -91,6 +94,7 @@ impl Router {
             schemas,
             event_id: config.stream.event_id.clone(),
             align: Alignment::new(&config.align),
+            telemetry: config.telemetry.key.as_ref().map(Place::new),
         }
     }
 
@@ -158,24 +162,48 @@ impl Router {
         Decision::Handle(event)
     }
 
-    /// Validates `data` (schemas, then alignment) and fills in the event id from it, parsing
-    /// the body once, and only when a schema, an aligned field or the event id needs it.
+    /// Validates `data` (schemas, then alignment) and fills in the event id and the
+    /// telemetry value from it, reading the body once: parsed when a schema, an aligned field
+    /// or the event id needs it, else one pass that checks the syntax and walks to the
+    /// telemetry pointer on the way.
     fn check_body(&self, event: &mut Event, wants_id: bool) -> Result<(), (DlqReason, String)> {
+        let invalid = |invalid: schema::Invalid| (DlqReason::Invalid, invalid.to_string());
         let aligned = self.align.applies(|name| field_of(event, name));
-        let body = self
-            .schemas
-            .check_keeping(&event.event_type, &event.data, aligned || wants_id)
-            .map_err(|invalid| (DlqReason::Invalid, invalid.to_string()))?;
-        let Some(body) = body else { return Ok(()) };
-        if aligned {
-            let mismatches = self.align.check(|name| field_of(event, name), &body);
-            if !mismatches.is_empty() {
-                let list: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
-                return Err((DlqReason::Invalid, list.join("; ")));
+        let walk = match &self.telemetry {
+            Some(Place::Pointer(pointer)) => Some(pointer),
+            _ => None,
+        };
+        let keep = aligned || wants_id;
+        let body = match walk {
+            Some(pointer) if !keep && !self.schemas.applies(&event.event_type) => {
+                event.telemetry = pointer
+                    .checking(&event.data)
+                    .map_err(|e| invalid(schema::json_error(&e)))?;
+                None
+            }
+            _ => self
+                .schemas
+                .check_keeping(&event.event_type, &event.data, keep || walk.is_some())
+                .map_err(invalid)?,
+        };
+        if let Some(body) = &body {
+            if aligned {
+                let mismatches = self.align.check(|name| field_of(event, name), body);
+                if !mismatches.is_empty() {
+                    let list: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
+                    return Err((DlqReason::Invalid, list.join("; ")));
+                }
+            }
+            if wants_id && let Some(pointer) = &self.event_id {
+                event.event_id = envelope::text_at(body, pointer).map(|t| t.into_owned());
+            }
+            if let Some(pointer) = walk {
+                event.telemetry = pointer.text_at(body).map(Found::Text);
             }
         }
-        if wants_id && let Some(pointer) = &self.event_id {
-            event.event_id = envelope::text_at(&body, pointer).map(|t| t.into_owned());
+        // After the event id: a key of `id` counts under the id found in the body too.
+        if let Some(Place::Field(name)) = &self.telemetry {
+            event.telemetry = field_of(event, name).map(|v| Found::Text(v.to_owned()));
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
+use crate::pointer::Found;
 use crate::redis::{RawEntry, StreamId};
 
 /// Field names with a meaning to weir; every other field passes through to handlers.
@@ -22,6 +23,8 @@ pub struct Event {
     pub replay_group: Option<String>,
     /// Every field other than `type`, `data` and `id`.
     pub fields: Vec<(String, String)>,
+    /// Its `[telemetry] key` value: found by dispatch as it checks the body.
+    pub telemetry: Option<Found>,
 }
 
 /// Why an entry cannot be decoded. `event_type` is set when the type itself was readable, so
@@ -51,15 +54,7 @@ pub fn event_type(entry: &RawEntry) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The value at `pointer` in `value` as text: a string as it is, a number as written
-/// (`7` and `"7"` are one value). Other JSON types, or nothing there, give `None`.
-pub fn text_at<'v>(value: &'v serde_json::Value, pointer: &str) -> Option<Cow<'v, str>> {
-    match value.pointer(pointer)? {
-        serde_json::Value::String(s) => Some(Cow::Borrowed(s)),
-        serde_json::Value::Number(n) => Some(Cow::Owned(n.to_string())),
-        _ => None,
-    }
-}
+pub use crate::pointer::text_at;
 
 /// The event id in the body `data` at `pointer`, for entries without an `id` field.
 pub fn event_id_in(data: &str, pointer: &str) -> Option<String> {
@@ -113,6 +108,7 @@ pub fn decode(entry: &RawEntry) -> Result<Event, Malformed> {
         event_id,
         replay_group,
         fields: rest,
+        telemetry: None,
     })
 }
 

@@ -122,6 +122,8 @@ pub mod dispatch;
 #[doc(hidden)]
 pub mod envelope;
 #[doc(hidden)]
+pub mod pointer;
+#[doc(hidden)]
 pub mod redis;
 #[doc(hidden)]
 pub mod schema;

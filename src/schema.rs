@@ -36,7 +36,8 @@ pub fn parse_json(data: &str) -> Result<serde_json::Value, Invalid> {
     serde_json::from_str(data).map_err(|e| json_error(&e))
 }
 
-fn json_error(e: &serde_json::Error) -> Invalid {
+/// The violation `data` that is not JSON at all is reported as.
+pub(crate) fn json_error(e: &serde_json::Error) -> Invalid {
     Invalid {
         pointer: String::new(),
         rule: "json".into(),
@@ -107,6 +108,11 @@ impl Schemas {
             .chain(self.by_type.get(event_type))
             .map(|c| c.file.as_path())
             .collect()
+    }
+
+    /// Whether any schema applies to `event_type` (the envelope schema, or the type's own).
+    pub fn applies(&self, event_type: &str) -> bool {
+        self.envelope.is_some() || self.by_type.contains_key(event_type)
     }
 
     /// Parses and validates `data` for `event_type`; the first violation wins.

@@ -85,4 +85,71 @@ proptest! {
         prop_assert_eq!(StreamId::parse(&id.to_string()), Some(id));
         prop_assert!(id < id.next() || (ms == u64::MAX && seq == u64::MAX));
     }
+
+    #[test]
+    fn the_telemetry_value_comes_out_of_the_same_body_check(
+        data in body(),
+        with_schemas in any::<bool>(),
+    ) {
+        let schemas = if with_schemas { schemas() } else { Arc::new(Schemas::default()) };
+        let base = "[[pools]]\nname = \"p\"\ntypes = [\"*\"]\n";
+        let plain = Router::new(&config(base), schemas.clone());
+        let counting = Router::new(
+            &config(&format!("{base}[telemetry]\nkey = \"/k\"\n")),
+            schemas,
+        );
+        let entry = RawEntry {
+            id: StreamId { ms: 1, seq: 0 },
+            fields: Some(vec![
+                (Bytes::from_static(b"type"), Bytes::from_static(b"a.b")),
+                (Bytes::from_static(b"data"), Bytes::from(data.clone())),
+            ]),
+        };
+        match (plain.decide(0, &entry), counting.decide(0, &entry)) {
+            (Decision::Handle(_), Decision::Handle(event)) => {
+                let parsed: serde_json::Value = serde_json::from_str(&data).expect("handled, so JSON");
+                let expected = weir::envelope::text_at(&parsed, "/k").map(|t| t.into_owned());
+                let found = event.telemetry.as_ref().and_then(|f| f.text(&event.data));
+                prop_assert_eq!(found, expected.as_deref());
+            }
+            (
+                Decision::DeadLetter { reason, error },
+                Decision::DeadLetter { reason: counted_reason, error: counted_error },
+            ) => {
+                prop_assert_eq!(reason, counted_reason);
+                prop_assert_eq!(error, counted_error);
+            }
+            (plain, counting) => prop_assert!(false, "{plain:?} became {counting:?}"),
+        }
+    }
+}
+
+/// JSON bodies with a `k` somewhere, broken ones among them, and arbitrary text.
+fn body() -> impl Strategy<Value = String> {
+    let value = prop_oneof![
+        Just("\"v\"".to_string()),
+        Just("7".to_string()),
+        Just("-1.5e3".to_string()),
+        Just("null".to_string()),
+        Just("true".to_string()),
+        Just("[1,\"k\"]".to_string()),
+        Just("{\"k\":\"inner\"}".to_string()),
+        Just("\"a\\\"b\\u00e9\"".to_string()),
+        "\\PC{0,8}",
+    ];
+    prop_oneof![
+        value.clone().prop_map(|v| format!("{{\"k\":{v}}}")),
+        value
+            .clone()
+            .prop_map(|v| format!("{{\"x\":[1,{{}}],\"k\":{v},\"y\":\"z\"}}")),
+        value
+            .clone()
+            .prop_map(|v| format!("{{\"k\":\"first\",\"k\":{v}}}")),
+        value.clone().prop_map(|v| format!("{{\"k\":{v}")),
+        value
+            .clone()
+            .prop_map(|v| format!("{{\"k\":{v}}} trailing")),
+        value.prop_map(|v| format!("[{v}]")),
+        "\\PC{0,40}",
+    ]
 }

@@ -31,6 +31,7 @@ use crate::handler::Handler;
 use crate::redis::{RawEntry, Redis, StreamId};
 use crate::settle::{self, DlqTarget};
 use crate::sync::lock;
+use crate::telemetry::Counts;
 use crate::vocab::DlqReason;
 
 /// Entries to acknowledge, on their way to the pool's acker: one from a worker, or a whole
@@ -160,8 +161,25 @@ impl Pool {
         reason: DlqReason,
         error: &str,
     ) {
+        let mut counts = Counts::default();
+        self.dead_letter_counting(entry, attempts, reason, error, &mut counts)
+            .await;
+        self.telemetry.add(&mut counts);
+    }
+
+    /// [`Pool::dead_letter`] for an entry of a batch: its telemetry goes into the batch's
+    /// `counts`, after what the batch counted before it.
+    pub(crate) async fn dead_letter_counting(
+        &self,
+        entry: &RawEntry,
+        attempts: u64,
+        reason: DlqReason,
+        error: &str,
+        counts: &mut Counts,
+    ) {
         if settle::dead_letter(&self.dlq_target(), entry, attempts, reason, error).await {
-            self.telemetry.dead_lettered(&self.name, entry, reason);
+            self.telemetry
+                .dead_lettered(counts, &self.name, entry, reason);
             self.leases.release(&[entry.id]);
         } else {
             self.leases.retry_at(entry.id, Instant::now());

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use super::Pool;
 use super::worker::Job;
 use crate::config::OrderKey;
+use crate::pointer::Place;
 use crate::redis::RawEntry;
 use crate::sync::lock;
 use crate::vocab::DATA;
@@ -102,7 +103,7 @@ pub fn renew_period(ttl: Duration) -> Duration {
 pub struct Ordered {
     /// Shared by the pool's partitions in this process.
     pub(super) members: Arc<Membership>,
-    key: OrderKey,
+    key: Place,
     /// `<stream>:owner:<pool>`.
     pub lease_key: String,
     pub(super) ttl: Duration,
@@ -125,7 +126,7 @@ impl Ordered {
     ) -> Ordered {
         Ordered {
             members,
-            key,
+            key: Place::new(&key),
             lease_key,
             ttl,
             epoch: AtomicU64::new(0),
@@ -233,16 +234,16 @@ impl Ordered {
 
 /// The lane of an entry under `key`: strings and numbers are keys; a missing key, another
 /// JSON type or a body that is not JSON means "not ordered".
-fn lane_of(key: &OrderKey, entry: &RawEntry) -> Option<u64> {
+fn lane_of(key: &Place, entry: &RawEntry) -> Option<u64> {
     let mut h = DefaultHasher::new();
     match key {
-        OrderKey::Field(name) => entry.field(name)?.hash(&mut h),
-        OrderKey::Pointer(pointer) => {
-            let data: serde_json::Value = serde_json::from_slice(entry.field(DATA)?).ok()?;
-            // Strings as they are, numbers as written (7 and "7" are one key).
-            crate::envelope::text_at(&data, pointer)?
-                .as_bytes()
-                .hash(&mut h)
+        Place::Field(name) => entry.field(name)?.hash(&mut h),
+        Place::Pointer(pointer) => {
+            // Walked, not parsed. Strings as they are, numbers as written (7 and "7" are one
+            // key).
+            let data = std::str::from_utf8(entry.field(DATA)?).ok()?;
+            let found = pointer.checking(data).ok()??;
+            found.text(data)?.as_bytes().hash(&mut h)
         }
     }
     Some(h.finish())
@@ -295,8 +296,8 @@ mod tests {
 
     #[test]
     fn keys_come_from_a_field_or_a_pointer_and_only_strings_and_numbers_count() {
-        let field = OrderKey::Field("key".into());
-        let pointer = OrderKey::Pointer("/payload/id".into());
+        let field = Place::new(&OrderKey::Field("key".into()));
+        let pointer = Place::new(&OrderKey::Pointer("/payload/id".into()));
         let a = entry(&[("key", "A"), ("data", r#"{"payload":{"id":"A"}}"#)]);
         assert!(lane_of(&field, &a).is_some());
         assert_eq!(lane_of(&field, &a), lane_of(&pointer, &a));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 
-use super::worker::{Done, admit, handle, run_here};
+use super::worker::{Batch, admit, run_here};
 use super::{Pool, enqueue};
 use crate::backoff::FailureStreak;
 use crate::error::{RedisError, RedisErrorKind};
@@ -162,13 +162,11 @@ async fn run_inline(pool: &Arc<Pool>, entries: Vec<RawEntry>) -> bool {
     if let Some(ordered) = pool.ordered.as_ref() {
         return run_inline_ordered(pool, ordered.owned_epoch(), entries).await;
     }
-    let mut acked = Vec::with_capacity(entries.len());
+    let mut batch = Batch::new(entries.len());
     for entry in &entries {
-        if let Done::Ack = handle(pool, entry, 1, None).await {
-            acked.push(entry.id);
-        }
+        batch.handle(pool, entry, 1).await;
     }
-    pool.ack_many(acked);
+    batch.finish(pool);
     true
 }
 
@@ -178,7 +176,7 @@ async fn run_inline(pool: &Arc<Pool>, entries: Vec<RawEntry>) -> bool {
 /// read ahead. `epoch`: the lease epoch the batch is handed out under (each job is fenced
 /// again when it runs).
 async fn run_inline_ordered(pool: &Arc<Pool>, epoch: Option<u64>, entries: Vec<RawEntry>) -> bool {
-    let mut acked = Vec::with_capacity(entries.len());
+    let mut batch = Batch::new(entries.len());
     let mut handed = true;
     for entry in entries {
         let Ok(permit) = pool.permits.clone().acquire_owned().await else {
@@ -186,10 +184,10 @@ async fn run_inline_ordered(pool: &Arc<Pool>, epoch: Option<u64>, entries: Vec<R
             break;
         };
         if let Some(job) = admit(pool, entry, 1, permit, epoch) {
-            run_here(job, &mut acked).await;
+            run_here(job, &mut batch).await;
         }
     }
-    pool.ack_many(acked);
+    batch.finish(pool);
     handed
 }
 

@@ -11,8 +11,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::Pool;
 use crate::dispatch::Decision;
 use crate::handler::{Delivery, Outcome};
+use crate::pointer::Found;
 use crate::redis::{RawEntry, StreamId};
 use crate::settle::{self, Settlement};
+use crate::telemetry::Counts;
 
 /// An entry on its way to a worker, with the worker slot it holds.
 pub struct Job {
@@ -89,11 +91,42 @@ pub(super) fn admit(
     ordered.admit(job)
 }
 
+/// What the entries of a batch run on one task (an inline handler's reader) leave to send
+/// at once: their acknowledgements, as one message to the acker, and their telemetry counts.
+pub(super) struct Batch {
+    acked: Vec<StreamId>,
+    counts: Counts,
+}
+
+impl Batch {
+    /// Room for `entries` acknowledgements.
+    pub(super) fn new(entries: usize) -> Batch {
+        Batch {
+            acked: Vec::with_capacity(entries),
+            counts: Counts::default(),
+        }
+    }
+
+    /// Dispatches and handles `entry` on the calling task, keeping its acknowledgement and
+    /// counts for [`Batch::finish`].
+    pub(super) async fn handle(&mut self, pool: &Pool, entry: &RawEntry, attempt: u64) {
+        if let Done::Ack = handle(pool, entry, attempt, None, &mut self.counts).await {
+            self.acked.push(entry.id);
+        }
+    }
+
+    /// Sends the acknowledgements and adds the counts.
+    pub(super) fn finish(mut self, pool: &Pool) {
+        pool.telemetry.add(&mut self.counts);
+        pool.ack_many(self.acked);
+    }
+}
+
 /// Runs `job` on the calling task (an inline handler's reader), with a worker's checks; its
-/// acknowledgement goes into `acked`, for the caller to send with its batch.
-pub(super) async fn run_here(job: Job, acked: &mut Vec<StreamId>) {
+/// acknowledgement and counts go into `batch`.
+pub(super) async fn run_here(job: Job, batch: &mut Batch) {
     if may_run(&job) {
-        process(job, Some(acked)).await;
+        process(job, Some(batch)).await;
     }
 }
 
@@ -149,17 +182,28 @@ pub(super) enum Done {
     Abandoned,
 }
 
-/// Handles `job`, acknowledges it (to the acker, or into `acked`, a batch the caller
+/// Handles `job`, acknowledges it and counts it (at once, or into `batch`, which the caller
 /// sends) and moves its key's lane on.
-async fn process(job: Job, acked: Option<&mut Vec<StreamId>>) {
+async fn process(job: Job, batch: Option<&mut Batch>) {
     let pool = job.pool.clone();
-    let done = handle(&pool, &job.entry, job.attempt, job.epoch).await;
-    if let Done::Ack = done {
-        match acked {
-            Some(batch) => batch.push(job.entry.id),
-            None => pool.ack(job.entry.id),
+    let done = match batch {
+        Some(batch) => {
+            let done = handle(&pool, &job.entry, job.attempt, job.epoch, &mut batch.counts).await;
+            if let Done::Ack = done {
+                batch.acked.push(job.entry.id);
+            }
+            done
         }
-    }
+        None => {
+            let mut counts = Counts::default();
+            let done = handle(&pool, &job.entry, job.attempt, job.epoch, &mut counts).await;
+            pool.telemetry.add(&mut counts);
+            if let Done::Ack = done {
+                pool.ack(job.entry.id);
+            }
+            done
+        }
+    };
     match (pool.ordered.as_ref(), done) {
         (Some(_), Done::RetryAfter(after)) => super::ordered::retry_later(&pool, job, after),
         (Some(ordered), Done::Settled | Done::Ack) => {
@@ -171,13 +215,15 @@ async fn process(job: Job, acked: Option<&mut Vec<StreamId>>) {
     }
 }
 
-/// Dispatches `entry`, runs the handler and settles the outcome, all but the acknowledgement,
-/// which the caller sends (one by one from a worker, a batch at a time inline).
-pub(super) async fn handle(
+/// Dispatches `entry`, runs the handler and settles the outcome, all but the acknowledgement
+/// and the telemetry counts (into `counts`), which the caller sends (one by one from a
+/// worker, a batch at a time inline).
+async fn handle(
     pool: &Pool,
     entry: &RawEntry,
     attempt: u64,
     epoch: Option<u64>,
+    counts: &mut Counts,
 ) -> Done {
     if entry.fields.is_none() {
         Box::pin(pool.lost(&[entry.id])).await;
@@ -186,9 +232,10 @@ pub(super) async fn handle(
     match pool.router.decide(pool.index, entry) {
         Decision::Skip => return Done::Ack,
         Decision::DeadLetter { reason, error } => {
-            Box::pin(pool.dead_letter(entry, attempt, reason, &error)).await;
+            Box::pin(pool.dead_letter_counting(entry, attempt, reason, &error, counts)).await;
         }
         Decision::Handle(event) => {
+            let value = event.telemetry;
             let delivery = Delivery {
                 pool: pool.name.clone(),
                 entry_id: event.id,
@@ -204,7 +251,9 @@ pub(super) async fn handle(
             let outcome = run_handler(pool, &delivery).await;
             let done = match outcome {
                 Some(outcome) => {
-                    settle_outcome(pool, entry, &delivery, outcome, started.elapsed()).await
+                    let took = started.elapsed();
+                    let settled = Settled { value, counts };
+                    settle_outcome(pool, entry, &delivery, outcome, took, settled).await
                 }
                 None => Done::Abandoned,
             };
@@ -215,6 +264,12 @@ pub(super) async fn handle(
     Done::Settled
 }
 
+/// Where a delivery's telemetry is counted: its value, and the counts of its batch.
+struct Settled<'c> {
+    value: Option<Found>,
+    counts: &'c mut Counts,
+}
+
 /// Records the handler's answer and carries out what [`settle::decide`] makes of it.
 async fn settle_outcome(
     pool: &Pool,
@@ -222,6 +277,7 @@ async fn settle_outcome(
     d: &Delivery,
     outcome: Outcome,
     took: Duration,
+    telemetry: Settled<'_>,
 ) -> Done {
     pool.activity.touch();
     pool.metrics.attempt(d.attempt);
@@ -232,7 +288,7 @@ async fn settle_outcome(
     pool.scale.observe(took, outcome.is_overload());
     let settlement = settle::decide(outcome, d.attempt, &pool.config.retry);
     settle::log_settled(d, &settlement, took);
-    pool.telemetry.settled(&pool.name, d, &settlement);
+    (telemetry.counts).settled(&pool.name, d, telemetry.value.as_ref(), &settlement);
     match settlement {
         Settlement::Ack => return Done::Ack,
         // Ordered pools keep a failed entry (and its key) in-process; others hand it to the
@@ -244,7 +300,8 @@ async fn settle_outcome(
         // Boxed: the DLQ move's state is large and rarely needed, and this future lives
         // inside every in-flight entry's.
         Settlement::DeadLetter { reason, error } => {
-            Box::pin(pool.dead_letter(entry, d.attempt, reason, &error)).await;
+            let counts = &mut *telemetry.counts;
+            Box::pin(pool.dead_letter_counting(entry, d.attempt, reason, &error, counts)).await;
         }
     }
     Done::Settled

@@ -3,10 +3,12 @@
 //! hash `<stream>:telemetry:<value>` with delivery counters and the last delivery's
 //! identifiers.
 //!
-//! The hot path only counts, in memory: the worker's settle step and the DLQ path each call
-//! one hook ([`Telemetry::settled`], [`Telemetry::dead_lettered`]), which finds the value
-//! (an entry field, or a JSON pointer walked without building the document: [`Pointer`])
-//! and adds to a per-value [`Tally`] under one of [`SHARDS`] locks. Every `interval_ms`
+//! The hot path only counts, in memory. Dispatch finds each entry's value as it checks the
+//! body (an entry field, or a JSON pointer walked in the same pass as the syntax check:
+//! [`Pointer`]); the settle step counts the delivery into the batch's own [`Counts`], with
+//! no lock and no clock read, and the batch joins the shared per-value [`Tally`]s at once
+//! ([`Telemetry::add`]: a lock of one of [`SHARDS`] per value, one clock read). The DLQ
+//! path counts its entries the same way ([`Telemetry::dead_lettered`]). Every `interval_ms`
 //! (and once at shutdown) `run` takes the tallies and writes them as one pipeline —
 //! HINCRBY for the counters, one HSET for the `last_*` fields per value — so a busy
 //! connector costs Redis a handful of commands per second, not per entry.
@@ -33,10 +35,8 @@
 //! of further values are counted and logged as dropped).
 
 mod monitor;
-mod pointer;
 mod tally;
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -45,19 +45,18 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-pub use pointer::Pointer;
+use crate::pointer::{Place, Pointer};
 use tally::Mark;
-pub use tally::{Last, Status, Tally};
+pub use tally::{Counts, Last, Status, Tally};
 
-use crate::config::{Config, OrderKey};
+use crate::clock;
+use crate::config::Config;
 use crate::envelope;
 use crate::error::RedisError;
-use crate::handler::Delivery;
 use crate::keys;
 use crate::redis::{HashDelta, RawEntry, Redis};
-use crate::settle::Settlement;
 use crate::sync::lock;
-use crate::vocab::{DATA, DlqReason, EVENT_ID, TYPE};
+use crate::vocab::{DATA, DlqReason, EVENT_ID};
 
 /// Locks the tallies are spread over, so workers on different values rarely wait.
 pub const SHARDS: usize = 8;
@@ -67,14 +66,6 @@ pub const MAX_VALUE_BYTES: usize = 200;
 const PIPELINE_VALUES: usize = 500;
 /// Dropped values are logged at most this often.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
-
-/// Where an entry's value is.
-enum Source {
-    /// An entry field (`type` and `id` included).
-    Field(String),
-    /// A JSON pointer into `data`.
-    Pointer(Pointer),
-}
 
 /// Deliveries not written since the last report, and when that was.
 #[derive(Default)]
@@ -86,8 +77,8 @@ struct Drops {
 
 /// The in-memory tallies of one engine, shared by every pool.
 pub struct Telemetry {
-    /// `None`: `[telemetry] key` is not set and the hooks return at once.
-    source: Option<Source>,
+    /// `[telemetry] key`; `None`: not set, and the hooks return at once.
+    source: Option<Place>,
     /// `[stream] event_id`: for `last_event_id` of dead letters without an `id` field.
     event_id: Option<Pointer>,
     /// `[stream] name`: the prefix of the telemetry keys (not a partition's key).
@@ -103,12 +94,8 @@ pub struct Telemetry {
 impl Telemetry {
     /// The tallies for `config` (off, counting nothing, without `[telemetry] key`).
     pub fn new(config: &Config) -> Telemetry {
-        let source = config.telemetry.key.as_ref().map(|k| match k {
-            OrderKey::Field(name) => Source::Field(name.clone()),
-            OrderKey::Pointer(p) => Source::Pointer(Pointer::new(p)),
-        });
         Telemetry {
-            source,
+            source: config.telemetry.key.as_ref().map(Place::new),
             event_id: config.stream.event_id.as_deref().map(Pointer::new),
             stream: config.stream.name.clone(),
             max_values: config.telemetry.max_values,
@@ -119,44 +106,16 @@ impl Telemetry {
         }
     }
 
-    /// Hook of the worker's settle step: a handler answered delivery `d` of `pool`, and
-    /// `settlement` is what becomes of it (counted as processed or errored; a dead letter
-    /// is counted again by [`Telemetry::dead_lettered`] once it has moved).
-    pub fn settled(&self, pool: &Arc<str>, d: &Delivery, settlement: &Settlement) {
-        let Some(source) = &self.source else { return };
-        let value = match source {
-            Source::Field(name) => match name.as_str() {
-                TYPE => Some(Cow::Borrowed(d.event_type.as_str())),
-                EVENT_ID => d.event_id.as_deref().map(Cow::Borrowed),
-                _ => d
-                    .fields
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| Cow::Borrowed(v.as_str())),
-            },
-            Source::Pointer(p) => p.text_in(&d.data).map(Cow::Owned),
-        };
-        let Some(value) = value else { return };
-        let status = match settlement {
-            Settlement::Ack => Status::Processed,
-            _ => Status::Errored,
-        };
-        self.count(
-            &value,
-            &Mark {
-                pool,
-                entry_id: d.entry_id,
-                event_id: d.event_id.as_deref(),
-                event_type: &d.event_type,
-                status,
-                received: true,
-            },
-        );
-    }
-
-    /// Hook of the DLQ path: `entry` of `pool` is in the DLQ now. Reasons a handler never
-    /// saw (`invalid`, `malformed`, `too_large`, `unrouted`) count as received too.
-    pub fn dead_lettered(&self, pool: &Arc<str>, entry: &RawEntry, reason: DlqReason) {
+    /// Hook of the DLQ path: `entry` of `pool` is in the DLQ now, counted into `counts`, the
+    /// batch it was settled in. Reasons a handler never saw (`invalid`, `malformed`,
+    /// `too_large`, `unrouted`) count as received too.
+    pub fn dead_lettered(
+        &self,
+        counts: &mut Counts,
+        pool: &Arc<str>,
+        entry: &RawEntry,
+        reason: DlqReason,
+    ) {
         let Some(source) = &self.source else { return };
         let text = |name: &str| {
             entry
@@ -165,8 +124,8 @@ impl Telemetry {
                 .map(str::to_owned)
         };
         let value = match source {
-            Source::Field(name) => text(name),
-            Source::Pointer(p) => text(DATA).and_then(|data| p.text_in(&data)),
+            Place::Field(name) => text(name),
+            Place::Pointer(p) => text(DATA).and_then(|data| p.text_in(&data)),
         };
         let Some(value) = value else { return };
         let event_id = text(EVENT_ID).or_else(|| {
@@ -174,7 +133,7 @@ impl Telemetry {
             pointer.text_in(&text(DATA)?)
         });
         let handled = matches!(reason, DlqReason::Rejected | DlqReason::MaxAttempts);
-        self.count(
+        counts.count(
             &value,
             &Mark {
                 pool,
@@ -191,27 +150,35 @@ impl Telemetry {
         &self.shards[(self.hasher.hash_one(value) as usize) % SHARDS]
     }
 
-    fn count(&self, value: &str, mark: &Mark) {
-        if value.is_empty() {
+    /// Adds a batch's counts to the shared tallies (and empties it): one shard lock per
+    /// value, and one clock read that dates every value's last delivery. Values that would
+    /// name no key (empty), too long a key, or one beyond `max_values` are dropped here.
+    pub fn add(&self, counts: &mut Counts) {
+        if counts.is_empty() {
             return;
         }
-        if value.len() > MAX_VALUE_BYTES {
-            self.drops.too_long.fetch_add(1, Ordering::Relaxed);
-            return;
+        let at_ms = clock::now_ms();
+        for (value, mut tally) in counts.tallies.drain(..) {
+            if value.is_empty() {
+                continue;
+            }
+            if value.len() > MAX_VALUE_BYTES {
+                let lost = tally.deliveries();
+                self.drops.too_long.fetch_add(lost, Ordering::Relaxed);
+                continue;
+            }
+            tally.stamp(at_ms);
+            let mut tallies = lock(self.shard(&value));
+            if let Some(shared) = tallies.get_mut(&value) {
+                shared.merge(tally);
+            } else if self.tracked.fetch_add(1, Ordering::Relaxed) < self.max_values {
+                tallies.insert(value, tally);
+            } else {
+                self.tracked.fetch_sub(1, Ordering::Relaxed);
+                let lost = tally.deliveries();
+                self.drops.over_limit.fetch_add(lost, Ordering::Relaxed);
+            }
         }
-        let mut tallies = lock(self.shard(value));
-        if let Some(tally) = tallies.get_mut(value) {
-            tally.count(mark);
-            return;
-        }
-        if self.tracked.fetch_add(1, Ordering::Relaxed) >= self.max_values {
-            self.tracked.fetch_sub(1, Ordering::Relaxed);
-            self.drops.over_limit.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let mut tally = Tally::default();
-        tally.count(mark);
-        tallies.insert(value.to_owned(), tally);
     }
 
     /// Everything counted since the last take; the shards start empty again.
@@ -236,7 +203,7 @@ impl Telemetry {
                 tallies.insert(value, older);
             } else {
                 self.tracked.fetch_sub(1, Ordering::Relaxed);
-                let lost = older.received + older.dead_lettered;
+                let lost = older.deliveries();
                 self.drops.over_limit.fetch_add(lost, Ordering::Relaxed);
             }
         }

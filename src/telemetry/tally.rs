@@ -1,10 +1,15 @@
 //! What is counted for one telemetry value between two flushes, and how it becomes the
-//! `HINCRBY`/`HSET` of its hash.
+//! `HINCRBY`/`HSET` of its hash; and [`Counts`], the tallies of one batch of deliveries
+//! before they join the shared ones.
 
 use std::sync::Arc;
 
-use crate::clock;
+use indexmap::IndexMap;
+
+use crate::handler::Delivery;
+use crate::pointer::Found;
 use crate::redis::{HashDelta, StreamId};
+use crate::settle::Settlement;
 
 /// What became of one delivery, as `last_status` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +37,7 @@ pub struct Last {
     pub event_type: String,
     pub status: Status,
     pub pool: Arc<str>,
+    /// When it was counted (unix ms): set as a batch joins the shared tallies.
     pub at_ms: u64,
 }
 
@@ -72,7 +78,6 @@ impl Tally {
             Status::Errored => self.errored += 1,
             Status::DeadLettered => self.dead_lettered += 1,
         }
-        let at_ms = clock::now_ms();
         match &mut self.last {
             // Reuse the buffers: no allocation per entry once a value is known.
             Some(last) => {
@@ -85,7 +90,6 @@ impl Tally {
                 if !Arc::ptr_eq(&last.pool, m.pool) {
                     last.pool = m.pool.clone();
                 }
-                last.at_ms = at_ms;
             }
             None => {
                 self.last = Some(Last {
@@ -94,26 +98,51 @@ impl Tally {
                     event_type: m.event_type.to_string(),
                     status: m.status,
                     pool: m.pool.clone(),
-                    at_ms,
+                    at_ms: 0,
                 })
             }
         }
     }
 
-    /// Adds `older` (a batch that could not be written) under these newer counts.
-    pub(super) fn absorb(&mut self, older: Tally) {
-        self.received += older.received;
-        self.processed += older.processed;
-        self.errored += older.errored;
-        self.dead_lettered += older.dead_lettered;
-        for (kind, n) in older.kinds {
+    /// The deliveries counted: each is processed, errored or dead-lettered once.
+    pub(super) fn deliveries(&self) -> u64 {
+        self.processed + self.errored + self.dead_lettered
+    }
+
+    fn add_counts(&mut self, other: Tally) -> Option<Last> {
+        self.received += other.received;
+        self.processed += other.processed;
+        self.errored += other.errored;
+        self.dead_lettered += other.dead_lettered;
+        for (kind, n) in other.kinds {
             match self.kinds.iter_mut().find(|(k, _)| *k == kind) {
                 Some((_, m)) => *m += n,
                 None => self.kinds.push((kind, n)),
             }
         }
+        other.last
+    }
+
+    /// Adds `older` (a batch that could not be written) under these newer counts.
+    pub(super) fn absorb(&mut self, older: Tally) {
+        let last = self.add_counts(older);
         if self.last.is_none() {
-            self.last = older.last;
+            self.last = last;
+        }
+    }
+
+    /// Adds `newer` (a batch counted after these counts), whose last delivery becomes the
+    /// last one.
+    pub(super) fn merge(&mut self, newer: Tally) {
+        if let Some(last) = self.add_counts(newer) {
+            self.last = Some(last);
+        }
+    }
+
+    /// Dates the last delivery: when its batch joined the shared tallies.
+    pub(super) fn stamp(&mut self, at_ms: u64) {
+        if let Some(last) = &mut self.last {
+            last.at_ms = at_ms;
         }
     }
 
@@ -137,5 +166,71 @@ impl Tally {
             ]
         });
         HashDelta { key, add, set }
+    }
+}
+
+/// The tallies of one batch of deliveries (an inline reader's read, or one worker's entry),
+/// counted without a lock or a clock read and added to the shared tallies in one go
+/// ([`super::Telemetry::add`]). Values arrive in runs (one connector's events together),
+/// so the last value touched is tried before the map.
+#[derive(Default)]
+pub struct Counts {
+    pub(super) tallies: IndexMap<String, Tally>,
+    recent: usize,
+}
+
+impl Counts {
+    /// A handler answered `d` of `pool`, whose `[telemetry] key` value is `value` (dispatch
+    /// found it, in `d.data` or as text: [`crate::dispatch::Router`]); `settlement` is what
+    /// becomes of it.
+    pub fn settled(
+        &mut self,
+        pool: &Arc<str>,
+        d: &Delivery,
+        value: Option<&Found>,
+        settlement: &Settlement,
+    ) {
+        let Some(value) = value.and_then(|v| v.text(&d.data)) else {
+            return;
+        };
+        let status = match settlement {
+            Settlement::Ack => Status::Processed,
+            _ => Status::Errored,
+        };
+        self.count(
+            value,
+            &Mark {
+                pool,
+                entry_id: d.entry_id,
+                event_id: d.event_id.as_deref(),
+                event_type: &d.event_type,
+                status,
+                received: true,
+            },
+        );
+    }
+
+    /// Counts under `value`, copying it only the first time the batch sees it.
+    pub(super) fn count(&mut self, value: &str, mark: &Mark) {
+        if let Some((known, tally)) = self.tallies.get_index_mut(self.recent)
+            && known == value
+        {
+            tally.count(mark);
+            return;
+        }
+        self.recent = match self.tallies.get_index_of(value) {
+            Some(known) => known,
+            None => {
+                self.tallies
+                    .insert_full(value.to_owned(), Tally::default())
+                    .0
+            }
+        };
+        self.tallies[self.recent].count(mark);
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.tallies.is_empty()
     }
 }

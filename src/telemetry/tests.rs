@@ -1,5 +1,59 @@
 use super::*;
+use crate::dispatch::{Decision, Router};
+use crate::handler::Delivery;
+use crate::pointer::Found;
 use crate::redis::StreamId;
+use crate::schema::Schemas;
+use crate::settle::Settlement;
+
+/// The tallies, fed the way the engine feeds them: dispatch finds each delivery's value
+/// (from the entry the delivery was read from), the settle step counts it into its batch.
+struct Engine {
+    telemetry: Telemetry,
+    router: Router,
+}
+
+impl Engine {
+    fn new(config: &Config) -> Engine {
+        Engine {
+            telemetry: Telemetry::new(config),
+            router: Router::new(config, Arc::new(Schemas::default())),
+        }
+    }
+
+    /// A one-delivery batch.
+    fn settled(&self, pool: &Arc<str>, d: &Delivery, settlement: &Settlement) {
+        let mut counts = Counts::default();
+        counts.settled(pool, d, self.value(d).as_ref(), settlement);
+        self.telemetry.add(&mut counts);
+    }
+
+    /// A one-dead-letter batch.
+    fn dead_lettered(&self, pool: &Arc<str>, entry: &RawEntry, reason: DlqReason) {
+        let mut counts = Counts::default();
+        self.telemetry
+            .dead_lettered(&mut counts, pool, entry, reason);
+        self.telemetry.add(&mut counts);
+    }
+
+    fn value(&self, d: &Delivery) -> Option<Found> {
+        let mut fields = vec![("type", d.event_type.as_str()), ("data", d.data.as_str())];
+        fields.extend(d.event_id.as_deref().map(|id| ("id", id)));
+        fields.extend(d.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        match self.router.decide(0, &RawEntry::of_texts(&fields)) {
+            Decision::Handle(event) => event.telemetry,
+            _ => panic!("{d:?} is not handled"),
+        }
+    }
+}
+
+impl std::ops::Deref for Engine {
+    type Target = Telemetry;
+
+    fn deref(&self) -> &Telemetry {
+        &self.telemetry
+    }
+}
 
 fn config(telemetry: &str) -> Config {
     let text = format!(
@@ -34,7 +88,7 @@ fn taken(t: &Telemetry) -> HashMap<String, Tally> {
 
 #[test]
 fn counts_per_value_with_the_last_delivery() {
-    let t = Telemetry::new(&config("key = \"/connectorKey\""));
+    let t = Engine::new(&config("key = \"/connectorKey\""));
     let pool: Arc<str> = "p".into();
     let aws = r#"{"connectorKey":"aws","id":"X"}"#;
     t.settled(&pool, &delivery(1, "a.b", aws), &Settlement::Ack);
@@ -90,13 +144,13 @@ fn counts_per_value_with_the_last_delivery() {
 #[test]
 fn field_keys_and_the_off_switch() {
     let pool: Arc<str> = "p".into();
-    let t = Telemetry::new(&config("key = \"tenant\""));
+    let t = Engine::new(&config("key = \"tenant\""));
     t.settled(&pool, &delivery(1, "a.b", "{}"), &Settlement::Ack);
     assert_eq!(taken(&t)["acme"].processed, 1);
-    let by_type = Telemetry::new(&config("key = \"type\""));
+    let by_type = Engine::new(&config("key = \"type\""));
     by_type.settled(&pool, &delivery(1, "a.b", "{}"), &Settlement::Ack);
     assert_eq!(taken(&by_type)["a.b"].processed, 1);
-    let off = Telemetry::new(&config(""));
+    let off = Engine::new(&config(""));
     assert!(off.source.is_none());
     off.settled(
         &pool,
@@ -108,7 +162,7 @@ fn field_keys_and_the_off_switch() {
 
 #[test]
 fn values_are_bounded_in_number_and_length() {
-    let t = Telemetry::new(&config("key = \"/k\"\nmax_values = 3"));
+    let t = Engine::new(&config("key = \"/k\"\nmax_values = 3"));
     let pool: Arc<str> = "p".into();
     for i in 0..5 {
         let data = format!(r#"{{"k":"v{i}"}}"#);
@@ -130,7 +184,7 @@ fn values_are_bounded_in_number_and_length() {
 
 #[test]
 fn a_batch_that_failed_goes_back_under_newer_counts() {
-    let t = Telemetry::new(&config("key = \"/k\""));
+    let t = Engine::new(&config("key = \"/k\""));
     let pool: Arc<str> = "p".into();
     t.settled(&pool, &delivery(1, "a", r#"{"k":"v"}"#), &Settlement::Ack);
     let failed = t.take();
@@ -145,7 +199,7 @@ fn a_batch_that_failed_goes_back_under_newer_counts() {
 
 #[test]
 fn the_hash_update_adds_counters_and_sets_the_last_fields() {
-    let t = Telemetry::new(&config("key = \"/k\""));
+    let t = Engine::new(&config("key = \"/k\""));
     let pool: Arc<str> = "p".into();
     t.settled(&pool, &delivery(1, "a.b", r#"{"k":"v"}"#), &retry());
     let (value, tally) = t.take().pop().expect("one value");
@@ -168,4 +222,47 @@ fn the_hash_update_adds_counters_and_sets_the_last_fields() {
     assert_eq!(set["last_status"], "errored");
     assert_eq!(set["last_pool"], "p");
     assert!(set["last_received_at"].parse::<u64>().expect("unix ms") > 1_600_000_000_000);
+}
+
+#[test]
+fn a_batch_counts_runs_of_values_and_joins_the_tallies_once() {
+    let t = Engine::new(&config("key = \"/k\"\nmax_values = 2"));
+    let pool: Arc<str> = "p".into();
+    let batch = |deliveries: &[(u64, &str, &str)]| {
+        let mut counts = Counts::default();
+        for &(seq, k, ty) in deliveries {
+            let d = delivery(seq, ty, &format!(r#"{{"k":"{k}"}}"#));
+            counts.settled(&pool, &d, t.value(&d).as_ref(), &Settlement::Ack);
+        }
+        counts
+    };
+    let mut first = batch(&[(1, "a", "x"), (2, "a", "x"), (3, "b", "y"), (4, "a", "y")]);
+    let before = clock::now_ms();
+    t.add(&mut first);
+    assert!(first.is_empty(), "adding empties the batch");
+    let mut second = batch(&[(5, "b", "x"), (6, "c", "x"), (7, "c", "x")]);
+    t.add(&mut second);
+    assert_eq!(
+        t.drops.over_limit.load(Ordering::Relaxed),
+        2,
+        "both deliveries of the third value"
+    );
+    let all = taken(&t);
+    let a = &all["a"];
+    assert_eq!((a.received, a.processed), (3, 3));
+    assert_eq!(a.kinds, vec![("x".to_string(), 2), ("y".into(), 1)]);
+    let last = a.last.as_ref().expect("last");
+    assert_eq!(
+        last.entry_id.seq, 4,
+        "the batch's last delivery of the value"
+    );
+    assert!(last.at_ms >= before, "dated as the batch joined");
+    let b = &all["b"];
+    assert_eq!((b.received, b.kinds.len()), (2, 2));
+    assert_eq!(
+        b.last.as_ref().expect("last").entry_id.seq,
+        5,
+        "the newer batch wins"
+    );
+    assert!(!all.contains_key("c"));
 }
