@@ -254,3 +254,132 @@ async fn pending_entries_deleted_by_hand_are_acknowledged_and_counted_as_lost() 
     );
     running.stop().await;
 }
+
+/// An HTTPS endpoint with the certificate `certificates` made in `dir`: answers every request
+/// 200 and keeps its body. Plain HTTP/1.1 over rustls, parsed by hand (headers, then
+/// `content-length` bytes), so nothing but TLS stands between weir and the bytes.
+async fn https_webhook(dir: &std::path::Path) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let chain = CertificateDer::pem_file_iter(dir.join("server.crt"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, kept) = (acceptor.clone(), kept.clone());
+            tokio::spawn(async move {
+                // A client that refuses our certificate ends here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < end + 4 + length {
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body = buf[end + 4..end + 4 + length].to_vec();
+                    buf.drain(..end + 4 + length);
+                    kept.lock().unwrap().push(String::from_utf8(body).unwrap());
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if tls.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, bodies)
+}
+
+#[tokio::test]
+async fn an_https_webhook_gets_events_over_tls_and_an_unknown_certificate_is_a_clear_error() {
+    use std::process::{Command, Stdio};
+    let server = RedisServer::start();
+    let certs = tempfile::tempdir().unwrap();
+    crate::tls::certificates(certs.path());
+    // A CA that did not sign the endpoint's certificate.
+    let stranger = tempfile::tempdir().unwrap();
+    crate::tls::certificates(stranger.path());
+    let (port, bodies) = https_webhook(certs.path()).await;
+    let stream = stream_name("https");
+    let pools = format!(
+        "[[pools]]\nname = \"hooks\"\nconcurrency = 2\ntypes = [\"ok\"]\nhandler = {{ kind = \"http\", url = \"https://127.0.0.1:{port}/hook\" }}\n"
+    );
+    let path = certs.path().join("streams.toml");
+    std::fs::write(&path, toml(&server, &stream, 0, &pools)).unwrap();
+    // The `weir` binary, trusting the CA file given (rustls-native-certs reads
+    // SSL_CERT_FILE as the system's trust store).
+    let start = |ca: &std::path::Path| {
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["-c", path.to_str().unwrap(), "run"])
+            .env("SSL_CERT_FILE", ca)
+            .env("WEIR_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("weir run");
+        Reaper(child.id())
+    };
+    let redis = server.client().await;
+    let dlq = format!("{stream}:dlq");
+
+    let untrusting = start(&stranger.path().join("ca.crt"));
+    publish(&redis, &stream, "ok", r#"{"n":1}"#).await;
+    wait_for(
+        "the refused entry dead-lettered after its attempts",
+        T,
+        || async { redis.stream_len(&dlq).await.unwrap() == 1 },
+    )
+    .await;
+    drop(untrusting);
+    let dead = &redis.range(&dlq, "-", "+", 10).await.unwrap()[0];
+    let error = field(dead, "dlq_error");
+    assert!(
+        error.contains(&format!("POST https://127.0.0.1:{port}/hook"))
+            && error.to_lowercase().contains("certificate"),
+        "the error names the URL and the certificate: {error}"
+    );
+    assert!(
+        bodies.lock().unwrap().is_empty(),
+        "nothing crossed an untrusted connection"
+    );
+
+    let _trusting = start(&certs.path().join("ca.crt"));
+    publish(&redis, &stream, "ok", r#"{"n":2}"#).await;
+    wait_for("the event posted over TLS and acknowledged", T, || async {
+        bodies.lock().unwrap().len() == 1 && group_pending(&redis, &stream, "hooks").await == 0
+    })
+    .await;
+    assert_eq!(bodies.lock().unwrap()[0], r#"{"n":2}"#);
+}

@@ -1,19 +1,38 @@
 //! POSTs `data` to a webhook over a keep-alive client. Status mapping per contract §3.
+//!
+//! The client is hyper's own pooled client, not a wrapper around it: the URL is parsed once
+//! (a `Uri` clones by reference count), and a request is the body, the headers and nothing
+//! else. `https://` goes over rustls (ring), trusting the system's CA certificates (which
+//! honour `SSL_CERT_FILE` and `SSL_CERT_DIR`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::crypto::ring;
+use rustls::{ClientConfig, RootCertStore};
 
 use super::{Delivery, Handler, Outcome, truncate};
 
 const BODY_LIMIT: usize = 1024;
+/// An error response's body is read up to this much (its first [`BODY_LIMIT`] bytes become
+/// the error); past it the connection is dropped rather than drained.
+const ERROR_BODY_READ: usize = 64 * 1024;
 
 pub struct HttpHandler {
-    client: reqwest::Client,
-    /// Parsed once: a `&str` would be parsed (and IDNA-checked) again for every request.
-    url: reqwest::Url,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Parsed once.
+    uri: Uri,
+    /// As configured, for messages.
+    url: String,
     headers: HeaderMap,
 }
 
@@ -27,32 +46,61 @@ impl HttpHandler {
                 .map_err(|_| format!("the value of header `{name}` is not valid"))?;
             map.insert(name, value);
         }
-        let client = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let url =
-            reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
         map.insert(
-            reqwest::header::CONTENT_TYPE,
+            header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(format!("`{url}` must start with http:// or https://")),
+        };
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(format!("`{url}` names no host"));
+        }
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(https)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
         Ok(HttpHandler {
             client,
-            url,
+            uri,
+            url: url.to_string(),
             headers: map,
         })
     }
 }
 
+/// rustls (ring) trusting the system's CA certificates. Without any, an `https://` URL is
+/// refused at start (every request would fail); an `http://` one does not need them.
+fn tls_config(https: bool) -> Result<ClientConfig, String> {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if https && roots.is_empty() {
+        return Err("no system CA certificates found for the https:// webhook; install ca-certificates, or point SSL_CERT_FILE at the CA that signed the endpoint's certificate".into());
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS for the webhook: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
 /// `Retry-After` as seconds or an HTTP date.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -124,29 +172,47 @@ impl HttpHandler {
     }
 }
 
+/// Reads `body` to the end, keeping at most `keep` bytes: a success's body is drained so its
+/// keep-alive connection goes back to the pool. `None` when the body failed or ran past
+/// [`ERROR_BODY_READ`] (the connection is then dropped, not reused).
+async fn read_body(mut body: hyper::body::Incoming, keep: usize) -> Option<Vec<u8>> {
+    let mut kept = Vec::new();
+    let mut read = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.ok()?;
+        if let Some(data) = frame.data_ref() {
+            read += data.len();
+            if read > ERROR_BODY_READ {
+                return None;
+            }
+            let room = keep.saturating_sub(kept.len());
+            kept.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    Some(kept)
+}
+
 #[async_trait::async_trait]
 impl Handler for HttpHandler {
     async fn handle(&self, d: &Delivery) -> Outcome {
-        let response = self
-            .client
-            .post(self.url.clone())
-            .headers(self.headers_for(d))
-            .body(d.data.clone())
-            .send()
-            .await;
-        let response = match response {
+        let mut request = Request::new(Full::new(Bytes::from(d.data.clone())));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers_for(d);
+        let response = match self.client.request(request).await {
             Ok(r) => r,
-            Err(e) => return Outcome::retry(format!("POST {}: {e}", self.url)),
+            Err(e) => return Outcome::retry(format!("POST {}: {}", self.url, error_chain(&e))),
         };
         let status = response.status();
         if status.is_success() {
-            // Read to the end, so the keep-alive connection goes back to the pool instead of
-            // being closed with an unread body.
-            let _ = response.bytes().await;
+            let _ = read_body(response.into_body(), 0).await;
             return Outcome::Success;
         }
         let after = retry_after(response.headers());
-        let body = response.text().await.unwrap_or_default();
+        let body = read_body(response.into_body(), BODY_LIMIT)
+            .await
+            .unwrap_or_default();
+        let body = String::from_utf8_lossy(&body);
         let error = format!(
             "POST {} returned {status}: {}",
             self.url,
@@ -165,6 +231,22 @@ impl Handler for HttpHandler {
             Outcome::Permanent { error }
         }
     }
+}
+
+/// An error with its causes (`client error (Connect): tcp connect error: Connection
+/// refused`): hyper's top-level message alone says little.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
