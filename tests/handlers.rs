@@ -340,16 +340,24 @@ async fn an_https_webhook_gets_events_over_tls_and_an_unknown_certificate_is_a_c
     std::fs::write(&path, toml(&server, &stream, 0, &pools)).unwrap();
     // The `weir` binary, trusting the CA file given (rustls-native-certs reads
     // SSL_CERT_FILE as the system's trust store).
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let start = |ca: &std::path::Path| {
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["-c", path.to_str().unwrap(), "run"])
-            .env("SSL_CERT_FILE", ca)
-            .env("WEIR_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("weir run");
-        Reaper(child.id())
+        Killed(
+            Command::new(env!("CARGO_BIN_EXE_weir"))
+                .args(["-c", path.to_str().unwrap(), "run"])
+                .env("SSL_CERT_FILE", ca)
+                .env("WEIR_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("weir run"),
+        )
     };
     let redis = server.client().await;
     let dlq = format!("{stream}:dlq");
