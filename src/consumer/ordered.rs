@@ -20,7 +20,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -110,9 +110,12 @@ pub struct Ordered {
     /// The epoch we hold the lease at; 0 when we do not.
     pub(super) epoch: AtomicU64,
     /// Until when hand-outs are allowed: the last confirmed renewal plus a margin that ends
-    /// before the lease can expire in Redis. `None` when not owning.
-    valid_until: Mutex<Option<Instant>>,
-    lanes: Mutex<HashMap<u64, VecDeque<Job>>>,
+    /// before the lease can expire in Redis, in nanoseconds after `since`; 0 when not owning.
+    /// An atomic, not a lock: every job reads it as it runs.
+    valid_until: AtomicU64,
+    since: Instant,
+    /// By lane: the lane is already a hash of the key, so it is its own hash.
+    lanes: Mutex<HashMap<u64, VecDeque<Job>, BuildHasherDefault<LaneHasher>>>,
     waiting: AtomicUsize,
 }
 
@@ -130,8 +133,9 @@ impl Ordered {
             lease_key,
             ttl,
             epoch: AtomicU64::new(0),
-            valid_until: Mutex::new(None),
-            lanes: Mutex::new(HashMap::new()),
+            valid_until: AtomicU64::new(0),
+            since: Instant::now(),
+            lanes: Mutex::default(),
             waiting: AtomicUsize::new(0),
         }
     }
@@ -161,7 +165,8 @@ impl Ordered {
 
     /// The epoch we own the lease at, if we own it and renewed it recently.
     pub fn owned_epoch(&self) -> Option<u64> {
-        let valid = lock(&self.valid_until).is_some_and(|until| Instant::now() < until);
+        let until = self.valid_until.load(Ordering::Acquire);
+        let valid = until != 0 && self.nanos(Instant::now()) < until;
         valid.then(|| self.epoch.load(Ordering::Acquire))
     }
 
@@ -181,11 +186,17 @@ impl Ordered {
     }
 
     pub(super) fn confirm(&self, sent: Instant) {
-        *lock(&self.valid_until) = Some(sent + self.validity());
+        let until = self.nanos(sent + self.validity()).max(1);
+        self.valid_until.store(until, Ordering::Release);
     }
 
     pub(super) fn disown(&self) {
-        *lock(&self.valid_until) = None;
+        self.valid_until.store(0, Ordering::Release);
+    }
+
+    /// `at` as nanoseconds after `since` (0 for anything before it).
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.since).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Queues `job` behind its key, or returns it when its key is free (now busy).
@@ -229,6 +240,27 @@ impl Ordered {
         let dropped: Vec<Job> = lock(&self.lanes).drain().flat_map(|(_, q)| q).collect();
         self.waiting.store(0, Ordering::Relaxed);
         drop(dropped);
+    }
+}
+
+/// The hasher of the lanes map: a lane is a 64-bit hash already.
+#[derive(Default)]
+struct LaneHasher(u64);
+
+impl Hasher for LaneHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 lanes are hashed; anything else still spreads.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, lane: u64) {
+        self.0 = lane;
     }
 }
 

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
 
 use super::worker::{Batch, admit, run_here};
 use super::{Pool, enqueue};
 use crate::backoff::FailureStreak;
 use crate::error::{RedisError, RedisErrorKind};
 use crate::redis::{RawEntry, Redis};
-use tokio_util::sync::CancellationToken;
 
 /// Short enough that pausing and shutdown take effect within a second.
 const BLOCK: Duration = Duration::from_millis(500);
@@ -177,14 +178,29 @@ async fn run_inline(pool: &Arc<Pool>, entries: Vec<RawEntry>) -> bool {
 /// again when it runs).
 async fn run_inline_ordered(pool: &Arc<Pool>, epoch: Option<u64>, entries: Vec<RawEntry>) -> bool {
     let mut batch = Batch::new(entries.len());
+    // Slots of entries that ran here come back for the next entry: one semaphore
+    // acquisition per entry that waits in a lane (or retries), not per entry read.
+    let mut spare: Option<OwnedSemaphorePermit> = None;
     let mut handed = true;
     for entry in entries {
-        let Ok(permit) = pool.permits.clone().acquire_owned().await else {
-            handed = false;
-            break;
+        let permit = match spare.as_mut().and_then(|s| s.split(1)) {
+            Some(permit) => permit,
+            None => match pool.permits.clone().acquire_owned().await {
+                Ok(permit) => permit,
+                Err(_) => {
+                    handed = false;
+                    break;
+                }
+            },
         };
-        if let Some(job) = admit(pool, entry, 1, permit, epoch) {
-            run_here(job, &mut batch).await;
+        let Some(job) = admit(pool, entry, 1, permit, epoch) else {
+            continue;
+        };
+        if let Some(permit) = run_here(job, &mut batch).await {
+            match spare.as_mut() {
+                Some(spare) => spare.merge(permit),
+                None => spare = Some(permit),
+            }
         }
     }
     batch.finish(pool);

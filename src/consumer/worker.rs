@@ -23,9 +23,8 @@ pub struct Job {
     pub entry: RawEntry,
     /// Delivery number: 1 from the reader, the delivery count from the janitor.
     pub attempt: u64,
-    /// The worker slot: held, never read; dropping the job (settled, queued for a retry's
-    /// end, or fenced off) frees it.
-    #[allow(dead_code)]
+    /// The worker slot: held while the job lives; dropping the job (settled, or fenced off)
+    /// frees it, unless an inline reader takes it back for its next entry.
     pub permit: OwnedSemaphorePermit,
     /// Ordered pools: the entry's key lane (`None`: keyless, not ordered).
     pub lane: Option<u64>,
@@ -123,10 +122,14 @@ impl Batch {
 }
 
 /// Runs `job` on the calling task (an inline handler's reader), with a worker's checks; its
-/// acknowledgement and counts go into `batch`.
-pub(super) async fn run_here(job: Job, batch: &mut Batch) {
+/// acknowledgement and counts go into `batch`. Gives back the job's worker slot once the job
+/// is over, for the caller's next entry: the slot goes back to the semaphore only with the
+/// batch, not once per entry. (A job kept for a retry keeps its slot.)
+pub(super) async fn run_here(job: Job, batch: &mut Batch) -> Option<OwnedSemaphorePermit> {
     if may_run(&job) {
-        process(job, Some(batch)).await;
+        process(job, Some(batch)).await
+    } else {
+        Some(job.permit)
     }
 }
 
@@ -183,8 +186,8 @@ pub(super) enum Done {
 }
 
 /// Handles `job`, acknowledges it and counts it (at once, or into `batch`, which the caller
-/// sends) and moves its key's lane on.
-async fn process(job: Job, batch: Option<&mut Batch>) {
+/// sends) and moves its key's lane on. The worker slot of a job that is over comes back.
+async fn process(job: Job, batch: Option<&mut Batch>) -> Option<OwnedSemaphorePermit> {
     let pool = job.pool.clone();
     let done = match batch {
         Some(batch) => {
@@ -205,13 +208,16 @@ async fn process(job: Job, batch: Option<&mut Batch>) {
         }
     };
     match (pool.ordered.as_ref(), done) {
-        (Some(_), Done::RetryAfter(after)) => super::ordered::retry_later(&pool, job, after),
-        (Some(ordered), Done::Settled | Done::Ack) => {
-            let lane = job.lane;
-            drop(job);
-            super::ordered::settled(&pool, ordered, lane);
+        (Some(_), Done::RetryAfter(after)) => {
+            super::ordered::retry_later(&pool, job, after);
+            None
         }
-        _ => drop(job),
+        (Some(ordered), Done::Settled | Done::Ack) => {
+            let Job { lane, permit, .. } = job;
+            super::ordered::settled(&pool, ordered, lane);
+            Some(permit)
+        }
+        _ => Some(job.permit),
     }
 }
 
