@@ -1,0 +1,204 @@
+//! A pool's section (`[[pools]]`) and the retry policy it layers over `[retry]`.
+
+use super::pointer::order_key;
+use super::{invalid, seconds};
+use crate::config::model::{HandlerConfig, PoolConfig, RetryPolicy, Scaling};
+use crate::config::raw::{RawConcurrency, RawPool, RawRetry};
+use crate::error::ConfigError;
+
+/// The most handlers one pool may run at once in one process.
+const MAX_CONCURRENCY: usize = 10_000;
+
+impl RawRetry {
+    /// Layers `self` over `base` and validates, naming keys under `prefix`.
+    pub(super) fn resolve(
+        &self,
+        base: &RawRetry,
+        prefix: &str,
+    ) -> Result<RetryPolicy, ConfigError> {
+        let key = |k: &str| format!("{prefix}.{k}");
+        let max_attempts = self.max_attempts.or(base.max_attempts).unwrap_or(5);
+        if max_attempts == 0 {
+            return Err(invalid(key("max_attempts"), "must be at least 1"));
+        }
+        let pick = |own: Option<f64>, inherited: Option<f64>, default: f64| {
+            own.or(inherited).unwrap_or(default)
+        };
+        let backoff_exp = pick(self.backoff_exp, base.backoff_exp, 2.0);
+        if !backoff_exp.is_finite() || backoff_exp < 1.0 {
+            return Err(invalid(key("backoff_exp"), "must be a number of 1 or more"));
+        }
+        Ok(RetryPolicy {
+            max_attempts,
+            retry: seconds(
+                &key("retry_seconds"),
+                pick(self.retry_seconds, base.retry_seconds, 120.0),
+                false,
+            )?,
+            backoff_exp,
+            max_backoff: seconds(
+                &key("max_backoff_seconds"),
+                pick(self.max_backoff_seconds, base.max_backoff_seconds, 3600.0),
+                false,
+            )?,
+            visibility_timeout: seconds(
+                &key("visibility_timeout_seconds"),
+                pick(
+                    self.visibility_timeout_seconds,
+                    base.visibility_timeout_seconds,
+                    900.0,
+                ),
+                true,
+            )?,
+        })
+    }
+}
+
+impl RawPool {
+    pub(super) fn validate(
+        &self,
+        index: usize,
+        defaults: &RawRetry,
+    ) -> Result<PoolConfig, ConfigError> {
+        let key = |k: &str| format!("pools[{index}].{k}");
+        let name = self.validate_name(&key("name"))?;
+        let (concurrency, scaling) = self.validate_concurrency(&key)?;
+        if self.types.is_empty() {
+            return Err(invalid(
+                key("types"),
+                "list the event types this pool handles, or [\"*\"] for every unlisted type",
+            ));
+        }
+        if let Some(t) = self.types.iter().find(|t| t.is_empty()) {
+            return Err(invalid(key("types"), format!("`{t}` is not a type name")));
+        }
+        let start = self.start.clone().unwrap_or_else(|| "0".into());
+        if start != "0" && start != "$" && crate::redis::StreamId::parse(&start).is_none() {
+            return Err(invalid(
+                key("start"),
+                format!("`{start}` must be \"0\", \"$\" or a stream ID like 1700000000000-0"),
+            ));
+        }
+        self.validate_handler(index)?;
+        let read_count = match self.read_count.unwrap_or(0) as usize {
+            0 => (concurrency * 2).clamp(64, 512),
+            n => n,
+        };
+        let inline_read_count = match self.read_count {
+            Some(n) if n > 0 => n as usize,
+            _ => 512,
+        };
+        let order_key = self
+            .order_key
+            .as_deref()
+            .map(|k| order_key(&key("order_key"), k))
+            .transpose()?;
+        Ok(PoolConfig {
+            order_key,
+            name,
+            concurrency,
+            scaling,
+            types: self.types.clone(),
+            timeout: seconds(
+                &key("timeout_seconds"),
+                self.timeout_seconds.unwrap_or(120.0),
+                true,
+            )?,
+            handler: self.handler.clone(),
+            start,
+            read_count,
+            inline_read_count,
+            retry: self
+                .retry_overrides()
+                .resolve(defaults, &format!("pools[{index}]"))?,
+        })
+    }
+
+    /// `concurrency` (a number, or `{ min, max }`) and `scale_cooldown_seconds`: the most
+    /// handlers at once, and the adaptive bounds if any.
+    fn validate_concurrency(
+        &self,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<(usize, Option<Scaling>), ConfigError> {
+        let count = |k: &str, n: Option<i64>| -> Result<usize, ConfigError> {
+            let n = n.ok_or_else(|| {
+                invalid(
+                    key(k),
+                    "is required: write concurrency = { min = 2, max = 16 }",
+                )
+            })?;
+            match usize::try_from(n) {
+                Ok(n @ 1..=MAX_CONCURRENCY) => Ok(n),
+                _ => Err(invalid(
+                    key(k),
+                    format!("{n} must be between 1 and {MAX_CONCURRENCY}"),
+                )),
+            }
+        };
+        let (min, max) = match self.concurrency.unwrap_or(RawConcurrency::Fixed(1)) {
+            RawConcurrency::Fixed(n) => {
+                if self.scale_cooldown_seconds.is_some() {
+                    return Err(invalid(
+                        key("scale_cooldown_seconds"),
+                        "applies only to adaptive pools: write concurrency = { min = …, max = … }, or remove it",
+                    ));
+                }
+                return Ok((count("concurrency", Some(n))?, None));
+            }
+            RawConcurrency::Range { min, max } => (
+                count("concurrency.min", min)?,
+                count("concurrency.max", max)?,
+            ),
+        };
+        if min > max {
+            return Err(invalid(
+                key("concurrency"),
+                format!(
+                    "min {min} is above max {max}; min is where the pool starts and the least it shrinks to, max the most"
+                ),
+            ));
+        }
+        let cooldown = seconds(
+            &key("scale_cooldown_seconds"),
+            self.scale_cooldown_seconds.unwrap_or(3.0),
+            true,
+        )?;
+        Ok((max, Some(Scaling { min, cooldown })))
+    }
+
+    fn validate_name(&self, key: &str) -> Result<String, ConfigError> {
+        let name = self
+            .name
+            .clone()
+            .ok_or_else(|| invalid(key, "every pool needs a name"))?;
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+        if !name_ok {
+            return Err(invalid(
+                key,
+                format!("`{name}` must be non-empty and use only letters, digits, - _ . :"),
+            ));
+        }
+        Ok(name)
+    }
+
+    fn validate_handler(&self, index: usize) -> Result<(), ConfigError> {
+        match &self.handler {
+            Some(HandlerConfig::Exec { command, .. }) if command.is_empty() => Err(invalid(
+                format!("pools[{index}].handler.command"),
+                "must list the program and its arguments",
+            )),
+            Some(HandlerConfig::Http { url, .. })
+                if !(url.starts_with("http://") || url.starts_with("https://")) =>
+            {
+                Err(invalid(
+                    format!("pools[{index}].handler.url"),
+                    format!("`{url}` must start with http:// or https://"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
