@@ -391,3 +391,115 @@ async fn an_https_webhook_gets_events_over_tls_and_an_unknown_certificate_is_a_c
     .await;
     assert_eq!(bodies.lock().unwrap()[0], r#"{"n":2}"#);
 }
+
+/// A plain HTTP/1.1 endpoint that answers 200 with keep-alive, then closes each connection
+/// once it has been idle for `idle_close` (as servers with a keep-alive timeout do). Keeps
+/// every request's head and counts the connections it closed.
+async fn closing_webhook(
+    idle_close: Duration,
+) -> (
+    u16,
+    Arc<Mutex<Vec<String>>>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let closed = Arc::new(AtomicUsize::new(0));
+    let (kept, count) = (heads.clone(), closed.clone());
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let (kept, count) = (kept.clone(), count.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        let read = if buf.is_empty() {
+                            // Idle between requests: close after `idle_close`.
+                            match tokio::time::timeout(idle_close, tcp.read(&mut chunk)).await {
+                                Ok(read) => read,
+                                Err(_) => {
+                                    drop(tcp);
+                                    count.fetch_add(1, Ordering::SeqCst);
+                                    return;
+                                }
+                            }
+                        } else {
+                            tcp.read(&mut chunk).await
+                        };
+                        match read {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let length: usize = head
+                        .to_lowercase()
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < end + 4 + length {
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + 4 + length);
+                    kept.lock().unwrap().push(head);
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if tcp.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, heads, closed)
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_the_server_closed_is_not_a_failed_delivery() {
+    use std::sync::atomic::Ordering;
+    let server = RedisServer::start();
+    let stream = stream_name("http-idle");
+    let (port, heads, closed) = closing_webhook(Duration::from_millis(100)).await;
+    let pools = format!(
+        "[[pools]]\nname = \"hooks\"\nconcurrency = 1\ntypes = [\"ok\"]\nhandler = {{ kind = \"http\", url = \"http://127.0.0.1:{port}/hook?v=1\" }}\n"
+    );
+    let running = run(Engine::new(config(&toml(&server, &stream, 0, &pools))));
+    let redis = server.client().await;
+    // Two calls in a row share one connection; then the server closes it while it is idle,
+    // and the next call must not fail on it.
+    for round in 1..=3 {
+        publish(&redis, &stream, "ok", r#"{"n":1}"#).await;
+        publish(&redis, &stream, "ok", r#"{"n":2}"#).await;
+        wait_for("both handled", T, || async {
+            heads.lock().unwrap().len() == 2 * round
+                && group_pending(&redis, &stream, "hooks").await == 0
+        })
+        .await;
+        wait_for("the idle connection closed by the server", T, || async {
+            closed.load(Ordering::SeqCst) == round
+        })
+        .await;
+    }
+    let heads = heads.lock().unwrap().clone();
+    for head in &heads {
+        assert!(
+            head.starts_with("POST /hook?v=1 HTTP/1.1\r\n"),
+            "origin-form request line: {head}"
+        );
+        let lower = head.to_lowercase();
+        assert!(
+            lower.contains(&format!("\r\nhost: 127.0.0.1:{port}")),
+            "{head}"
+        );
+        assert!(lower.contains("\r\nx-weir-attempt: 1"), "no retry: {head}");
+    }
+    assert_eq!(redis.stream_len(&format!("{stream}:dlq")).await.unwrap(), 0);
+    running.stop().await;
+}

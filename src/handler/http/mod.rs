@@ -1,9 +1,11 @@
 //! POSTs `data` to a webhook over a keep-alive client. Status mapping per contract §3.
 //!
-//! The client is hyper's own pooled client, not a wrapper around it: the URL is parsed once
-//! (a `Uri` clones by reference count), and a request is the body, the headers and nothing
-//! else. `https://` goes over rustls (ring), trusting the system's CA certificates (which
-//! honour `SSL_CERT_FILE` and `SSL_CERT_DIR`).
+//! The client (`client.rs`) keeps its own keep-alive connections on hyper's connection
+//! API, each polled by the task that uses it. The URL is parsed once, and a request is its
+//! body and headers. `https://` goes over rustls (ring), trusting the system's CA
+//! certificates (which honour `SSL_CERT_FILE` and `SSL_CERT_DIR`).
+
+mod client;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,10 +15,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use rustls::crypto::ring;
 use rustls::{ClientConfig, RootCertStore};
 
@@ -28,9 +27,9 @@ const BODY_LIMIT: usize = 1024;
 const ERROR_BODY_READ: usize = 64 * 1024;
 
 pub struct HttpHandler {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    /// Parsed once.
-    uri: Uri,
+    client: client::Client,
+    /// The request target in origin form (`/path?query`), parsed once.
+    path: Uri,
     /// As configured, for messages.
     url: String,
     headers: HeaderMap,
@@ -70,12 +69,20 @@ impl HttpHandler {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+        let Some(authority) = uri.authority() else {
+            return Err(format!("`{url}` names no host"));
+        };
+        // HTTP/1.1 needs the Host header; credentials in the URL are not sent (use headers).
+        let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+        let host = HeaderValue::from_str(host)
+            .map_err(|_| format!("`{url}`: the host is not a valid Host header"))?;
+        map.insert(header::HOST, host);
+        let path = uri
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
         Ok(HttpHandler {
-            client,
-            uri,
+            client: client::Client::new(connector, uri),
+            path,
             url: url.to_string(),
             headers: map,
         })
@@ -197,21 +204,27 @@ impl Handler for HttpHandler {
     async fn handle(&self, d: &Delivery) -> Outcome {
         let mut request = Request::new(Full::new(Bytes::from(d.data.clone())));
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.uri.clone();
+        *request.uri_mut() = self.path.clone();
         *request.headers_mut() = self.headers_for(d);
-        let response = match self.client.request(request).await {
-            Ok(r) => r,
-            Err(e) => return Outcome::retry(format!("POST {}: {}", self.url, error_chain(&e))),
+        let answer = self
+            .client
+            .send(request, |response| async move {
+                let status = response.status();
+                let after = retry_after(response.headers());
+                // A success's body is drained so the connection can carry the next call.
+                let keep = if status.is_success() { 0 } else { BODY_LIMIT };
+                let body = read_body(response.into_body(), keep).await;
+                let complete = body.is_some();
+                ((status, after, body.unwrap_or_default()), complete)
+            })
+            .await;
+        let (status, after, body) = match answer {
+            Ok(answer) => answer,
+            Err(e) => return Outcome::retry(format!("POST {}: {}", self.url, error_chain(&*e))),
         };
-        let status = response.status();
         if status.is_success() {
-            let _ = read_body(response.into_body(), 0).await;
             return Outcome::Success;
         }
-        let after = retry_after(response.headers());
-        let body = read_body(response.into_body(), BODY_LIMIT)
-            .await
-            .unwrap_or_default();
         let body = String::from_utf8_lossy(&body);
         let error = format!(
             "POST {} returned {status}: {}",
