@@ -9,6 +9,7 @@
 //! reads its end of file then) and dropped, so a stale connection costs a reconnect, not a
 //! failed delivery.
 
+use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Mutex;
@@ -56,7 +57,8 @@ pub(super) struct Client {
     connector: HttpsConnector<HttpConnector>,
     /// Where to connect (absolute form).
     target: Uri,
-    idle: Mutex<Vec<Idle>>,
+    /// Oldest at the front, the next to reuse at the back.
+    idle: Mutex<VecDeque<Idle>>,
 }
 
 impl Client {
@@ -64,7 +66,7 @@ impl Client {
         Client {
             connector,
             target,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -99,12 +101,18 @@ impl Client {
             return answer.map(|(t, _)| t);
         };
         if complete && !conn.closed && !conn.send.is_closed() {
+            let now = Instant::now();
             let mut idle = lock(&self.idle);
+            // Connections left over from a busier time sink to the front: close them once
+            // they are past the idle timeout, rather than keep their sockets forever.
+            while idle
+                .front()
+                .is_some_and(|oldest| now.duration_since(oldest.since) > IDLE_TIMEOUT)
+            {
+                idle.pop_front();
+            }
             if idle.len() < MAX_IDLE {
-                idle.push(Idle {
-                    conn,
-                    since: Instant::now(),
-                });
+                idle.push_back(Idle { conn, since: now });
             }
         }
         Ok(answer)
@@ -113,7 +121,7 @@ impl Client {
     /// The most recent idle connection still open and ready for a request.
     async fn reuse(&self) -> Option<Conn> {
         loop {
-            let Idle { mut conn, since } = lock(&self.idle).pop()?;
+            let Idle { mut conn, since } = lock(&self.idle).pop_back()?;
             if since.elapsed() > IDLE_TIMEOUT {
                 continue;
             }
