@@ -323,7 +323,7 @@ async fn https_webhook(dir: &std::path::Path) -> (u16, Arc<Mutex<Vec<String>>>) 
 }
 
 #[tokio::test]
-async fn an_https_webhook_gets_events_over_tls_and_an_unknown_certificate_is_a_clear_error() {
+async fn an_https_webhook_gets_events_over_tls_trusting_the_system_store_or_its_ca_file() {
     use std::process::{Command, Stdio};
     let server = RedisServer::start();
     let certs = tempfile::tempdir().unwrap();
@@ -347,10 +347,10 @@ async fn an_https_webhook_gets_events_over_tls_and_an_unknown_certificate_is_a_c
             let _ = self.0.wait();
         }
     }
-    let start = |ca: &std::path::Path| {
+    let start = |config: &std::path::Path, ca: &std::path::Path| {
         Killed(
             Command::new(env!("CARGO_BIN_EXE_weir"))
-                .args(["-c", path.to_str().unwrap(), "run"])
+                .args(["-c", config.to_str().unwrap(), "run"])
                 .env("SSL_CERT_FILE", ca)
                 .env("WEIR_LOG", "warn")
                 .stdout(Stdio::null())
@@ -362,7 +362,7 @@ async fn an_https_webhook_gets_events_over_tls_and_an_unknown_certificate_is_a_c
     let redis = server.client().await;
     let dlq = format!("{stream}:dlq");
 
-    let untrusting = start(&stranger.path().join("ca.crt"));
+    let untrusting = start(&path, &stranger.path().join("ca.crt"));
     publish(&redis, &stream, "ok", r#"{"n":1}"#).await;
     wait_for(
         "the refused entry dead-lettered after its attempts",
@@ -383,13 +383,33 @@ async fn an_https_webhook_gets_events_over_tls_and_an_unknown_certificate_is_a_c
         "nothing crossed an untrusted connection"
     );
 
-    let _trusting = start(&certs.path().join("ca.crt"));
+    let trusting = start(&path, &certs.path().join("ca.crt"));
     publish(&redis, &stream, "ok", r#"{"n":2}"#).await;
     wait_for("the event posted over TLS and acknowledged", T, || async {
         bodies.lock().unwrap().len() == 1 && group_pending(&redis, &stream, "hooks").await == 0
     })
     .await;
     assert_eq!(bodies.lock().unwrap()[0], r#"{"n":2}"#);
+    drop(trusting);
+
+    // The handler's own ca_file (relative to the config file) is trusted even when the
+    // system's store is not.
+    let pools = format!(
+        "[[pools]]\nname = \"hooks\"\nconcurrency = 2\ntypes = [\"ok\"]\nhandler = {{ kind = \"http\", url = \"https://127.0.0.1:{port}/hook\", ca_file = \"ca.crt\" }}\n"
+    );
+    let with_ca = certs.path().join("streams-ca.toml");
+    std::fs::write(&with_ca, toml(&server, &stream, 0, &pools)).unwrap();
+    let _own_ca = start(&with_ca, &stranger.path().join("ca.crt"));
+    publish(&redis, &stream, "ok", r#"{"n":3}"#).await;
+    wait_for(
+        "the event posted trusting the handler's ca_file",
+        T,
+        || async {
+            bodies.lock().unwrap().len() == 2 && group_pending(&redis, &stream, "hooks").await == 0
+        },
+    )
+    .await;
+    assert_eq!(bodies.lock().unwrap()[1], r#"{"n":3}"#);
 }
 
 /// A plain HTTP/1.1 endpoint that answers 200 with keep-alive, then closes each connection

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::model::Config;
+use super::model::{Config, HandlerConfig};
 use super::raw::RawConfig;
 use super::validate::invalid;
 use crate::error::ConfigError;
@@ -107,6 +107,11 @@ fn resolve_paths(raw: &mut RawConfig, base: &Path) {
     if let Some(schemas) = raw.schemas.as_mut() {
         resolve(&mut schemas.dir);
     }
+    for pool in &mut raw.pools {
+        if let Some(HandlerConfig::Http { ca_file, .. }) = pool.handler.as_mut() {
+            resolve(ca_file);
+        }
+    }
 }
 
 /// The TLS files must exist; a configured schema folder must exist, and without one a
@@ -124,6 +129,17 @@ fn check_files(config: &mut Config, base: &Path) -> Result<(), ConfigError> {
         if let Some(path) = path
             && !path.is_file()
         {
+            return Err(invalid(key, format!("{} does not exist", path.display())));
+        }
+    }
+    for (index, pool) in config.pools.iter().enumerate() {
+        if let Some(HandlerConfig::Http {
+            ca_file: Some(path),
+            ..
+        }) = &pool.handler
+            && !path.is_file()
+        {
+            let key = format!("pools[{index}].handler.ca_file");
             return Err(invalid(key, format!("{} does not exist", path.display())));
         }
     }

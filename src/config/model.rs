@@ -21,6 +21,10 @@ pub enum HandlerConfig {
         /// Sent with every request, e.g. `authorization` (kept out of logs).
         #[serde(default)]
         headers: BTreeMap<String, String>,
+        /// `https://` only: trust the CA certificates in this PEM file instead of the
+        /// system's (a webhook behind a private CA). Relative to the config file.
+        #[serde(default)]
+        ca_file: Option<std::path::PathBuf>,
     },
     /// Run `command` (argv, no shell) with `data` on stdin.
     Exec {

@@ -113,6 +113,7 @@ fn pool_cases() -> Vec<Case> {
         (pool("timeout_seconds = 0"), none, "pools[0].timeout_seconds", "0 is not a number of seconds above 0"),
         ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"exec\", command = [] }\n".into(), none, "pools[0].handler.command", "must list the program"),
         ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"http\", url = \"ftp://x\" }\n".into(), none, "pools[0].handler.url", "must start with http:// or https://"),
+        ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"http\", url = \"http://x\", ca_file = \"ca.pem\" }\n".into(), none, "pools[0].handler.ca_file", "is for https:// webhooks; `http://x` is not one"),
     ]
 }
 
@@ -191,6 +192,7 @@ fn other_cases() -> Vec<Case> {
         (with_pool("[redis]\nurl = \"rediss://x\"\ncert_file = \"c.pem\""), none, "redis.cert_file", "c.pem does not exist"),
         (with_pool("[redis]\nkey_file = \"k.pem\""), none, "redis.key_file", "k.pem does not exist"),
         (with_pool("[schemas]\ndir = \"nope\""), none, "schemas.dir", "nope is not a directory"),
+        ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"http\", url = \"https://x\", ca_file = \"nope.pem\" }\n".into(), none, "pools[0].handler.ca_file", "nope.pem does not exist"),
     ]
 }
 
@@ -318,6 +320,13 @@ fn relative_paths_resolve_against_the_files_folder() {
     assert_eq!(config.schemas_dir, Some(dir.path().join("s")));
     let beside = Config::from_toml(&pool(""), dir.path()).expect("valid");
     assert_eq!(beside.schemas_dir, None);
+    let hook = "[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"http\", url = \"https://x\", ca_file = \"ca.pem\" }\n";
+    let config = Config::from_toml(hook, dir.path()).expect("valid");
+    assert!(
+        matches!(&config.pools[0].handler, Some(crate::config::HandlerConfig::Http { ca_file: Some(path), .. }) if *path == dir.path().join("ca.pem")),
+        "{:?}",
+        config.pools[0].handler
+    );
 }
 
 #[test]

@@ -115,7 +115,11 @@ pub trait Handler: Send + Sync + 'static {
 /// Builds the built-in handler a pool's config names.
 pub fn from_config(config: &HandlerConfig) -> Result<Arc<dyn Handler>, String> {
     Ok(match config {
-        HandlerConfig::Http { url, headers } => Arc::new(HttpHandler::new(url, headers)?),
+        HandlerConfig::Http {
+            url,
+            headers,
+            ca_file,
+        } => Arc::new(HttpHandler::new(url, headers, ca_file.as_deref())?),
         HandlerConfig::Exec { command, env } => {
             Arc::new(ExecHandler::new(command.clone(), env.clone()))
         }

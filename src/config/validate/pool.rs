@@ -190,6 +190,14 @@ impl RawPool {
                 format!("pools[{index}].handler.command"),
                 "must list the program and its arguments",
             )),
+            Some(HandlerConfig::Http {
+                url,
+                ca_file: Some(_),
+                ..
+            }) if !url.starts_with("https://") => Err(invalid(
+                format!("pools[{index}].handler.ca_file"),
+                format!("is for https:// webhooks; `{url}` is not one"),
+            )),
             Some(HandlerConfig::Http { url, .. })
                 if !(url.starts_with("http://") || url.starts_with("https://")) =>
             {

@@ -2,12 +2,13 @@
 //!
 //! The client (`client.rs`) keeps its own keep-alive connections on hyper's connection
 //! API, each polled by the task that uses it. The URL is parsed once, and a request is its
-//! body and headers. `https://` goes over rustls (ring), trusting the system's CA
-//! certificates (which honour `SSL_CERT_FILE` and `SSL_CERT_DIR`).
+//! body and headers. `https://` goes over rustls (ring), trusting the handler's `ca_file`, or
+//! else the system's CA certificates (which honour `SSL_CERT_FILE` and `SSL_CERT_DIR`).
 
 mod client;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +18,8 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::crypto::ring;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, RootCertStore};
 
 use super::{Delivery, Handler, Outcome, truncate};
@@ -36,7 +39,11 @@ pub struct HttpHandler {
 }
 
 impl HttpHandler {
-    pub fn new(url: &str, headers: &BTreeMap<String, String>) -> Result<HttpHandler, String> {
+    pub fn new(
+        url: &str,
+        headers: &BTreeMap<String, String>,
+        ca_file: Option<&Path>,
+    ) -> Result<HttpHandler, String> {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -65,7 +72,7 @@ impl HttpHandler {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(https)?)
+            .with_tls_config(tls_config(https, ca_file)?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -89,11 +96,28 @@ impl HttpHandler {
     }
 }
 
-/// rustls (ring) trusting the system's CA certificates. Without any, an `https://` URL is
-/// refused at start (every request would fail); an `http://` one does not need them.
-fn tls_config(https: bool) -> Result<ClientConfig, String> {
+/// rustls (ring) trusting the CA certificates of `ca_file`, else the system's. Without any,
+/// an `https://` URL is refused at start (every request would fail); an `http://` one does
+/// not need them.
+fn tls_config(https: bool, ca_file: Option<&Path>) -> Result<ClientConfig, String> {
     let mut roots = RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    match ca_file {
+        Some(path) => {
+            let read = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("handler.ca_file {}: {e}", path.display()))?;
+            let (added, _) = roots.add_parsable_certificates(read);
+            if added == 0 {
+                return Err(format!(
+                    "handler.ca_file {} holds no PEM CA certificate",
+                    path.display()
+                ));
+            }
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
     if https && roots.is_empty() {
         return Err("no system CA certificates found for the https:// webhook; install ca-certificates, or point SSL_CERT_FILE at the CA that signed the endpoint's certificate".into());
     }
