@@ -863,16 +863,23 @@ impl Bench {
     }
 
     /// 9. An ordered pool (`order_key = "key"`) over 1,000 keys round-robin against the
-    ///    same pool unordered, on the same entries, alternating twice.
+    ///    same pool unordered, on the same entries, three rounds alternating.
     async fn ordered(&mut self) {
         // The full `n`: at n/5 a run lasted under half a second, and the engine's start
         // (process, connections, the lease) weighed up to a fifth of it.
         let n = self.n;
         let keys = 1000;
+        // Three rounds, the second ordered first: single runs vary by ±8 % here, so the
+        // figure is the ratio of the medians; every pair's ratio is listed beside it.
         let mut pairs = Vec::new();
-        for round in 1..=2 {
+        for round in 1..=3 {
             let mut rates = [0.0; 2];
-            for (i, ordered) in [false, true].into_iter().enumerate() {
+            let order = if round == 2 {
+                [true, false]
+            } else {
+                [false, true]
+            };
+            for ordered in order {
                 let (took, engine, redis, _) = self.keyed_run(n, keys, ordered).await;
                 let rate = n as f64 / took.as_secs_f64();
                 println!(
@@ -881,25 +888,20 @@ impl Bench {
                     took.as_secs_f64(),
                     rate / self.reference
                 );
-                rates[i] = rate;
+                rates[usize::from(ordered)] = rate;
             }
             pairs.push((rates[0], rates[1]));
         }
-        let list =
-            |f: &dyn Fn(&(f64, f64)) -> String| pairs.iter().map(f).collect::<Vec<_>>().join(", ");
-        let mean =
-            |f: fn(&(f64, f64)) -> f64| pairs.iter().map(f).sum::<f64>() / pairs.len() as f64;
-        let (u, o) = (mean(|p| p.0), mean(|p| p.1));
-        let worst = pairs
-            .iter()
-            .map(|p| p.1 / p.0)
-            .fold(f64::INFINITY, f64::min);
+        let median = |f: fn(&(f64, f64)) -> f64| {
+            let mut v: Vec<f64> = pairs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (u, o) = (median(|p| p.0), median(|p| p.1));
+        let each: Vec<String> = pairs.iter().map(|p| format!("{:.2}", p.1 / p.0)).collect();
         self.rows.push(Row {
             name: "unordered, 1,000 keys",
-            figure: format!(
-                "{}/s ({n} entries, 2 rounds)",
-                list(&|p| format!("{:.0}", p.0))
-            ),
+            figure: format!("{u:.0}/s (median of 3 runs of {n} entries)"),
             ratio: Some(u / self.reference),
             target: "—",
             met: true,
@@ -907,13 +909,13 @@ impl Bench {
         self.rows.push(Row {
             name: "ordered, 1,000 keys",
             figure: format!(
-                "{}/s; ×{} of unordered",
-                list(&|p| format!("{:.0}", p.1)),
-                list(&|p| format!("{:.2}", p.1 / p.0))
+                "{o:.0}/s (median of 3): ×{:.2} of unordered (pairs ×{})",
+                o / u,
+                each.join(", ×")
             ),
             ratio: Some(o / self.reference),
             target: "≥ 0.80× unordered",
-            met: worst >= 0.8,
+            met: o / u >= 0.8,
         });
     }
 
