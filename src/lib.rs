@@ -145,6 +145,7 @@ mod histogram;
 pub(crate) mod janitor;
 pub(crate) mod keys;
 pub(crate) mod metrics;
+mod pem;
 pub(crate) mod settle;
 mod sync;
 

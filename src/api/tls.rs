@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls::crypto::ring;
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -29,12 +29,8 @@ fn bad(path: &Path, e: impl std::fmt::Display) -> io::Error {
 
 /// The server's TLS settings from PEM files (certificate chain, private key).
 pub fn server_config(cert: &Path, key: &Path) -> io::Result<Arc<ServerConfig>> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| bad(cert, e))?;
-    if chain.is_empty() {
-        return Err(bad(cert, "no PEM certificate in the file"));
-    }
+    let chain = crate::pem::certificates(cert)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e))?;
     let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()

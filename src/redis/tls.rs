@@ -17,13 +17,7 @@ use super::RedisConfig;
 pub type TlsError = (&'static str, String);
 
 fn certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| (key, format!("{}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err((key, format!("{} holds no PEM certificate", path.display())));
-    }
-    Ok(certs)
+    crate::pem::certificates(path).map_err(|e| (key, e))
 }
 
 fn roots(config: &RedisConfig) -> Result<RootCertStore, TlsError> {

@@ -168,16 +168,22 @@ impl Telemetry {
                 continue;
             }
             tally.stamp(at_ms);
-            let mut tallies = lock(self.shard(&value));
-            if let Some(shared) = tallies.get_mut(&value) {
-                shared.merge(tally);
-            } else if self.tracked.fetch_add(1, Ordering::Relaxed) < self.max_values {
-                tallies.insert(value, tally);
-            } else {
-                self.tracked.fetch_sub(1, Ordering::Relaxed);
-                let lost = tally.deliveries();
-                self.drops.over_limit.fetch_add(lost, Ordering::Relaxed);
-            }
+            self.join(value, tally, Tally::merge);
+        }
+    }
+
+    /// Puts `tally` under `value`: combined with what is there (`combine(shared, tally)`),
+    /// or as a new value while fewer than `max_values` are tracked, else counted as dropped.
+    fn join(&self, value: String, tally: Tally, combine: fn(&mut Tally, Tally)) {
+        let mut tallies = lock(self.shard(&value));
+        if let Some(shared) = tallies.get_mut(&value) {
+            combine(shared, tally);
+        } else if self.tracked.fetch_add(1, Ordering::Relaxed) < self.max_values {
+            tallies.insert(value, tally);
+        } else {
+            self.tracked.fetch_sub(1, Ordering::Relaxed);
+            let lost = tally.deliveries();
+            self.drops.over_limit.fetch_add(lost, Ordering::Relaxed);
         }
     }
 
@@ -196,16 +202,7 @@ impl Telemetry {
     /// outage delays counts instead of losing them (within `max_values`).
     fn restore(&self, batch: Vec<(String, Tally)>) {
         for (value, older) in batch {
-            let mut tallies = lock(self.shard(&value));
-            if let Some(newer) = tallies.get_mut(&value) {
-                newer.absorb(older);
-            } else if self.tracked.fetch_add(1, Ordering::Relaxed) < self.max_values {
-                tallies.insert(value, older);
-            } else {
-                self.tracked.fetch_sub(1, Ordering::Relaxed);
-                let lost = older.deliveries();
-                self.drops.over_limit.fetch_add(lost, Ordering::Relaxed);
-            }
+            self.join(value, older, Tally::absorb);
         }
     }
 

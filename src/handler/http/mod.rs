@@ -18,8 +18,6 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::crypto::ring;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, RootCertStore};
 
 use super::{Delivery, Handler, Outcome, truncate};
@@ -64,9 +62,6 @@ impl HttpHandler {
             Some("https") => true,
             _ => return Err(format!("`{url}` must start with http:// or https://")),
         };
-        if uri.host().is_none_or(str::is_empty) {
-            return Err(format!("`{url}` names no host"));
-        }
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -76,7 +71,7 @@ impl HttpHandler {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let Some(authority) = uri.authority() else {
+        let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
             return Err(format!("`{url}` names no host"));
         };
         // HTTP/1.1 needs the Host header; credentials in the URL are not sent (use headers).
@@ -103,20 +98,21 @@ fn tls_config(https: bool, ca_file: Option<&Path>) -> Result<ClientConfig, Strin
     let mut roots = RootCertStore::empty();
     match ca_file {
         Some(path) => {
-            let read = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("handler.ca_file {}: {e}", path.display()))?;
+            let read =
+                crate::pem::certificates(path).map_err(|e| format!("handler.ca_file {e}"))?;
             let (added, _) = roots.add_parsable_certificates(read);
             if added == 0 {
                 return Err(format!(
-                    "handler.ca_file {} holds no PEM CA certificate",
+                    "handler.ca_file {}: none of its certificates can serve as a CA",
                     path.display()
                 ));
             }
         }
-        None => {
+        // An http:// webhook has no use for the system's store.
+        None if https => {
             roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
         }
+        None => {}
     }
     if https && roots.is_empty() {
         return Err("no system CA certificates found for the https:// webhook; install ca-certificates, or point SSL_CERT_FILE at the CA that signed the endpoint's certificate".into());
@@ -302,5 +298,24 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert("retry-after", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn a_ca_file_that_is_not_pem_or_unreadable_is_refused_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").expect("write");
+        let missing = dir.path().join("missing.pem");
+        for path in [&junk, &missing] {
+            let err = HttpHandler::new("https://127.0.0.1:1/x", &BTreeMap::new(), Some(path))
+                .err()
+                .expect("refused");
+            assert!(
+                err.starts_with("handler.ca_file ") && err.contains(&path.display().to_string()),
+                "{err}"
+            );
+        }
+        let no_host = HttpHandler::new("http:///x", &BTreeMap::new(), None).err();
+        assert!(no_host.is_some_and(|e| e.contains("http:///x")));
     }
 }
