@@ -255,13 +255,68 @@ async fn pending_entries_deleted_by_hand_are_acknowledged_and_counted_as_lost() 
     running.stop().await;
 }
 
+/// Answers the HTTP/1.1 requests that arrive on `io` with `200 ok`, keeping the connection
+/// open, until the client closes it or (with `idle_close`) it has been idle that long. Hands
+/// each request's head and body to `seen`. True when it closed the connection for idleness.
+/// Parsed by hand (headers, then `content-length` bytes): nothing but the socket (or TLS)
+/// stands between weir and the bytes.
+async fn answer_ok<S>(
+    mut io: S,
+    idle_close: Option<Duration>,
+    seen: impl Fn(String, String),
+) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            let read = match idle_close {
+                // Idle between requests: close after `idle_close`.
+                Some(after) if buf.is_empty() => {
+                    match tokio::time::timeout(after, io.read(&mut chunk)).await {
+                        Ok(read) => read,
+                        Err(_) => return true,
+                    }
+                }
+                _ => io.read(&mut chunk).await,
+            };
+            match read {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        let length: usize = head
+            .to_lowercase()
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while buf.len() < end + 4 + length {
+            match io.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = String::from_utf8(buf[end + 4..end + 4 + length].to_vec()).unwrap();
+        buf.drain(..end + 4 + length);
+        seen(head, body);
+        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        if io.write_all(reply).await.is_err() {
+            return false;
+        }
+    }
+}
+
 /// An HTTPS endpoint with the certificate `certificates` made in `dir`: answers every request
 /// 200 and keeps its body. Plain HTTP/1.1 over rustls, parsed by hand (headers, then
 /// `content-length` bytes), so nothing but TLS stands between weir and the bytes.
 async fn https_webhook(dir: &std::path::Path) -> (u16, Arc<Mutex<Vec<String>>>) {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let chain = CertificateDer::pem_file_iter(dir.join("server.crt"))
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
@@ -284,38 +339,10 @@ async fn https_webhook(dir: &std::path::Path) -> (u16, Arc<Mutex<Vec<String>>>) 
             let (acceptor, kept) = (acceptor.clone(), kept.clone());
             tokio::spawn(async move {
                 // A client that refuses our certificate ends here.
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match tls.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    while buf.len() < end + 4 + length {
-                        match tls.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body = buf[end + 4..end + 4 + length].to_vec();
-                    buf.drain(..end + 4 + length);
-                    kept.lock().unwrap().push(String::from_utf8(body).unwrap());
-                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                    if tls.write_all(reply).await.is_err() {
-                        return;
-                    }
-                }
+                answer_ok(tls, None, |_, body| kept.lock().unwrap().push(body)).await;
             });
         }
     });
@@ -423,57 +450,20 @@ async fn closing_webhook(
     Arc<std::sync::atomic::AtomicUsize>,
 ) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let heads = Arc::new(Mutex::new(Vec::new()));
     let closed = Arc::new(AtomicUsize::new(0));
     let (kept, count) = (heads.clone(), closed.clone());
     tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
+        while let Ok((tcp, _)) = listener.accept().await {
             let (kept, count) = (kept.clone(), count.clone());
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        let read = if buf.is_empty() {
-                            // Idle between requests: close after `idle_close`.
-                            match tokio::time::timeout(idle_close, tcp.read(&mut chunk)).await {
-                                Ok(read) => read,
-                                Err(_) => {
-                                    drop(tcp);
-                                    count.fetch_add(1, Ordering::SeqCst);
-                                    return;
-                                }
-                            }
-                        } else {
-                            tcp.read(&mut chunk).await
-                        };
-                        match read {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                    let length: usize = head
-                        .to_lowercase()
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    while buf.len() < end + 4 + length {
-                        match tcp.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    buf.drain(..end + 4 + length);
-                    kept.lock().unwrap().push(head);
-                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                    if tcp.write_all(reply).await.is_err() {
-                        return;
-                    }
+                let idle = answer_ok(tcp, Some(idle_close), |head, _| {
+                    kept.lock().unwrap().push(head)
+                });
+                if idle.await {
+                    count.fetch_add(1, Ordering::SeqCst);
                 }
             });
         }
