@@ -562,6 +562,80 @@ async fn an_owner_stopped_past_its_lease_hands_out_nothing_when_it_wakes() {
     running.stop().await;
 }
 
+/// An inline reader fences each entry of its batch, not just the batch: when the lease is
+/// lost while one entry's handler runs, the rest of the batch is left pending and runs only
+/// under the next epoch.
+#[tokio::test]
+async fn an_inline_batch_stops_where_the_lease_was_lost() {
+    let server = RedisServer::start();
+    let stream = stream_name("ordered-fence-inline");
+    let redis = server.client().await;
+    // Published before the engine starts, so its first read takes them as one batch.
+    publish_keyed(&redis, &stream, Some("gate"), 0).await;
+    for i in 1..11 {
+        publish_keyed(&redis, &stream, Some(["a", "b"][i % 2]), i).await;
+    }
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handler = Gated::new(
+        Timeline::new(|_, _| Outcome::Success).inline(),
+        gate.clone(),
+        "gate",
+    );
+    let running =
+        run(Engine::new(config(&toml(&server, &stream, 4, ""))).with_handler("p", handler.clone()));
+    wait_for("the first entry is in its handler", T, || async {
+        handler.entered.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    let epoch: u64 = owner(&server, &stream)["epoch"].parse().unwrap();
+    // Another process takes the lease (for a second) while the handler runs.
+    let lease = format!("{stream}:owner:p");
+    server.cli(&["HSET", &lease, "consumer", "intruder"]);
+    server.cli(&["PEXPIRE", &lease, "1000"]);
+    let metrics_url = running.url("/metrics").await;
+    // Not owning for longer than a renewal's validity (half the 2 s lease): a renewal sent
+    // just before the theft may still confirm late, and allows hand-outs for that long.
+    let since = Mutex::new(None::<Instant>);
+    wait_for("the engine gave the lease up", T, || async {
+        let text = reqwest::get(&metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let owned = gauge(&text, "weir_pool_owned_partitions{pool=\"p\"}") != Some(0.0);
+        let mut since = since.lock().unwrap();
+        if owned {
+            *since = None;
+            return false;
+        }
+        since.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(1200)
+    })
+    .await;
+    gate.add_permits(1);
+    wait_for("all 11 handled", T, || async {
+        handler.timeline.count() == 11
+    })
+    .await;
+    wait_for("nothing pending", T, || async {
+        group_pending(&redis, &stream, "p").await == 0
+    })
+    .await;
+    let runs = handler.timeline.runs();
+    assert_ordered(&runs);
+    assert_eq!(runs[0].key, "gate");
+    assert_eq!(runs[0].epoch, Some(epoch));
+    for r in &runs[1..] {
+        assert!(
+            r.epoch.is_some_and(|e| e > epoch),
+            "entry {} ran under epoch {:?} after epoch {epoch} was lost",
+            r.entry,
+            r.epoch
+        );
+    }
+    running.stop().await;
+}
+
 #[tokio::test]
 async fn a_hot_key_keeps_read_ahead_bounded_other_keys_flow_and_status_shows_the_owner() {
     let server = RedisServer::start();
@@ -569,10 +643,7 @@ async fn a_hot_key_keeps_read_ahead_bounded_other_keys_flow_and_status_shows_the
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let hot_gate = gate.clone();
     // The hot key's entries wait on the gate; the others go straight through.
-    let handler = Gated {
-        timeline: Timeline::new(|_, _| Outcome::Success),
-        gate: hot_gate,
-    };
+    let handler = Gated::new(Timeline::new(|_, _| Outcome::Success), hot_gate, "hot");
     let text = toml(&server, &stream, 4, "read_count = 16\n");
     let running = run(Engine::new(config(&text)).with_handler("p", handler.clone()));
     let redis = server.client().await;
@@ -656,19 +727,40 @@ fn gauge(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// A [`Timeline`] whose entries of key `at` each wait for a permit of `gate` first.
 #[derive(Clone)]
 struct Gated {
     timeline: Timeline,
     gate: Arc<tokio::sync::Semaphore>,
+    at: &'static str,
+    /// Set once an entry of key `at` waits at the gate.
+    entered: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Gated {
+    fn new(timeline: Timeline, gate: Arc<tokio::sync::Semaphore>, at: &'static str) -> Gated {
+        Gated {
+            timeline,
+            gate,
+            at,
+            entered: Arc::default(),
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl Handler for Gated {
     async fn handle(&self, d: &Delivery) -> Outcome {
-        if key_of(d) == "hot" {
+        if key_of(d) == self.at {
+            self.entered
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             self.gate.acquire().await.unwrap().forget();
         }
         self.timeline.handle(d).await
+    }
+
+    fn runs_inline(&self) -> bool {
+        self.timeline.inline
     }
 }
 

@@ -19,6 +19,7 @@
 //!   the expiry hands out nothing when it wakes).
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
@@ -114,8 +115,14 @@ pub struct Ordered {
     /// An atomic, not a lock: every job reads it as it runs.
     valid_until: AtomicU64,
     since: Instant,
-    /// By lane: the lane is already a hash of the key, so it is its own hash.
+    /// The busy keys, by lane (the lane is already a hash of the key, so it is its own
+    /// hash): what waits behind the entry of the key that runs or retries. Lanes are only
+    /// ever added by the partition's reader task (its takeover, then its reads, one after
+    /// the other); workers remove them as keys go free.
     lanes: Mutex<HashMap<u64, VecDeque<Job>, BuildHasherDefault<LaneHasher>>>,
+    /// How many lanes there are: a reader that sees none needs no lookup (only the reader
+    /// adds lanes, so none can appear behind its back).
+    busy: AtomicUsize,
     waiting: AtomicUsize,
 }
 
@@ -136,6 +143,7 @@ impl Ordered {
             valid_until: AtomicU64::new(0),
             since: Instant::now(),
             lanes: Mutex::default(),
+            busy: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
         }
     }
@@ -213,8 +221,28 @@ impl Ordered {
             }
             None => {
                 lanes.insert(lane, VecDeque::new());
+                self.busy.fetch_add(1, Ordering::Release);
                 Some(job)
             }
+        }
+    }
+
+    /// Whether any key is busy (a quick look, without the lock).
+    pub(super) fn any_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether an entry of `lane` runs on a worker, retries or waits.
+    pub(super) fn is_busy(&self, lane: u64) -> bool {
+        self.any_busy() && lock(&self.lanes).contains_key(&lane)
+    }
+
+    /// Makes a free `lane` busy: its entry that ran on the reader is kept for a retry, and
+    /// later entries of its key wait behind it.
+    pub(super) fn hold(&self, lane: u64) {
+        if let Entry::Vacant(free) = lock(&self.lanes).entry(lane) {
+            free.insert(VecDeque::new());
+            self.busy.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -229,6 +257,7 @@ impl Ordered {
             }
             None => {
                 lanes.remove(&lane);
+                self.busy.fetch_sub(1, Ordering::Release);
                 None
             }
         }
@@ -237,7 +266,11 @@ impl Ordered {
     /// Forgets every lane (ownership lost): waiting jobs are dropped, their entries stay
     /// pending for whoever owns the lease next.
     pub(super) fn clear(&self) {
-        let dropped: Vec<Job> = lock(&self.lanes).drain().flat_map(|(_, q)| q).collect();
+        let dropped: Vec<Job> = {
+            let mut lanes = lock(&self.lanes);
+            self.busy.store(0, Ordering::Release);
+            lanes.drain().flat_map(|(_, q)| q).collect()
+        };
         self.waiting.store(0, Ordering::Relaxed);
         drop(dropped);
     }

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use super::worker::{Batch, admit, run_here};
+use super::ordered::{Ordered, retry_later};
+use super::worker::{Batch, Done, Job, run_here};
 use super::{Pool, enqueue};
 use crate::backoff::FailureStreak;
 use crate::error::{RedisError, RedisErrorKind};
@@ -161,46 +161,63 @@ async fn run_inline(pool: &Arc<Pool>, entries: Vec<RawEntry>) -> bool {
         return true;
     }
     if let Some(ordered) = pool.ordered.as_ref() {
-        return run_inline_ordered(pool, ordered.owned_epoch(), entries).await;
+        return run_inline_ordered(pool, ordered, ordered.owned_epoch(), entries).await;
     }
     let mut batch = Batch::new(entries.len());
     for entry in &entries {
-        batch.handle(pool, entry, 1).await;
+        batch.handle(pool, entry, 1, None).await;
     }
     batch.finish(pool);
     true
 }
 
-/// An ordered pool's batch, inline: each entry runs here when its key is free (one at a
-/// time in stream order, so keys keep their order trivially); entries behind a retrying key
-/// wait in its lane holding a worker slot, as with workers, so a slow key bounds what is
-/// read ahead. `epoch`: the lease epoch the batch is handed out under (each job is fenced
-/// again when it runs).
-async fn run_inline_ordered(pool: &Arc<Pool>, epoch: Option<u64>, entries: Vec<RawEntry>) -> bool {
+/// An ordered pool's batch, inline: each entry runs here, one at a time in stream order, so
+/// keys keep their order trivially. Only an entry whose key is busy (an entry of it runs on
+/// a worker, retries, or waits) waits in its lane, holding a worker slot as with workers, so
+/// a slow key bounds what is read ahead; an entry that fails keeps its key busy through its
+/// retry. `epoch`: the lease epoch the batch is handed out under; each entry is fenced again
+/// as it runs.
+async fn run_inline_ordered(
+    pool: &Arc<Pool>,
+    ordered: &Ordered,
+    epoch: Option<u64>,
+    entries: Vec<RawEntry>,
+) -> bool {
+    if epoch.is_none() {
+        return true; // not the owner: they stay pending for the owner
+    }
     let mut batch = Batch::new(entries.len());
-    // Slots of entries that ran here come back for the next entry: one semaphore
-    // acquisition per entry that waits in a lane (or retries), not per entry read.
-    let mut spare: Option<OwnedSemaphorePermit> = None;
     let mut handed = true;
     for entry in entries {
-        let permit = match spare.as_mut().and_then(|s| s.split(1)) {
-            Some(permit) => permit,
-            None => match pool.permits.clone().acquire_owned().await {
-                Ok(permit) => permit,
-                Err(_) => {
-                    handed = false;
-                    break;
-                }
-            },
-        };
-        let Some(job) = admit(pool, entry, 1, permit, epoch) else {
-            continue;
-        };
-        if let Some(permit) = run_here(job, &mut batch).await {
-            match spare.as_mut() {
-                Some(spare) => spare.merge(permit),
-                None => spare = Some(permit),
+        // Only the reader makes keys busy, so with none busy (as long as nothing fails)
+        // there is nothing to look up.
+        if ordered.any_busy()
+            && let Some(lane) = ordered.lane_of(&entry).filter(|&l| ordered.is_busy(l))
+        {
+            let Ok(permit) = pool.permits.clone().acquire_owned().await else {
+                handed = false;
+                break;
+            };
+            let job = Job::new(pool, entry, permit, Some(lane), epoch);
+            // Its key may have gone free while it waited for the slot: then it runs now.
+            if let Some(job) = ordered.admit(job) {
+                run_here(job, &mut batch).await;
             }
+            continue;
+        }
+        if !ordered.may_run(epoch) {
+            continue; // fenced: the lease was lost; it stays pending for the next owner
+        }
+        if let Done::RetryAfter(after) = batch.handle(pool, &entry, 1, epoch).await {
+            let Ok(permit) = pool.permits.clone().acquire_owned().await else {
+                handed = false;
+                break;
+            };
+            let lane = ordered.lane_of(&entry);
+            if let Some(lane) = lane {
+                ordered.hold(lane);
+            }
+            retry_later(pool, Job::new(pool, entry, permit, lane, epoch), after);
         }
     }
     batch.finish(pool);

@@ -24,12 +24,32 @@ pub struct Job {
     /// Delivery number: 1 from the reader, the delivery count from the janitor.
     pub attempt: u64,
     /// The worker slot: held while the job lives; dropping the job (settled, or fenced off)
-    /// frees it, unless an inline reader takes it back for its next entry.
-    pub permit: OwnedSemaphorePermit,
+    /// frees it.
+    pub _permit: OwnedSemaphorePermit,
     /// Ordered pools: the entry's key lane (`None`: keyless, not ordered).
     pub lane: Option<u64>,
     /// Ordered pools: the owner epoch it was handed out under; it runs only at that epoch.
     pub epoch: Option<u64>,
+}
+
+impl Job {
+    /// The first delivery of `entry` from `pool`, in its key `lane`, under `epoch`.
+    pub(super) fn new(
+        pool: &Arc<Pool>,
+        entry: RawEntry,
+        permit: OwnedSemaphorePermit,
+        lane: Option<u64>,
+        epoch: Option<u64>,
+    ) -> Job {
+        Job {
+            pool: pool.clone(),
+            entry,
+            attempt: 1,
+            _permit: permit,
+            lane,
+            epoch,
+        }
+    }
 }
 
 /// Hands `entry` to the pool's workers. The entry is leased already, so waiting in the
@@ -61,7 +81,7 @@ pub(crate) fn enqueue_as(
 /// The job for `entry` if it may run now. Ordered pools queue it behind its key instead
 /// (`None`), or drop it when this process does not own the lease (it stays pending for the
 /// owner).
-pub(super) fn admit(
+fn admit(
     pool: &Arc<Pool>,
     entry: RawEntry,
     attempt: u64,
@@ -73,7 +93,7 @@ pub(super) fn admit(
             pool: pool.clone(),
             entry,
             attempt,
-            permit,
+            _permit: permit,
             lane: None,
             epoch: None,
         });
@@ -84,7 +104,7 @@ pub(super) fn admit(
         lane: ordered.lane_of(&entry),
         entry,
         attempt,
-        permit,
+        _permit: permit,
         epoch,
     };
     ordered.admit(job)
@@ -106,12 +126,20 @@ impl Batch {
         }
     }
 
-    /// Dispatches and handles `entry` on the calling task, keeping its acknowledgement and
-    /// counts for [`Batch::finish`].
-    pub(super) async fn handle(&mut self, pool: &Pool, entry: &RawEntry, attempt: u64) {
-        if let Done::Ack = handle(pool, entry, attempt, None, &mut self.counts).await {
+    /// Dispatches and handles `entry` on the calling task (an ordered pool's under the owner
+    /// `epoch`), keeping its acknowledgement and counts for [`Batch::finish`].
+    pub(super) async fn handle(
+        &mut self,
+        pool: &Pool,
+        entry: &RawEntry,
+        attempt: u64,
+        epoch: Option<u64>,
+    ) -> Done {
+        let done = handle(pool, entry, attempt, epoch, &mut self.counts).await;
+        if let Done::Ack = done {
             self.acked.push(entry.id);
         }
+        done
     }
 
     /// Sends the acknowledgements and adds the counts.
@@ -122,14 +150,10 @@ impl Batch {
 }
 
 /// Runs `job` on the calling task (an inline handler's reader), with a worker's checks; its
-/// acknowledgement and counts go into `batch`. Gives back the job's worker slot once the job
-/// is over, for the caller's next entry: the slot goes back to the semaphore only with the
-/// batch, not once per entry. (A job kept for a retry keeps its slot.)
-pub(super) async fn run_here(job: Job, batch: &mut Batch) -> Option<OwnedSemaphorePermit> {
+/// acknowledgement and counts go into `batch`.
+pub(super) async fn run_here(job: Job, batch: &mut Batch) {
     if may_run(&job) {
-        process(job, Some(batch)).await
-    } else {
-        Some(job.permit)
+        process(job, Some(batch)).await;
     }
 }
 
@@ -186,16 +210,15 @@ pub(super) enum Done {
 }
 
 /// Handles `job`, acknowledges it and counts it (at once, or into `batch`, which the caller
-/// sends) and moves its key's lane on. The worker slot of a job that is over comes back.
-async fn process(job: Job, batch: Option<&mut Batch>) -> Option<OwnedSemaphorePermit> {
+/// sends) and moves its key's lane on. The job's worker slot is free once it is over (a job
+/// kept for a retry keeps it).
+async fn process(job: Job, batch: Option<&mut Batch>) {
     let pool = job.pool.clone();
     let done = match batch {
         Some(batch) => {
-            let done = handle(&pool, &job.entry, job.attempt, job.epoch, &mut batch.counts).await;
-            if let Done::Ack = done {
-                batch.acked.push(job.entry.id);
-            }
-            done
+            batch
+                .handle(&pool, &job.entry, job.attempt, job.epoch)
+                .await
         }
         None => {
             let mut counts = Counts::default();
@@ -208,16 +231,11 @@ async fn process(job: Job, batch: Option<&mut Batch>) -> Option<OwnedSemaphorePe
         }
     };
     match (pool.ordered.as_ref(), done) {
-        (Some(_), Done::RetryAfter(after)) => {
-            super::ordered::retry_later(&pool, job, after);
-            None
-        }
+        (Some(_), Done::RetryAfter(after)) => super::ordered::retry_later(&pool, job, after),
         (Some(ordered), Done::Settled | Done::Ack) => {
-            let Job { lane, permit, .. } = job;
-            super::ordered::settled(&pool, ordered, lane);
-            Some(permit)
+            super::ordered::settled(&pool, ordered, job.lane)
         }
-        _ => Some(job.permit),
+        _ => {}
     }
 }
 
