@@ -475,6 +475,7 @@ impl Bench {
         let weir = Weir::start(&config);
         let redis = self.redis.clone();
         self.reader_blocked().await;
+        self.server.cli(&["CONFIG", "RESETSTAT"]);
         let start = Instant::now();
         let port = self.server.port;
         let publisher = std::thread::spawn(move || {
@@ -490,8 +491,16 @@ impl Bench {
         })
         .await;
         let took = start.elapsed();
+        let engine = weir.cpu() * 1e6 / n as f64;
         weir.stop();
-        self.rate("end-to-end", n, took, 0.4, "");
+        // Redis serves both sides on one thread: its time per entry bounds the rate.
+        let per = |commands: &[&str]| self.server.usec(commands) as f64 / n as f64;
+        let (xadd, consume) = (per(&["xadd"]), per(&["xreadgroup", "xack"]));
+        let extra = format!(
+            ", engine CPU {engine:.2} µs/entry, Redis XADD {xadd:.2} + consume {consume:.2} µs/entry, {:.0} entries per XREADGROUP",
+            n as f64 / self.server.calls("xreadgroup").max(1) as f64
+        );
+        self.rate("end-to-end", n, took, 0.4, &extra);
     }
 
     /// 3. Publish → handler start at a fixed 10k/s, in-process library engine.
