@@ -495,7 +495,8 @@ impl Bench {
         weir.stop();
         // Redis serves both sides on one thread: its time per entry bounds the rate.
         let per = |commands: &[&str]| self.server.usec(commands) as f64 / n as f64;
-        let (xadd, consume) = (per(&["xadd"]), per(&["xreadgroup", "xack"]));
+        let consume = per(&["xreadgroup", "xack", "xclaim", "xautoclaim", "xpending"]);
+        let xadd = per(&["xadd"]);
         let extra = format!(
             ", engine CPU {engine:.2} µs/entry, Redis XADD {xadd:.2} + consume {consume:.2} µs/entry, {:.0} entries per XREADGROUP",
             n as f64 / self.server.calls("xreadgroup").max(1) as f64

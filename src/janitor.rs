@@ -1,6 +1,7 @@
 //! Beside the pipeline: per pool, an XAUTOCLAIM pass that takes back entries idle past the
 //! visibility timeout (crashed workers, and failed entries whose backoff ended), dead-letters
-//! those past `max_attempts`, and counts deleted ones as lost; consumer garbage collection;
+//! those past `max_attempts`, and counts deleted ones as lost, run only when the tick's
+//! dead-letter sweep (XPENDING IDLE) saw an idle entry; consumer garbage collection;
 //! and, per stream, trimming toward `max_len` and `max_age_seconds` that never passes an
 //! unread or unacknowledged entry.
 
@@ -52,7 +53,10 @@ pub(crate) async fn reclaim_loop(pool: Arc<Pool>, interval: Duration, consumer_g
         }
         let swept = sweep(&pool, &mut sweep_cursor).await;
         let reclaimed = match swept {
-            Ok(()) => reclaim_pass(&pool, cursor).await,
+            // Nothing pending is idle past the visibility timeout: XAUTOCLAIM would claim
+            // nothing, and costs Redis a stream lookup per pending entry it scans.
+            Ok(Idle::None) if cursor == StreamId::ZERO => Ok(cursor),
+            Ok(_) => reclaim_pass(&pool, cursor).await,
             Err(e) => Err(e),
         };
         match reclaimed {
@@ -82,12 +86,21 @@ pub(crate) async fn reclaim_loop(pool: Arc<Pool>, interval: Duration, consumer_g
     }
 }
 
+/// What a sweep saw of the entries idle past the visibility timeout.
+#[derive(Debug, PartialEq)]
+enum Idle {
+    /// None in the whole PEL (the sweep went through it from the start).
+    None,
+    /// Some, or the sweep did not see the whole PEL.
+    Maybe,
+}
+
 /// The dead-letter sweep: scans the pending entries idle past the visibility timeout
 /// (XPENDING IDLE, no claim) from `cursor` and moves those that used up `max_attempts` to the
 /// DLQ in batches, one script per batch. It needs no worker slots, so a large backlog of
 /// over-attempted entries (after a crash, or a handler that was down) drains at Redis speed
 /// instead of at the pace of the reclaim pass. At most [`SWEEP_PAGES`] pages per tick.
-async fn sweep(pool: &Pool, cursor: &mut StreamId) -> Result<(), crate::error::RedisError> {
+async fn sweep(pool: &Pool, cursor: &mut StreamId) -> Result<Idle, crate::error::RedisError> {
     let (stream, group) = (&pool.stream.name, &*pool.name);
     let retry = &pool.config.retry;
     let job = IdleSweep {
@@ -98,11 +111,19 @@ async fn sweep(pool: &Pool, cursor: &mut StreamId) -> Result<(), crate::error::R
         max_attempts: retry.max_attempts,
         error: "no success after {n} deliveries; the last one timed out or its worker stopped (visibility timeout)",
     };
+    let mut seen = if *cursor == StreamId::ZERO {
+        Idle::None
+    } else {
+        Idle::Maybe
+    };
     for _ in 0..SWEEP_PAGES {
         let rows = pool
             .redis
             .idle_pending(stream, group, job.min_idle, *cursor, SWEEP_PAGE)
             .await?;
+        if !rows.is_empty() {
+            seen = Idle::Maybe;
+        }
         let over: Vec<StreamId> = rows
             .iter()
             .filter(|(_, count)| retry.exhausted(*count))
@@ -116,11 +137,11 @@ async fn sweep(pool: &Pool, cursor: &mut StreamId) -> Result<(), crate::error::R
             Some((last, _)) if rows.len() == SWEEP_PAGE => *cursor = last.next(),
             _ => {
                 *cursor = StreamId::ZERO;
-                break;
+                return Ok(seen);
             }
         }
     }
-    Ok(())
+    Ok(Idle::Maybe)
 }
 
 fn report_swept(pool: &Pool, result: &SweepResult) {

@@ -363,6 +363,50 @@ async fn a_handler_running_past_the_visibility_timeout_is_not_redelivered() {
     running.stop().await;
 }
 
+/// The janitor claims (XAUTOCLAIM, which costs Redis a stream lookup per pending entry it
+/// scans) only after its sweep saw an entry idle past the visibility timeout: entries in
+/// flight cost it one XPENDING per tick, and a failed entry is still claimed for its retry.
+#[tokio::test]
+async fn the_janitor_claims_only_when_an_entry_went_idle() {
+    let server = RedisServer::start();
+    let stream = stream_name("janitor-idle");
+    let config = config(&toml(
+        &server,
+        &stream,
+        "",
+        &pool("p", r#"["slow", "flaky"]"#),
+    ));
+    let handler = Recorder::with(|d| match (d.event_type.as_str(), d.attempt) {
+        ("flaky", 1) => Outcome::retry("once"),
+        _ => Outcome::Success,
+    })
+    .slow(Duration::from_millis(1500));
+    let running = run(Engine::new(config).with_handler("p", handler.clone()));
+    let redis = server.client().await;
+    for _ in 0..4 {
+        publish(&redis, &stream, "slow", "{}").await;
+    }
+    wait_for("four in flight and eight janitor ticks", T, || async {
+        group_pending(&redis, &stream, "p").await == 4 && command_calls(&server, "xpending") >= 8
+    })
+    .await;
+    assert_eq!(
+        command_calls(&server, "xautoclaim"),
+        0,
+        "the janitor scanned with XAUTOCLAIM while nothing was idle"
+    );
+    publish(&redis, &stream, "flaky", "{}").await;
+    wait_for("the failed entry claimed and retried", T, || async {
+        handler
+            .seen()
+            .iter()
+            .any(|s| s.event_type == "flaky" && s.attempt == 2)
+    })
+    .await;
+    assert!(command_calls(&server, "xautoclaim") >= 1);
+    running.stop().await;
+}
+
 #[tokio::test]
 async fn a_hanging_handler_times_out_and_the_entry_is_retried() {
     let server = RedisServer::start();
