@@ -660,12 +660,7 @@ async fn trimming_by_age_waits_for_unread_entries_then_removes_old_ones() {
         .parse()
         .unwrap();
     assert!(first_ms > hour_ago, "an old entry is left: {first}");
-    let metrics = reqwest::get(running.url("/metrics").await)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(running.url("/metrics").await).await;
     let trimmed: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("weir_entries_trimmed_total{rule=\"max_age\"} "))

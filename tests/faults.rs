@@ -508,12 +508,7 @@ async fn entries_trimmed_before_a_pool_read_them_are_reported_and_counted_once()
     let late = publish_numbered(&redis, &stream, 13..15, Duration::ZERO).await;
     let metrics_url = running.url("/metrics").await;
     let lost = || async {
-        let text = reqwest::get(&metrics_url)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&metrics_url).await;
         text.lines()
             .find(|l| l.starts_with("weir_entries_lost_total{pool=\"unread\"}"))
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

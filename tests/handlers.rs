@@ -237,12 +237,7 @@ async fn pending_entries_deleted_by_hand_are_acknowledged_and_counted_as_lost() 
         group_pending(&redis, &stream, "lostpool").await == 0
     })
     .await;
-    let metrics = reqwest::get(running.url("/metrics").await)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(running.url("/metrics").await).await;
     assert!(
         metrics.contains("weir_entries_lost_total{pool=\"lostpool\"} 1"),
         "{metrics}"

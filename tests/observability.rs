@@ -69,7 +69,7 @@ async fn counters_after_a_scripted_run_are_exact() {
     let url = running.url("/metrics").await;
     let deadline = std::time::Instant::now() + T;
     let metrics = loop {
-        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let text = get_text(&url).await;
         if sample(&text, "weir_group_pending", &[("pool", "obs")]) == Some(0.0) {
             break text;
         }

@@ -597,12 +597,7 @@ async fn an_inline_batch_stops_where_the_lease_was_lost() {
     // just before the theft may still confirm late, and allows hand-outs for that long.
     let since = Mutex::new(None::<Instant>);
     wait_for("the engine gave the lease up", T, || async {
-        let text = reqwest::get(&metrics_url)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&metrics_url).await;
         let owned = gauge(&text, "weir_pool_owned_partitions{pool=\"p\"}") != Some(0.0);
         let mut since = since.lock().unwrap();
         if owned {
@@ -669,12 +664,7 @@ async fn a_hot_key_keeps_read_ahead_bounded_other_keys_flow_and_status_shows_the
     // there instead of buffering 600.
     let metrics_url = running.url("/metrics").await;
     wait_for("the waiting gauge shows the bounded backlog", T, || async {
-        let text = reqwest::get(&metrics_url)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&metrics_url).await;
         gauge(&text, "weir_ordered_waiting{pool=\"p\"}") == Some(19.0)
             && gauge(&text, "weir_pool_owned_partitions{pool=\"p\"}") == Some(1.0)
     })
@@ -710,12 +700,7 @@ async fn a_hot_key_keeps_read_ahead_bounded_other_keys_flow_and_status_shows_the
             .is_some_and(|c| !c.is_empty())
     );
     assert_eq!(pool["owners"][0]["epoch"], 1);
-    let health = reqwest::get(running.url("/healthz").await)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let health = get_text(running.url("/healthz").await).await;
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["pools"][0]["owners"][0]["epoch"], 1);
     running.stop().await;

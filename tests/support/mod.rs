@@ -714,6 +714,11 @@ fn redis_cli(options: &[impl AsRef<std::ffi::OsStr>], args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The body of a GET of a test endpoint (`/metrics`, `/healthz`); any failure panics.
+pub async fn get_text(url: impl reqwest::IntoUrl) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
 /// `calls` of `command` (e.g. `xinfo|stream`) in the server's `INFO commandstats`.
 pub fn command_calls(server: &RedisServer, command: &str) -> u64 {
     server
