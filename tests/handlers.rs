@@ -306,6 +306,16 @@ where
     }
 }
 
+/// A `weir` process, killed when dropped (a failed assertion included).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// An HTTPS endpoint with the certificate `certificates` made in `dir`: answers every request
 /// 200 and keeps its body. Plain HTTP/1.1 over rustls, parsed by hand (headers, then
 /// `content-length` bytes), so nothing but TLS stands between weir and the bytes.
@@ -362,13 +372,6 @@ async fn an_https_webhook_gets_events_over_tls_trusting_the_system_store_or_its_
     std::fs::write(&path, toml(&server, &stream, 0, &pools)).unwrap();
     // The `weir` binary, trusting the CA file given (rustls-native-certs reads
     // SSL_CERT_FILE as the system's trust store).
-    struct Killed(std::process::Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let start = |config: &std::path::Path, ca: &std::path::Path| {
         Killed(
             Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -507,4 +510,151 @@ async fn a_keep_alive_connection_the_server_closed_is_not_a_failed_delivery() {
     }
     assert_eq!(redis.stream_len(&format!("{stream}:dlq")).await.unwrap(), 0);
     running.stop().await;
+}
+
+/// An HTTP proxy: forwards CONNECT tunnels to `127.0.0.1:<tunnel_to>` (whatever host was
+/// asked for), and answers plain requests 200 itself. Keeps every request head it got.
+async fn proxy(tunnel_to: u16) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let kept = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut first = [0u8; 8];
+                let Ok(n) = tcp.peek(&mut first).await else {
+                    return;
+                };
+                if !first[..n].starts_with(b"CONNECT") {
+                    let seen = |head, _| kept.lock().unwrap().push(head);
+                    answer_ok(tcp, None, seen).await;
+                    return;
+                }
+                // The CONNECT head, a byte at a time: nothing after it arrives before our 200.
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let Ok(byte) = tcp.read_u8().await else {
+                        return;
+                    };
+                    head.push(byte);
+                }
+                kept.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).trim_end().to_string());
+                let mut upstream = tokio::net::TcpStream::connect(("127.0.0.1", tunnel_to))
+                    .await
+                    .unwrap();
+                tcp.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tcp, &mut upstream).await;
+            });
+        }
+    });
+    (port, heads)
+}
+
+/// The proxy variables of the environment, as curl reads them: a plain `http://` webhook is
+/// sent to `HTTP_PROXY` by its whole URL, an `https://` one goes through a CONNECT tunnel of
+/// `HTTPS_PROXY` with TLS end to end, both with the proxy's credentials, and a host named in
+/// `NO_PROXY` is reached directly. The credentials never reach the log.
+#[tokio::test]
+async fn webhooks_go_through_the_proxy_of_the_environment_unless_no_proxy_names_the_host() {
+    use std::process::Command;
+    let server = RedisServer::start();
+    let certs = tempfile::tempdir().unwrap();
+    crate::tls::certificates(certs.path());
+    let (tls_port, tls_bodies) = https_webhook(certs.path()).await;
+    let (direct_port, direct) = webhook().await;
+    let (proxy_port, heads) = proxy(tls_port).await;
+    let stream = stream_name("proxy");
+    let hook = |name: &str, ty: &str, url: String| {
+        format!(
+            "[[pools]]\nname = \"{name}\"\nconcurrency = 2\ntypes = [\"{ty}\"]\nhandler = {{ kind = \"http\", url = \"{url}\" }}\n"
+        )
+    };
+    let pools = [
+        // Resolvable only by the proxy (it answers for it).
+        hook("forwarded", "a", "http://webhook.invalid/hook?x=1".into()),
+        hook(
+            "tunneled",
+            "b",
+            format!("https://localhost:{tls_port}/hook"),
+        ),
+        hook(
+            "direct",
+            "ok",
+            format!("http://127.0.0.1:{direct_port}/hook"),
+        ),
+    ]
+    .concat();
+    let path = certs.path().join("streams.toml");
+    std::fs::write(&path, toml(&server, &stream, 0, &pools)).unwrap();
+    let log = certs.path().join("weir.log");
+    let proxy_url = format!("http://user:s3cret@127.0.0.1:{proxy_port}");
+    let out = std::fs::File::create(&log).unwrap();
+    let weir = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["-c", path.to_str().unwrap(), "run"])
+        .env("HTTP_PROXY", &proxy_url)
+        .env("HTTPS_PROXY", &proxy_url)
+        .env("NO_PROXY", "127.0.0.1")
+        .env("SSL_CERT_FILE", certs.path().join("ca.crt"))
+        .env("WEIR_LOG", "debug")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("weir run");
+    let weir = Killed(weir);
+    let redis = server.client().await;
+    publish(&redis, &stream, "a", r#"{"n":1}"#).await;
+    publish(&redis, &stream, "b", r#"{"n":2}"#).await;
+    publish(&redis, &stream, "ok", r#"{"n":3}"#).await;
+    wait_for("all three delivered and acknowledged", T, || async {
+        let mut settled = true;
+        for pool in ["forwarded", "tunneled", "direct"] {
+            settled &= group_pending(&redis, &stream, pool).await == 0;
+        }
+        heads.lock().unwrap().len() == 2
+            && tls_bodies.lock().unwrap().len() == 1
+            && direct.lock().unwrap().len() == 1
+            && settled
+    })
+    .await;
+    drop(weir);
+    let heads = heads.lock().unwrap().clone();
+    let basic = "proxy-authorization: basic dxnlcjpzm2nyzxq="; // user:s3cret, lowercased
+    let forwarded = heads
+        .iter()
+        .find(|h| h.starts_with("POST "))
+        .expect("the plain webhook went to the proxy");
+    assert!(
+        forwarded.starts_with("POST http://webhook.invalid/hook?x=1 HTTP/1.1\r\n"),
+        "sent by its whole URL: {forwarded}"
+    );
+    assert!(forwarded.to_lowercase().contains(basic), "{forwarded}");
+    assert!(
+        forwarded
+            .to_lowercase()
+            .contains("host: webhook.invalid\r\n")
+    );
+    let tunnel = heads
+        .iter()
+        .find(|h| h.starts_with("CONNECT "))
+        .expect("the https webhook went through a tunnel");
+    assert!(
+        tunnel.starts_with(&format!("CONNECT localhost:{tls_port} HTTP/1.1\r\n")),
+        "{tunnel}"
+    );
+    assert!(tunnel.to_lowercase().contains(basic), "{tunnel}");
+    assert_eq!(tls_bodies.lock().unwrap()[0], r#"{"n":2}"#);
+    assert_eq!(direct.lock().unwrap()[0].1, r#"{"n":3}"#);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("entry settled"), "the log was read: {log}");
+    assert!(
+        !log.contains("s3cret") && !log.to_lowercase().contains("dxnlcjpzm2nyzxq="),
+        "the proxy's credentials reached the log"
+    );
 }

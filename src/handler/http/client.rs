@@ -23,6 +23,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower_service::Service;
@@ -53,16 +54,46 @@ struct Idle {
     since: Instant,
 }
 
+/// How a new connection is made.
+pub(super) enum Connector {
+    /// Straight to the host of the URI it is given (the webhook, or an HTTP proxy that
+    /// forwards plain `http://` requests).
+    Direct(HttpsConnector<HttpConnector>),
+    /// Through an HTTP proxy's CONNECT tunnel, then TLS with the webhook itself.
+    Tunnel(HttpsConnector<Tunnel<HttpConnector>>),
+}
+
+impl Connector {
+    async fn connect(&self, to: Uri) -> Result<Io, Error> {
+        match self {
+            Connector::Direct(c) => call(c.clone(), to).await,
+            Connector::Tunnel(c) => call(c.clone(), to).await,
+        }
+    }
+}
+
+async fn call<C>(mut connector: C, to: Uri) -> Result<Io, Error>
+where
+    C: Service<Uri, Response = Io>,
+    C::Error: Into<Error>,
+{
+    poll_fn(|cx| connector.poll_ready(cx))
+        .await
+        .map_err(Into::into)?;
+    connector.call(to).await.map_err(Into::into)
+}
+
 pub(super) struct Client {
-    connector: HttpsConnector<HttpConnector>,
-    /// Where to connect (absolute form).
+    connector: Connector,
+    /// What the connector is given: the webhook's URL, or the proxy's for a plain `http://`
+    /// webhook behind one.
     target: Uri,
     /// Oldest at the front, the next to reuse at the back.
     idle: Mutex<VecDeque<Idle>>,
 }
 
 impl Client {
-    pub(super) fn new(connector: HttpsConnector<HttpConnector>, target: Uri) -> Client {
+    pub(super) fn new(connector: Connector, target: Uri) -> Client {
         Client {
             connector,
             target,
@@ -142,9 +173,7 @@ impl Client {
     }
 
     async fn connect(&self) -> Result<Conn, Error> {
-        let mut connector = self.connector.clone();
-        poll_fn(|cx| connector.poll_ready(cx)).await?;
-        let io = connector.call(self.target.clone()).await?;
+        let io = self.connector.connect(self.target.clone()).await?;
         let (send, driver) = http1::handshake(io).await?;
         Ok(Conn {
             send,

@@ -4,6 +4,9 @@
 //! API, each polled by the task that uses it. The URL is parsed once, and a request is its
 //! body and headers. `https://` goes over rustls (ring), trusting the handler's `ca_file`, or
 //! else the system's CA certificates (which honour `SSL_CERT_FILE` and `SSL_CERT_DIR`).
+//! The environment's HTTP proxy (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`) is
+//! used as curl uses it: plain requests go to it by their whole URL, `https://` through its
+//! CONNECT tunnel.
 
 mod client;
 
@@ -17,6 +20,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::proxy::matcher::{Intercept, Matcher};
 use rustls::crypto::ring;
 use rustls::{ClientConfig, RootCertStore};
 
@@ -29,7 +34,8 @@ const ERROR_BODY_READ: usize = 64 * 1024;
 
 pub struct HttpHandler {
     client: client::Client,
-    /// The request target in origin form (`/path?query`), parsed once.
+    /// The request target, parsed once: in origin form (`/path?query`), or the whole URL
+    /// for a plain `http://` webhook behind a proxy.
     path: Uri,
     /// As configured, for messages.
     url: String,
@@ -66,29 +72,88 @@ impl HttpHandler {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config(https, ca_file)?)
             .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+            .enable_http1();
         let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
             return Err(format!("`{url}` names no host"));
         };
         // HTTP/1.1 needs the Host header; credentials in the URL are not sent (use headers).
         let host = authority.as_str().rsplit('@').next().unwrap_or_default();
-        let host = HeaderValue::from_str(host)
+        let host_header = HeaderValue::from_str(host)
             .map_err(|_| format!("`{url}`: the host is not a valid Host header"))?;
-        map.insert(header::HOST, host);
-        let path = uri
+        map.insert(header::HOST, host_header);
+        let origin_form = uri
             .path_and_query()
             .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
+        let (connector, target, path) = match proxy_for(&Matcher::from_env(), &uri, url, https)? {
+            None => (
+                client::Connector::Direct(tls.wrap_connector(http)),
+                uri,
+                origin_form,
+            ),
+            // https:// keeps its TLS end to end: the proxy only relays the bytes.
+            Some(proxy) if https => {
+                let mut tunnel = Tunnel::new(proxy.uri().clone(), http);
+                if let Some(auth) = proxy.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                let connector = client::Connector::Tunnel(tls.wrap_connector(tunnel));
+                (connector, uri, origin_form)
+            }
+            // Plain http:// goes to the proxy, which forwards the request by its whole URL.
+            Some(proxy) => {
+                if let Some(auth) = proxy.basic_auth() {
+                    let mut auth = auth.clone();
+                    auth.set_sensitive(true);
+                    map.insert(header::PROXY_AUTHORIZATION, auth);
+                }
+                let absolute = Uri::builder()
+                    .scheme("http")
+                    .authority(host)
+                    .path_and_query(origin_form.to_string())
+                    .build()
+                    .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+                let connector = client::Connector::Direct(tls.wrap_connector(http));
+                (connector, proxy.uri().clone(), absolute)
+            }
+        };
         Ok(HttpHandler {
-            client: client::Client::new(connector, uri),
+            client: client::Client::new(connector, target),
             path,
             url: url.to_string(),
             headers: map,
         })
     }
+}
+
+/// The HTTP proxy a request to `uri` goes through, from `proxies` (the environment:
+/// `HTTP_PROXY` for `http://`, `HTTPS_PROXY` for `https://`, else `ALL_PROXY`, lowercase names
+/// too, unless `NO_PROXY` names the host; read as curl reads them). Another kind of proxy
+/// (`socks5://`, a TLS `https://` proxy) is refused at start rather than bypassed.
+fn proxy_for(
+    proxies: &Matcher,
+    uri: &Uri,
+    url: &str,
+    https: bool,
+) -> Result<Option<Intercept>, String> {
+    let Some(proxy) = proxies.intercept(uri) else {
+        return Ok(None);
+    };
+    if proxy.uri().scheme_str() == Some("http") {
+        return Ok(Some(proxy));
+    }
+    let var = if https { "HTTPS_PROXY" } else { "HTTP_PROXY" };
+    Err(format!(
+        "`{url}` would go through the proxy {}://{} ({var} or ALL_PROXY), but the webhook client speaks to http:// proxies only: point {var} at one, or name the webhook's host in NO_PROXY",
+        proxy.uri().scheme_str().unwrap_or_default(),
+        proxy
+            .uri()
+            .authority()
+            .map(|a| a.as_str())
+            .unwrap_or_default(),
+    ))
 }
 
 /// rustls (ring) trusting the CA certificates of `ca_file`, else the system's. Without any,
@@ -285,6 +350,33 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_http_proxies_are_used_and_others_are_refused_naming_the_variable() {
+        let uri = |u: &str| u.parse::<Uri>().unwrap();
+        let http = Matcher::builder()
+            .http("http://u:p@proxy:3128")
+            .no("internal.example")
+            .build();
+        let found = proxy_for(&http, &uri("http://hooks.example/x"), "", false).unwrap();
+        assert_eq!(found.unwrap().uri(), &uri("http://proxy:3128/"));
+        let skipped = proxy_for(&http, &uri("http://internal.example/x"), "", false).unwrap();
+        assert!(skipped.is_none(), "NO_PROXY names the host");
+        let https = proxy_for(&http, &uri("https://hooks.example/x"), "", true).unwrap();
+        assert!(https.is_none(), "HTTP_PROXY is not for https://");
+        let socks = Matcher::builder()
+            .all("socks5://u:secret@proxy:1080")
+            .build();
+        let url = "https://hooks.example/x";
+        let error = proxy_for(&socks, &uri(url), url, true).unwrap_err();
+        assert!(
+            error.contains("socks5://proxy:1080")
+                && error.contains("HTTPS_PROXY")
+                && error.contains("NO_PROXY")
+                && !error.contains("secret"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn parses_retry_after_seconds_and_dates() {
