@@ -559,10 +559,11 @@ async fn proxy(tunnel_to: u16) -> (u16, Arc<Mutex<Vec<String>>>) {
 
 /// The proxy variables of the environment, as curl reads them: a plain `http://` webhook is
 /// sent to `HTTP_PROXY` by its whole URL, an `https://` one goes through a CONNECT tunnel of
-/// `HTTPS_PROXY` with TLS end to end, both with the proxy's credentials, and a host named in
-/// `NO_PROXY` is reached directly. The credentials never reach the log.
+/// `HTTPS_PROXY` with TLS end to end, both with the proxy's credentials, and one on this
+/// machine is reached directly. The credentials never reach the log. (`NO_PROXY` is the
+/// matcher's, covered by the handler's unit test.)
 #[tokio::test]
-async fn webhooks_go_through_the_proxy_of_the_environment_unless_no_proxy_names_the_host() {
+async fn webhooks_go_through_the_proxy_of_the_environment_but_local_ones_go_direct() {
     use std::process::Command;
     let server = RedisServer::start();
     let certs = tempfile::tempdir().unwrap();
@@ -577,12 +578,13 @@ async fn webhooks_go_through_the_proxy_of_the_environment_unless_no_proxy_names_
         )
     };
     let pools = [
-        // Resolvable only by the proxy (it answers for it).
+        // Resolvable only by the proxy: it answers for the first, tunnels to our endpoint for
+        // the second. Loopback goes direct.
         hook("forwarded", "a", "http://webhook.invalid/hook?x=1".into()),
         hook(
             "tunneled",
             "b",
-            format!("https://localhost:{tls_port}/hook"),
+            format!("https://hooks.test:{tls_port}/hook"),
         ),
         hook(
             "direct",
@@ -600,7 +602,7 @@ async fn webhooks_go_through_the_proxy_of_the_environment_unless_no_proxy_names_
         .args(["-c", path.to_str().unwrap(), "run"])
         .env("HTTP_PROXY", &proxy_url)
         .env("HTTPS_PROXY", &proxy_url)
-        .env("NO_PROXY", "127.0.0.1")
+        .env("NO_PROXY", "ignored.example")
         .env("SSL_CERT_FILE", certs.path().join("ca.crt"))
         .env("WEIR_LOG", "debug")
         .stdout(out.try_clone().unwrap())
@@ -645,7 +647,7 @@ async fn webhooks_go_through_the_proxy_of_the_environment_unless_no_proxy_names_
         .find(|h| h.starts_with("CONNECT "))
         .expect("the https webhook went through a tunnel");
     assert!(
-        tunnel.starts_with(&format!("CONNECT localhost:{tls_port} HTTP/1.1\r\n")),
+        tunnel.starts_with(&format!("CONNECT hooks.test:{tls_port} HTTP/1.1\r\n")),
         "{tunnel}"
     );
     assert!(tunnel.to_lowercase().contains(basic), "{tunnel}");

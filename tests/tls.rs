@@ -58,7 +58,8 @@ pub(crate) fn certificates(dir: &Path) {
     );
     std::fs::write(
         dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        // hooks.test: a name only a test proxy resolves (loopback never goes through one).
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:hooks.test\n",
     )
     .unwrap();
     openssl(

@@ -11,6 +11,7 @@
 mod client;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -131,13 +132,18 @@ impl HttpHandler {
 /// The HTTP proxy a request to `uri` goes through, from `proxies` (the environment:
 /// `HTTP_PROXY` for `http://`, `HTTPS_PROXY` for `https://`, else `ALL_PROXY`, lowercase names
 /// too, unless `NO_PROXY` names the host; read as curl reads them). Another kind of proxy
-/// (`socks5://`, a TLS `https://` proxy) is refused at start rather than bypassed.
+/// (`socks5://`, a TLS `https://` proxy) is refused at start rather than bypassed. A webhook
+/// on this machine (`localhost`, a loopback address) never goes through a proxy, as in Go's
+/// `ProxyFromEnvironment`.
 fn proxy_for(
     proxies: &Matcher,
     uri: &Uri,
     url: &str,
     https: bool,
 ) -> Result<Option<Intercept>, String> {
+    if uri.host().is_some_and(is_loopback) {
+        return Ok(None);
+    }
     let Some(proxy) = proxies.intercept(uri) else {
         return Ok(None);
     };
@@ -154,6 +160,12 @@ fn proxy_for(
             .map(|a| a.as_str())
             .unwrap_or_default(),
     ))
+}
+
+/// `localhost` or a loopback address (`127.0.0.0/8`, `[::1]`).
+fn is_loopback(host: &str) -> bool {
+    let ip = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// rustls (ring) trusting the CA certificates of `ca_file`, else the system's. Without any,
@@ -364,6 +376,14 @@ mod tests {
         assert!(skipped.is_none(), "NO_PROXY names the host");
         let https = proxy_for(&http, &uri("https://hooks.example/x"), "", true).unwrap();
         assert!(https.is_none(), "HTTP_PROXY is not for https://");
+        for local in [
+            "http://localhost:8080/x",
+            "http://127.0.0.2/x",
+            "http://[::1]:80/x",
+        ] {
+            let found = proxy_for(&http, &uri(local), "", false).unwrap();
+            assert!(found.is_none(), "{local} went through the proxy");
+        }
         let socks = Matcher::builder()
             .all("socks5://u:secret@proxy:1080")
             .build();
