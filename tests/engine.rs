@@ -890,3 +890,20 @@ async fn sweep_dead_letters_an_over_attempted_backlog_without_worker_slots() {
     assert_eq!(redis.stream_len(&dlq).await.unwrap(), (OVER - 1) as u64);
     running.stop().await;
 }
+
+/// A batch written in one script gives back each entry's own ID, in order (the script
+/// answers with one string of IDs; a batch of 1,200 spans several milliseconds).
+#[tokio::test]
+async fn a_batch_gives_back_every_entrys_id_in_order() {
+    let server = RedisServer::start();
+    let stream = stream_name("batch-ids");
+    let redis = server.client().await;
+    let batch: Vec<Vec<(String, String)>> = (0..1200)
+        .map(|i| vec![("type".into(), "t".into()), ("n".into(), i.to_string())])
+        .collect();
+    let ids = redis.add_many(&stream, &batch).await.unwrap();
+    let stored = redis.range(&stream, "-", "+", 2000).await.unwrap();
+    assert_eq!(ids.len(), 1200);
+    assert_eq!(ids, stored.iter().map(|e| e.id).collect::<Vec<_>>());
+    assert_eq!(field(&stored[1199], "n"), "1199");
+}

@@ -183,6 +183,17 @@ pub(crate) fn xread_frame(frame: Resp3Frame) -> Result<Vec<RawEntry>, RedisError
     Ok(out)
 }
 
+/// IDs as one string separated by spaces (a script's compact reply).
+pub(crate) fn id_list(command: &'static str, value: &Value) -> Result<Vec<StreamId>, RedisError> {
+    let text = bytes(value).ok_or_else(|| protocol(command, "expected IDs as a string"))?;
+    let text = std::str::from_utf8(&text).map_err(|_| protocol(command, "IDs not UTF-8"))?;
+    text.split_ascii_whitespace()
+        .map(|id| {
+            StreamId::parse(id).ok_or_else(|| protocol(command, format!("invalid ID `{id}`")))
+        })
+        .collect()
+}
+
 pub(crate) fn ids(command: &'static str, value: Value) -> Result<Vec<StreamId>, RedisError> {
     array(value)
         .ok_or_else(|| protocol(command, "expected a list of IDs"))?

@@ -78,7 +78,7 @@ impl Redis {
                 }
             })
             .await?;
-        let ids = reply::ids("XADD", reply)?;
+        let ids = reply::id_list("XADD", &reply)?;
         if ids.len() != entries.len() {
             return Err(protocol(
                 "XADD",
