@@ -88,6 +88,7 @@ impl HttpHandler {
         let origin_form = uri
             .path_and_query()
             .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
+        check_proxy_variables(|name| std::env::var(name).ok())?;
         let (connector, target, path) = match proxy_for(&Matcher::from_env(), &uri, url, https)? {
             None => (
                 client::Connector::Direct(tls.wrap_connector(http)),
@@ -147,6 +148,35 @@ fn proxy_for(
     let Some(proxy) = proxies.intercept(uri) else {
         return Ok(None);
     };
+    proxy_to(proxy, url, https)
+}
+
+/// Refuses a proxy variable that is set but names no proxy: the matcher would ignore it, and
+/// the webhook would go direct without a word. `var` reads the environment. The value is
+/// never shown: it may hold a password.
+fn check_proxy_variables(var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+    let pairs = [
+        ["ALL_PROXY", "all_proxy"],
+        ["HTTPS_PROXY", "https_proxy"],
+        ["HTTP_PROXY", "http_proxy"],
+    ];
+    for names in pairs {
+        // Read as the matcher reads it: the first of the pair that is set.
+        let Some((name, value)) = names.iter().find_map(|n| var(n).map(|v| (n, v))) else {
+            continue;
+        };
+        let names_a_proxy = value.parse::<Uri>().is_ok_and(|u| u.authority().is_some());
+        if !value.trim().is_empty() && !names_a_proxy {
+            return Err(format!(
+                "{name} is set but is not a proxy URL (http://[user:password@]host:port); fix it or unset it (its value is not shown: it may hold a password)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `proxy` if it is an HTTP proxy; another kind is refused.
+fn proxy_to(proxy: Intercept, url: &str, https: bool) -> Result<Option<Intercept>, String> {
     if proxy.uri().scheme_str() == Some("http") {
         return Ok(Some(proxy));
     }
@@ -362,6 +392,30 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proxy_variable_that_names_no_proxy_is_refused_without_its_value() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(check_proxy_variables(env(&[])).is_ok());
+        assert!(check_proxy_variables(env(&[("HTTP_PROXY", "http://u:p@proxy:3128")])).is_ok());
+        assert!(check_proxy_variables(env(&[("https_proxy", "proxy:3128")])).is_ok());
+        assert!(check_proxy_variables(env(&[("NO_PROXY", "::: nonsense")])).is_ok());
+        assert!(check_proxy_variables(env(&[("HTTP_PROXY", "")])).is_ok());
+        let error = check_proxy_variables(env(&[("HTTPS_PROXY", "http://u:s3cret@ bad")]));
+        let error = error.unwrap_err();
+        assert!(error.starts_with("HTTPS_PROXY is set but"), "{error}");
+        assert!(!error.contains("s3cret"), "{error}");
+        // The uppercase name wins, as in the matcher: a bad lowercase one behind it is unused.
+        let shadowed = env(&[("HTTP_PROXY", "http://proxy:1"), ("http_proxy", "%%")]);
+        assert!(check_proxy_variables(shadowed).is_ok());
+    }
 
     #[test]
     fn only_http_proxies_are_used_and_others_are_refused_naming_the_variable() {
