@@ -309,6 +309,31 @@ where
 /// A `weir` process, killed when dropped (a failed assertion included).
 struct Killed(std::process::Child);
 
+/// `weir -c config run` with `env` set, its output into `log` (or dropped).
+fn spawn_weir(
+    config: &std::path::Path,
+    env: &[(&str, &std::ffi::OsStr)],
+    log: Option<&std::path::Path>,
+) -> Killed {
+    use std::process::{Command, Stdio};
+    let out = || match log {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap(),
+        ),
+        None => Stdio::null(),
+    };
+    let mut weir = Command::new(env!("CARGO_BIN_EXE_weir"));
+    weir.args(["-c", config.to_str().unwrap(), "run"])
+        .envs(env.iter().copied())
+        .stdout(out())
+        .stderr(out());
+    Killed(weir.spawn().expect("weir run"))
+}
+
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -356,7 +381,6 @@ async fn https_webhook(dir: &std::path::Path) -> (u16, Arc<Mutex<Vec<String>>>) 
 
 #[tokio::test]
 async fn an_https_webhook_gets_events_over_tls_trusting_the_system_store_or_its_ca_file() {
-    use std::process::{Command, Stdio};
     let server = RedisServer::start();
     let certs = tempfile::tempdir().unwrap();
     crate::tls::certificates(certs.path());
@@ -373,16 +397,11 @@ async fn an_https_webhook_gets_events_over_tls_trusting_the_system_store_or_its_
     // The `weir` binary, trusting the CA file given (rustls-native-certs reads
     // SSL_CERT_FILE as the system's trust store).
     let start = |config: &std::path::Path, ca: &std::path::Path| {
-        Killed(
-            Command::new(env!("CARGO_BIN_EXE_weir"))
-                .args(["-c", config.to_str().unwrap(), "run"])
-                .env("SSL_CERT_FILE", ca)
-                .env("WEIR_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("weir run"),
-        )
+        let env = [
+            ("SSL_CERT_FILE", ca.as_os_str()),
+            ("WEIR_LOG", "warn".as_ref()),
+        ];
+        spawn_weir(config, &env, None)
     };
     let redis = server.client().await;
     let dlq = format!("{stream}:dlq");
@@ -564,7 +583,6 @@ async fn proxy(tunnel_to: u16) -> (u16, Arc<Mutex<Vec<String>>>) {
 /// matcher's, covered by the handler's unit test.)
 #[tokio::test]
 async fn webhooks_go_through_the_proxy_of_the_environment_but_local_ones_go_direct() {
-    use std::process::Command;
     let server = RedisServer::start();
     let certs = tempfile::tempdir().unwrap();
     crate::tls::certificates(certs.path());
@@ -597,19 +615,15 @@ async fn webhooks_go_through_the_proxy_of_the_environment_but_local_ones_go_dire
     std::fs::write(&path, toml(&server, &stream, 0, &pools)).unwrap();
     let log = certs.path().join("weir.log");
     let proxy_url = format!("http://user:s3cret@127.0.0.1:{proxy_port}");
-    let out = std::fs::File::create(&log).unwrap();
-    let weir = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["-c", path.to_str().unwrap(), "run"])
-        .env("HTTP_PROXY", &proxy_url)
-        .env("HTTPS_PROXY", &proxy_url)
-        .env("NO_PROXY", "ignored.example")
-        .env("SSL_CERT_FILE", certs.path().join("ca.crt"))
-        .env("WEIR_LOG", "debug")
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("weir run");
-    let weir = Killed(weir);
+    let ca = certs.path().join("ca.crt");
+    let env = [
+        ("HTTP_PROXY", proxy_url.as_ref()),
+        ("HTTPS_PROXY", proxy_url.as_ref()),
+        ("NO_PROXY", "ignored.example".as_ref()),
+        ("SSL_CERT_FILE", ca.as_os_str()),
+        ("WEIR_LOG", "debug".as_ref()),
+    ];
+    let weir = spawn_weir(&path, &env, Some(&log));
     let redis = server.client().await;
     publish(&redis, &stream, "a", r#"{"n":1}"#).await;
     publish(&redis, &stream, "b", r#"{"n":2}"#).await;

@@ -198,7 +198,7 @@ async fn run_inline_ordered(
                 handed = false;
                 break;
             };
-            let job = Job::new(pool, entry, permit, Some(lane), epoch);
+            let job = Job::new(pool, entry, 1, permit, Some(lane), epoch);
             // Its key may have gone free while it waited for the slot: then it runs now.
             if let Some(job) = ordered.admit(job) {
                 run_here(job, &mut batch).await;
@@ -217,7 +217,7 @@ async fn run_inline_ordered(
             if let Some(lane) = lane {
                 ordered.hold(lane);
             }
-            retry_later(pool, Job::new(pool, entry, permit, lane, epoch), after);
+            retry_later(pool, Job::new(pool, entry, 1, permit, lane, epoch), after);
         }
     }
     batch.finish(pool);

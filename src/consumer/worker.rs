@@ -33,10 +33,11 @@ pub struct Job {
 }
 
 impl Job {
-    /// The first delivery of `entry` from `pool`, in its key `lane`, under `epoch`.
+    /// Delivery `attempt` of `entry` from `pool`, in its key `lane`, under `epoch`.
     pub(super) fn new(
         pool: &Arc<Pool>,
         entry: RawEntry,
+        attempt: u64,
         permit: OwnedSemaphorePermit,
         lane: Option<u64>,
         epoch: Option<u64>,
@@ -44,7 +45,7 @@ impl Job {
         Job {
             pool: pool.clone(),
             entry,
-            attempt: 1,
+            attempt,
             _permit: permit,
             lane,
             epoch,
@@ -89,25 +90,11 @@ fn admit(
     epoch: Option<u64>,
 ) -> Option<Job> {
     let Some(ordered) = pool.ordered.as_ref() else {
-        return Some(Job {
-            pool: pool.clone(),
-            entry,
-            attempt,
-            _permit: permit,
-            lane: None,
-            epoch: None,
-        });
+        return Some(Job::new(pool, entry, attempt, permit, None, None));
     };
     epoch?;
-    let job = Job {
-        pool: pool.clone(),
-        lane: ordered.lane_of(&entry),
-        entry,
-        attempt,
-        _permit: permit,
-        epoch,
-    };
-    ordered.admit(job)
+    let lane = ordered.lane_of(&entry);
+    ordered.admit(Job::new(pool, entry, attempt, permit, lane, epoch))
 }
 
 /// What the entries of a batch run on one task (an inline handler's reader) leave to send

@@ -148,7 +148,19 @@ fn proxy_for(
     let Some(proxy) = proxies.intercept(uri) else {
         return Ok(None);
     };
-    proxy_to(proxy, url, https)
+    if proxy.uri().scheme_str() == Some("http") {
+        return Ok(Some(proxy));
+    }
+    let var = if https { "HTTPS_PROXY" } else { "HTTP_PROXY" };
+    Err(format!(
+        "`{url}` would go through the proxy {}://{} ({var} or ALL_PROXY), but the webhook client speaks to http:// proxies only: point {var} at one, or name the webhook's host in NO_PROXY",
+        proxy.uri().scheme_str().unwrap_or_default(),
+        proxy
+            .uri()
+            .authority()
+            .map(|a| a.as_str())
+            .unwrap_or_default(),
+    ))
 }
 
 /// Refuses a proxy variable that is set but names no proxy: the matcher would ignore it, and
@@ -173,23 +185,6 @@ fn check_proxy_variables(var: impl Fn(&str) -> Option<String>) -> Result<(), Str
         }
     }
     Ok(())
-}
-
-/// `proxy` if it is an HTTP proxy; another kind is refused.
-fn proxy_to(proxy: Intercept, url: &str, https: bool) -> Result<Option<Intercept>, String> {
-    if proxy.uri().scheme_str() == Some("http") {
-        return Ok(Some(proxy));
-    }
-    let var = if https { "HTTPS_PROXY" } else { "HTTP_PROXY" };
-    Err(format!(
-        "`{url}` would go through the proxy {}://{} ({var} or ALL_PROXY), but the webhook client speaks to http:// proxies only: point {var} at one, or name the webhook's host in NO_PROXY",
-        proxy.uri().scheme_str().unwrap_or_default(),
-        proxy
-            .uri()
-            .authority()
-            .map(|a| a.as_str())
-            .unwrap_or_default(),
-    ))
 }
 
 /// `localhost` or a loopback address (`127.0.0.0/8`, `[::1]`).
