@@ -201,3 +201,28 @@ pub(crate) fn ids(command: &'static str, value: Value) -> Result<Vec<StreamId>, 
         .map(|v| id(v).ok_or_else(|| protocol(command, "invalid ID")))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scripts_id_list_is_parsed_in_order_and_a_bad_one_is_a_protocol_error() {
+        let ids = id_list("XADD", &Value::from("1-0 1-1 2-0")).unwrap();
+        let want: Vec<StreamId> = ["1-0", "1-1", "2-0"]
+            .iter()
+            .map(|t| StreamId::parse(t).unwrap())
+            .collect();
+        assert_eq!(ids, want);
+        assert_eq!(id_list("XADD", &Value::from("")).unwrap(), vec![]);
+        let bad = id_list("XADD", &Value::from("1-0 nope")).unwrap_err();
+        assert!(bad.is(RedisErrorKind::Protocol));
+        assert!(bad.to_string().contains("`nope`"), "{bad}");
+        let array = Value::Array(vec![Value::from("1-0")]);
+        assert!(
+            id_list("XADD", &array)
+                .unwrap_err()
+                .is(RedisErrorKind::Protocol)
+        );
+    }
+}
