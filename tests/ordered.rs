@@ -383,6 +383,41 @@ async fn two_engines_one_owner_and_a_graceful_stop_hands_over_at_once() {
     );
 }
 
+/// Issue 22 item 6: a stop during the first start's fencing wait (no earlier lease state)
+/// releases the lease, so a standby takes over at once instead of after the lease (8 s).
+#[tokio::test]
+async fn a_stop_during_the_first_start_wait_releases_the_lease() {
+    let server = RedisServer::start();
+    let stream = stream_name("ordered-fresh-stop");
+    let text = toml(&server, &stream, 4, "").replace(
+        "visibility_timeout_seconds = 2",
+        "visibility_timeout_seconds = 8",
+    );
+    let a =
+        run(Engine::new(config(&text)).with_handler("p", Timeline::new(|_, _| Outcome::Success)));
+    wait_for("the first engine took the lease", T, || async {
+        owner(&server, &stream).contains_key("consumer")
+    })
+    .await;
+    let first = owner(&server, &stream)["consumer"].clone();
+    let stopped = Instant::now();
+    a.stop().await;
+    let second = Timeline::new(|_, _| Outcome::Success);
+    let b = run(Engine::new(config(&text)).with_handler("p", second.clone()));
+    wait_for("the standby took the lease", T, || async {
+        owner(&server, &stream)
+            .get("consumer")
+            .is_some_and(|c| *c != first)
+    })
+    .await;
+    let handover = stopped.elapsed();
+    assert!(
+        handover < Duration::from_secs(3),
+        "handover took {handover:?}: the lease (8 s) was kept by a process stopped in its first wait"
+    );
+    b.stop().await;
+}
+
 #[test]
 fn bad_order_keys_are_config_errors_naming_the_key() {
     for (value, fragment) in [("", "is empty"), ("/bad~pointer", "`~` must be followed")] {

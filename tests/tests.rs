@@ -14,6 +14,7 @@ mod dlq;
 mod engine;
 mod faults;
 mod handlers;
+mod hostile;
 mod observability;
 mod ordered;
 mod process;

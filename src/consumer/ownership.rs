@@ -95,7 +95,12 @@ async fn acquire(pool: &Pool, ordered: &Ordered) -> Option<u64> {
                     tracing::warn!(pool = %pool.name, stream = %pool.stream.name, epoch, wait_ms = wait.as_millis() as u64, "no earlier owner lease state (first start, or Redis lost its data); waiting before handing out work so two owners never overlap");
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = pool.stop.cancelled() => return None,
+                        _ = pool.stop.cancelled() => {
+                            // Stopped before handing out anything: give the lease up now, or
+                            // a standby would wait out the whole lease.
+                            give_up(pool, ordered, epoch).await;
+                            return None;
+                        }
                     }
                     if !renew(pool, ordered, epoch).await {
                         continue;
@@ -315,6 +320,11 @@ pub(crate) async fn release(pool: &Pool) {
         return;
     };
     ordered.disown();
+    give_up(pool, ordered, epoch).await;
+}
+
+/// Releases the lease taken at `epoch` (a no-op when it is no longer ours).
+async fn give_up(pool: &Pool, ordered: &Ordered, epoch: u64) {
     match pool
         .redis
         .release_lease(&ordered.lease_key, &pool.consumer, epoch)

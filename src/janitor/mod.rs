@@ -154,7 +154,7 @@ fn report_swept(pool: &Pool, result: &SweepResult) {
     let ids: Vec<StreamId> = result.moved.iter().map(|e| e.id).collect();
     pool.leases.release(&ids);
     for entry in &result.moved {
-        metrics::dead_lettered(&pool.name, &entry.event_type, DlqReason::MaxAttempts);
+        pool.metrics.dead_lettered(&entry.event_type, DlqReason::MaxAttempts);
         tracing::debug!(pool = %pool.name, r#type = %entry.event_type, entry_id = %entry.id, dlq_id = %entry.dlq_id, attempts = entry.attempts, "entry dead-lettered by the sweep");
     }
     tracing::warn!(
@@ -269,21 +269,34 @@ fn report_reclaimed(pool: &Pool, ids: &[StreamId]) {
 }
 
 /// Deletes other consumers of the group that own nothing and have been idle long enough.
+/// XINFO only picks the candidates: the check that decides runs with the delete, in one
+/// script, so a consumer that read meanwhile is kept.
 async fn collect_consumers(pool: &Pool, idle: Duration) {
     let Ok(consumers) = pool.redis.consumers(&pool.stream.name, &pool.name).await else {
         return;
     };
     for c in consumers {
-        let expired =
+        let candidate =
             c.name != pool.consumer && c.pending == 0 && u128::from(c.idle_ms) >= idle.as_millis();
-        if expired
-            && pool
-                .redis
-                .delete_consumer(&pool.stream.name, &pool.name, &c.name)
-                .await
-                .is_ok()
+        if !candidate {
+            continue;
+        }
+        match pool
+            .redis
+            .delete_idle_consumer(&pool.stream.name, &pool.name, &c.name, idle)
+            .await
         {
-            tracing::info!(pool = %pool.name, consumer = %c.name, idle_ms = c.idle_ms, "deleted idle consumer with nothing pending");
+            Ok(Some(0)) => {
+                tracing::info!(pool = %pool.name, consumer = %c.name, idle_ms = c.idle_ms, "deleted idle consumer with nothing pending")
+            }
+            Ok(Some(dropped)) => {
+                metrics::lost(&pool.name, dropped);
+                tracing::error!(pool = %pool.name, consumer = %c.name, dropped, "deleting an idle consumer dropped pending entries from the group: they are lost (never handled, never dead-lettered)");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(pool = %pool.name, consumer = %c.name, error = %e, "could not delete an idle consumer; trying again next time")
+            }
         }
     }
 }

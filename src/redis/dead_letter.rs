@@ -8,17 +8,19 @@ use fred::interfaces::{ClientLike, TransactionInterface as _};
 use fred::types::Value;
 
 use super::command::{
-    SCRIPT_MAX_FIELDS, Script, args, cmd, cmd_for_key, pipeline_replies, push_pairs,
+    SCRIPT_MAX_FIELDS, Script, args, cmd, cmd_for_key, push_pairs,
 };
 use super::reply::{self, array, int, protocol, text};
 use super::{Redis, StreamId};
-use crate::error::RedisError;
+use crate::error::{RedisError, RedisErrorKind};
 
 static DEAD_LETTER: Script = Script::new("EVAL (dead letter)", include_str!("lua/dead_letter.lua"));
 static SWEEP: Script = Script::new(
     "EVAL (dead-letter sweep)",
     include_str!("lua/dead_letter_sweep.lua"),
 );
+/// Run inside MULTI by [`Redis::dead_letter`] for wide entries, as EVAL.
+const ACK_IF_COPIED: &str = include_str!("lua/ack_if_copied.lua");
 static REPROCESS: Script = Script::new("EVAL", include_str!("lua/reprocess.lua"));
 
 /// What a dead-letter sweep works on.
@@ -75,7 +77,10 @@ impl Redis {
     }
 
     /// The same move for entries with more fields than a script can pass to one command:
-    /// MULTI/EXEC, atomic except that a runtime XADD error would not stop the XACK.
+    /// MULTI/EXEC with the XADD of the copy, then `lua/ack_if_copied.lua`, which acknowledges
+    /// only when that XADD took effect. Redis runs the rest of a transaction after a run-time
+    /// error, so a bare XACK there would drop an entry whose copy failed (the DLQ key of
+    /// another type): as atomic as the script path.
     async fn dead_letter_multi(
         &self,
         stream: &str,
@@ -84,6 +89,7 @@ impl Redis {
         id: StreamId,
         fields: &[(Bytes, Bytes)],
     ) -> Result<String, RedisError> {
+        let id = id.to_string();
         let trx = self.client.multi();
         let mut xadd = args([dlq, "*"]);
         push_pairs(&mut xadd, fields);
@@ -91,16 +97,28 @@ impl Redis {
             .custom(cmd("XADD"), xadd)
             .await
             .map_err(|e| self.fail("MULTI", e))?;
+        // EVAL, not EVALSHA: a NOSCRIPT inside EXEC would come after the XADD ran.
         let _: () = trx
-            .custom(cmd("XACK"), args([stream, group, &id.to_string()]))
+            .custom(
+                cmd("EVAL"),
+                args([ACK_IF_COPIED, "2", dlq, stream, group, id.as_str()]),
+            )
             .await
             .map_err(|e| self.fail("MULTI", e))?;
-        let reply: Value = trx.exec(true).await.map_err(|e| self.fail("EXEC", e))?;
+        let reply: Value = trx.exec(false).await.map_err(|e| self.fail("EXEC", e))?;
         let items = array(reply).ok_or_else(|| protocol("EXEC", "expected an array"))?;
-        items
-            .first()
-            .and_then(text)
-            .ok_or_else(|| protocol("EXEC", "XADD returned no ID"))
+        let copied = items.first().and_then(text);
+        let acked = items.get(1).and_then(int) == Some(1);
+        match copied {
+            Some(dlq_id) if acked => Ok(dlq_id),
+            _ => Err(RedisError {
+                command: "EXEC",
+                message: format!(
+                    "the DLQ copy of {id} was not added to {dlq}, so it was not acknowledged; it stays pending"
+                ),
+                kind: RedisErrorKind::Server,
+            }),
+        }
     }
 
     /// Dead-letters, in one script (`lua/dead_letter_sweep.lua`), those of `ids` that are
@@ -133,38 +151,65 @@ impl Redis {
     }
 
     /// Moves DLQ entries back to `stream`, each in one script (`lua/reprocess.lua`),
-    /// pipelined. One result per ID: the new entry's ID, or `None` if it was no longer in the
-    /// DLQ (already reprocessed or forgotten). The pipeline sends EVAL: a NOSCRIPT reply in
-    /// the middle of a pipeline would need a per-reply fallback.
+    /// pipelined. One result per ID, in order: each letter stands alone, so one that cannot
+    /// be copied (nothing to copy, too wide, a server error) is [`Reprocessing::Refused`]
+    /// while the others move. A connection failure fails the call: which scripts of the
+    /// batch ran is then unknown. The pipeline sends EVAL: a NOSCRIPT reply in the middle of
+    /// a pipeline would need a per-reply fallback.
     pub async fn reprocess(
         &self,
         dlq: &str,
         stream: &str,
         ids: &[StreamId],
-    ) -> Result<Vec<Option<StreamId>>, RedisError> {
+    ) -> Result<Vec<Reprocessing>, RedisError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let limit = (SCRIPT_MAX_FIELDS * 2).to_string();
         let pipeline = self.client.pipeline();
         for id in ids {
             let _: () = pipeline
                 .custom(
                     cmd_for_key("EVAL", dlq, false),
-                    args([REPROCESS.lua, "2", dlq, stream, &id.to_string()]),
+                    args([REPROCESS.lua, "2", dlq, stream, &id.to_string(), &limit]),
                 )
                 .await
                 .map_err(|e| self.fail(REPROCESS.name, e))?;
         }
-        let replies = pipeline_replies(
-            REPROCESS.name,
-            pipeline
-                .all()
-                .await
-                .map_err(|e| self.fail(REPROCESS.name, e)),
-            ids.len(),
-        )?;
-        Ok(replies.iter().map(reply::id).collect())
+        let replies = pipeline.try_all::<Value>().await;
+        if replies.len() != ids.len() {
+            return Err(protocol(
+                REPROCESS.name,
+                format!("{} replies for {} commands", replies.len(), ids.len()),
+            ));
+        }
+        replies
+            .into_iter()
+            .map(|reply| match reply {
+                Ok(value) => Ok(reply::id(&value).map_or(Reprocessing::Gone, Reprocessing::Moved)),
+                Err(e) => {
+                    let e = self.fail(REPROCESS.name, e);
+                    if e.is(RedisErrorKind::Server) {
+                        let message = e.message.strip_prefix("ERR ").unwrap_or(&e.message);
+                        Ok(Reprocessing::Refused(message.to_string()))
+                    } else {
+                        Err(e)
+                    }
+                }
+            })
+            .collect()
     }
+}
+
+/// What became of one dead letter [`Redis::reprocess`] was asked to move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reprocessing {
+    /// Copied onto the stream under this ID and deleted from the DLQ.
+    Moved(StreamId),
+    /// No longer in the DLQ (reprocessed or forgotten meanwhile).
+    Gone,
+    /// Left in the DLQ: why it could not be copied.
+    Refused(String),
 }
 
 /// The sweep script's `{moved, lost}` reply.

@@ -8,10 +8,15 @@ use fred::interfaces::ClientLike;
 use fred::types::Value;
 use fred::types::config::Options;
 
-use super::command::{COMMAND_TIMEOUT, args, cmd, cmd_for_key, pipeline_replies};
+use super::command::{COMMAND_TIMEOUT, Script, args, cmd, cmd_for_key, pipeline_replies};
 use super::reply::{self, array, int, pairs, protocol, text};
 use super::{RawEntry, Redis, StreamId};
 use crate::error::RedisError;
+
+static DELETE_IDLE_CONSUMER: Script = Script::new(
+    "EVAL (delete idle consumer)",
+    include_str!("lua/delete_idle_consumer.lua"),
+);
 
 /// The reply of one XAUTOCLAIM page.
 #[derive(Debug)]
@@ -305,17 +310,25 @@ impl Redis {
         Ok(out)
     }
 
-    /// `XGROUP DELCONSUMER`: returns how many entries the consumer had pending, which the
-    /// group loses with it.
-    pub async fn delete_consumer(
+    /// Deletes `consumer` from `group` if it owns nothing and has been idle at least
+    /// `min_idle`, checked and deleted in one script (`lua/delete_idle_consumer.lua`).
+    /// `None`: kept. `Some(n)`: deleted, dropping `n` pending entries from the group (0 by
+    /// the check; a caller treats anything else as lost entries).
+    pub async fn delete_idle_consumer(
         &self,
         stream: &str,
         group: &str,
         consumer: &str,
-    ) -> Result<u64, RedisError> {
+        min_idle: Duration,
+    ) -> Result<Option<u64>, RedisError> {
+        let idle = min_idle.as_millis().to_string();
         let reply = self
-            .call("XGROUP", args(["DELCONSUMER", stream, group, consumer]))
+            .run_script(&DELETE_IDLE_CONSUMER, &[stream], |a| {
+                a.extend(args([group, consumer, &idle]))
+            })
             .await?;
-        Ok(int(&reply).unwrap_or(0).max(0) as u64)
+        let n = int(&reply)
+            .ok_or_else(|| protocol("EVAL (delete idle consumer)", "expected an integer"))?;
+        Ok(u64::try_from(n).ok())
     }
 }
