@@ -174,17 +174,20 @@ async fn metrics_text(State(health): State<Arc<Health>>) -> Response {
 }
 
 /// Binds `addr` now (so a busy port is a start-up error) and serves until `cancel`; with
-/// `api`, `/api/v1` too; over HTTPS when `[http]` names a certificate and key.
+/// `api`, `/api/v1` too; over HTTPS when `[http]` names a certificate and key. Slow and idle
+/// clients are held to `limits` (contract §8, see [`crate::api::server`]).
 pub async fn serve(
     addr: SocketAddr,
     health: Arc<Health>,
     api: Option<Arc<crate::api::Api>>,
+    limits: crate::api::server::Limits,
     cancel: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), std::io::Error> {
+    crate::api::server::raise_open_files(&limits);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let tls = match &health.config.http.tls {
-        Some((cert, key)) => Some(crate::api::tls::server_config(cert, key)?),
+        Some((cert, key)) => Some(crate::api::tls::acceptor(cert, key)?),
         None => None,
     };
     if api.is_some() && tls.is_none() && !local.ip().is_loopback() {
@@ -200,32 +203,9 @@ pub async fn serve(
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(url = %format!("{scheme}://{local}/"), "dashboard served");
     }
-    let (plain, secure) = match tls {
-        Some(config) => (
-            None,
-            Some(crate::api::tls::TlsListener::new(listener, config)?),
-        ),
-        None => (Some(listener), None),
-    };
-    let task = tokio::spawn(async move {
-        let shutdown = async move { cancel.cancelled().await };
-        let served = match (plain, secure) {
-            (_, Some(listener)) => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-            (Some(listener), None) => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-            (None, None) => Ok(()),
-        };
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
+    let task = tokio::spawn(crate::api::server::serve(
+        listener, tls, app, limits, cancel,
+    ));
     Ok((local, task))
 }
 

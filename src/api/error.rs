@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::Request;
 use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, HeaderValue, X_CONTENT_TYPE_OPTIONS};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -105,6 +106,15 @@ impl IntoResponse for ApiError {
 /// Unknown paths under `/api/v1`.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint; see GET /api/v1/openapi.json")
+}
+
+/// Every answer of the API is private and says what it is: no cache (or proxy) keeps a
+/// copy, and no browser guesses another content type.
+pub async fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// Every request answers within [`super::REQUEST_TIMEOUT`]: 503 after that.

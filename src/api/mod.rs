@@ -10,7 +10,9 @@
 //! - [`jobs`]: replay jobs run inside the engine, cancellable, stopped cleanly on shutdown.
 //! - [`history`]: processed/failed per pool over the last 15 minutes, sampled in memory.
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers' annotations.
-//! - [`tls`]: the optional HTTPS listener.
+//! - [`server`]: the engine's HTTP listener (plain or TLS): header and idle timeouts, the
+//!   connection cap, a bounded shutdown.
+//! - [`tls`]: the listener's optional TLS settings.
 
 mod auth;
 mod error;
@@ -19,6 +21,7 @@ mod input;
 mod jobs;
 pub mod openapi;
 mod read;
+pub mod server;
 mod telemetry;
 pub mod tls;
 mod write;
@@ -74,7 +77,9 @@ impl Api {
         }))
     }
 
-    /// The `/api/v1` routes, behind authentication, a body cap and a request timeout.
+    /// The `/api/v1` routes, behind authentication, a body cap and a request timeout; every
+    /// answer (401s included) with `Cache-Control: no-store` and `X-Content-Type-Options:
+    /// nosniff`.
     pub fn router(self: &Arc<Api>) -> Router {
         let v1 = Router::new()
             .route("/status", get(read::status))
@@ -99,6 +104,7 @@ impl Api {
                 auth::check,
             ))
             .layer(DefaultBodyLimit::max(MAX_BODY))
+            .layer(axum::middleware::map_response(error::no_store))
             .with_state(self.clone());
         Router::new().nest("/api/v1", v1)
     }

@@ -38,6 +38,8 @@ pub struct Engine {
     /// Set once the HTTP listener is bound: with `http.listen` on port 0 only the engine
     /// knows the port.
     bound: watch::Sender<Option<SocketAddr>>,
+    /// The HTTP listener's limits: contract §8's, shorter only in tests.
+    http_limits: crate::api::server::Limits,
 }
 
 /// Where a running engine's `/healthz` and `/metrics` listen; see [`Engine::http_addr`].
@@ -70,7 +72,17 @@ impl Engine {
             handlers: HashMap::new(),
             only: None,
             bound: watch::Sender::new(None),
+            http_limits: crate::api::server::Limits::default(),
         }
+    }
+
+    /// The HTTP listener's header-read and idle timeouts (contract §8: 10 s and 60 s), for
+    /// tests that cannot wait that long. Not part of the supported API.
+    #[doc(hidden)]
+    pub fn with_http_timeouts(mut self, header_read: Duration, idle: Duration) -> Engine {
+        self.http_limits.header_read = header_read;
+        self.http_limits.idle = idle;
+        self
     }
 
     /// Uses `handler` for `pool` instead of the handler its config names.
@@ -149,6 +161,7 @@ impl Engine {
             config.http_listen,
             health.clone(),
             api.clone(),
+            self.http_limits,
             http_cancel.clone(),
         )
         .await
