@@ -228,6 +228,15 @@ pub enum OpError {
     /// 2, HTTP 409.
     #[error("{0}")]
     Conflict(String),
+    /// Bare dead-letter IDs that more than one partition's DLQ holds: exit 2, HTTP 409 with
+    /// the qualified candidates, so the caller names exactly the letter meant.
+    #[error("{message}")]
+    Ambiguous {
+        /// Which IDs, where each is, and how to name one.
+        message: String,
+        /// Every qualified ID (`<partition>/<entry ID>`) the bare ones could mean.
+        candidates: Vec<String>,
+    },
     /// Redis failed: exit 1, HTTP 503 when unreachable.
     #[error(transparent)]
     Redis(#[from] RedisError),

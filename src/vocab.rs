@@ -50,6 +50,66 @@ impl fmt::Display for StreamId {
     }
 }
 
+/// A dead letter as operators name it: its DLQ entry ID, qualified with the partition whose
+/// DLQ holds it (`1/1796391658546-0`) when the stream is partitioned — two partitions' DLQs
+/// can hold the same stream ID, and an operation must touch only the letter named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LetterId {
+    /// The partition (0-based); `None` for a bare ID, which names a letter only where one
+    /// partition alone holds that ID.
+    pub partition: Option<usize>,
+    /// The entry ID in that partition's DLQ.
+    pub id: StreamId,
+}
+
+impl LetterId {
+    /// How the API, `--json` and the dashboard name the letter `id` of `partition`: bare with
+    /// one partition (as before partitions existed), qualified with more.
+    pub fn shown(partition: usize, partitions: usize, id: StreamId) -> LetterId {
+        LetterId {
+            partition: (partitions > 1).then_some(partition),
+            id,
+        }
+    }
+}
+
+impl std::str::FromStr for LetterId {
+    type Err = String;
+
+    /// `<partition>/<ms>-<seq>` or a bare `<ms>-<seq>`; the error says which form is expected.
+    fn from_str(text: &str) -> Result<LetterId, String> {
+        let bad = || {
+            format!(
+                "`{text}` is not a dead-letter ID: expected a DLQ entry ID like 1700000000000-0, \
+                 or with partitions <partition>/<entry ID> like 1/1700000000000-0"
+            )
+        };
+        let (partition, id) = match text.split_once('/') {
+            Some((p, id)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                (Some(p.parse().map_err(|_| bad())?), id)
+            }
+            Some(_) => return Err(bad()),
+            None => (None, text),
+        };
+        let strict = id
+            .split_once('-')
+            .is_none_or(|(ms, seq)| !ms.is_empty() && !seq.is_empty());
+        match StreamId::parse(id) {
+            Some(id) if strict && !text.contains('+') => Ok(LetterId { partition, id }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for LetterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.partition {
+            Some(p) => write!(f, "{p}/{}", self.id),
+            None => write!(f, "{}", self.id),
+        }
+    }
+}
+
 /// One stream entry as it came from Redis: the ID and the fields as bytes, in order.
 /// `fields` is `None` when the entry was deleted but its ID is still pending.
 #[derive(Debug, Clone)]
@@ -211,6 +271,26 @@ mod tests {
             seq: u64::MAX,
         };
         assert_eq!(max.next(), StreamId { ms: 2, seq: 0 });
+    }
+
+    #[test]
+    fn letter_ids_read_bare_or_qualified_and_print_back() {
+        let bare: LetterId = "5-1".parse().unwrap();
+        assert_eq!(bare.partition, None);
+        assert_eq!(bare.to_string(), "5-1");
+        let qualified: LetterId = "1/5-1".parse().unwrap();
+        assert_eq!(qualified.partition, Some(1));
+        assert_eq!(qualified.id, bare.id);
+        assert_eq!(qualified.to_string(), "1/5-1");
+        for bad in [
+            "", "/5-1", "x/5-1", "1/", "1/x", "1/2/5-1", "-1/5-1", "5-", "+5-1", "1/+5",
+        ] {
+            let err = bad.parse::<LetterId>().unwrap_err();
+            assert!(err.contains("1/1700000000000-0"), "{bad}: {err}");
+        }
+        let id = StreamId { ms: 7, seq: 0 };
+        assert_eq!(LetterId::shown(1, 1, id).to_string(), "7-0");
+        assert_eq!(LetterId::shown(1, 2, id).to_string(), "1/7-0");
     }
 
     #[test]

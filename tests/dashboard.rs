@@ -601,6 +601,71 @@ async fn a_hostile_dead_letter_is_shown_as_text_and_runs_nothing() {
     bus.stop().await;
 }
 
+/// Issue 22 item 11: forgetting deletes for good, so the page asks first — for the selected
+/// rows and from the detail panel — and deletes only the letter named, only after "yes".
+#[tokio::test]
+async fn forget_asks_for_confirmation_and_deletes_only_after_yes() {
+    let _one = BROWSER.lock().await;
+    let bus = Bus::start("dash-forget").await;
+    for _ in 0..2 {
+        bus.xadd(
+            &bus.stream,
+            &[("type", "a.one"), ("data", r#"{"fail":true}"#)],
+        );
+    }
+    let dlq = bus.dlq();
+    wait_for("two dead letters", T, || async { bus.len(&dlq) == 2 }).await;
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    sign_in(c, &bus, ADMIN).await;
+    wait_count(c, r#"[data-test="dlq-row"]"#, 2).await;
+    let row = find(c, r#"[data-test="dlq-row"]"#).await;
+    let id = row.attr("data-id").await.unwrap().unwrap();
+
+    click(c, &format!(r#"{} [data-test="dlq-select"]"#, dlq_row(&id))).await;
+    click(c, r#"[data-test="forget-selected"]"#).await;
+    wait_text(c, r#"[data-test="confirm-text"]"#, "the question", |t| {
+        t.starts_with("Forget 1 dead letter(s) for good") && t.contains(&id)
+    })
+    .await;
+    assert_eq!(bus.len(&dlq), 2, "nothing forgotten before the answer");
+    click(c, r#"[data-test="confirm-no"]"#).await;
+    assert!(
+        !find(c, r#"[data-test="confirm"]"#)
+            .await
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+    assert_eq!(bus.len(&dlq), 2, "cancel forgets nothing");
+
+    click(c, r#"[data-test="forget-selected"]"#).await;
+    wait_text(c, r#"[data-test="confirm-yes"]"#, "the yes button", |t| {
+        t.contains("forget")
+    })
+    .await;
+    click(c, r#"[data-test="confirm-yes"]"#).await;
+    wait_for("the one letter forgotten", T, || async {
+        bus.len(&dlq) == 1
+    })
+    .await;
+    wait_count(c, &dlq_row(&id), 0).await;
+    wait_count(c, r#"[data-test="dlq-row"]"#, 1).await;
+
+    // From the detail panel too.
+    click(c, r#"[data-test="dlq-open"]"#).await;
+    click(c, r#"[data-test="detail-forget"]"#).await;
+    wait_text(c, r#"[data-test="confirm-text"]"#, "the question", |t| {
+        t.starts_with("Forget 1 dead letter(s) for good")
+    })
+    .await;
+    assert_eq!(bus.len(&dlq), 1);
+    click(c, r#"[data-test="confirm-yes"]"#).await;
+    wait_for("the DLQ empty", T, || async { bus.len(&dlq) == 0 }).await;
+    browser.close().await;
+    bus.stop().await;
+}
+
 #[tokio::test]
 async fn the_read_token_sees_everything_and_cannot_write() {
     let _one = BROWSER.lock().await;

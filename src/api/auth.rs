@@ -1,9 +1,10 @@
 //! Bearer tokens: `admin_token` may do everything, `read_token` only GET. Compared in
 //! constant time; never logged, never echoed.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -53,10 +54,48 @@ fn access(api: &Api, request: &Request) -> Option<Access> {
     }
 }
 
-/// 401 without a valid token, 403 for a write with the read token; else the request goes on
-/// with its [`Access`] in its extensions.
+/// Who sent a request, for the audit lines: the token's kind and the client's address
+/// (`None` when the listener did not record it).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub access: Access,
+    pub client: Option<SocketAddr>,
+}
+
+impl Caller {
+    /// The client's address as the audit lines show it.
+    pub fn client(&self) -> String {
+        self.client
+            .map_or_else(|| "unknown".into(), |c| c.to_string())
+    }
+}
+
+fn client_of(request: &Request) -> Option<SocketAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+}
+
+/// A refused request (401, 403) in the audit log: who, what, why — never the token sent.
+fn refused(request: &Request, status: StatusCode, why: &str) {
+    let client = client_of(request).map_or_else(|| "unknown".into(), |c| c.to_string());
+    tracing::warn!(
+        target: "weir::audit",
+        client,
+        method = %request.method(),
+        path = request.uri().path(),
+        status = status.as_u16(),
+        why,
+        "admin API refused"
+    );
+}
+
+/// 401 without a valid token, 403 for a write with the read token (both in the audit log);
+/// else the request goes on with its [`Access`] and [`Caller`] in its extensions.
 pub async fn check(State(api): State<Arc<Api>>, mut request: Request, next: Next) -> Response {
     let Some(access) = access(&api, &request) else {
+        refused(&request, StatusCode::UNAUTHORIZED, "missing or wrong token");
         let mut response = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong token: send Authorization: Bearer <token>",
@@ -70,13 +109,23 @@ pub async fn check(State(api): State<Arc<Api>>, mut request: Request, next: Next
     };
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
     if access == Access::Read && !reads {
+        refused(
+            &request,
+            StatusCode::FORBIDDEN,
+            "a write with the read token",
+        );
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "the read token may only GET; writes need the admin token",
         )
         .into_response();
     }
+    let caller = Caller {
+        access,
+        client: client_of(&request),
+    };
     request.extensions_mut().insert(access);
+    request.extensions_mut().insert(caller);
     next.run(request).await
 }
 

@@ -18,6 +18,8 @@ pub struct ApiError {
     pub message: String,
     /// The query parameter or body field at fault, for 400s.
     pub field: Option<String>,
+    /// For a 409 on a bare dead-letter ID: the qualified IDs it could mean.
+    pub candidates: Option<Vec<String>>,
 }
 
 /// The JSON body of every error.
@@ -27,6 +29,10 @@ pub struct ErrorBody {
     pub error: String,
     /// The query parameter or body field at fault (400), else null.
     pub field: Option<String>,
+    /// Only on a 409 for a bare dead-letter ID that several partitions' DLQs hold: every
+    /// qualified ID (`<partition>/<entry ID>`) it could mean; send one of them instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<Vec<String>>,
 }
 
 impl ApiError {
@@ -35,6 +41,7 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
+            candidates: None,
         }
     }
 
@@ -44,6 +51,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             field: Some(field.into()),
+            candidates: None,
         }
     }
 
@@ -62,6 +70,13 @@ impl From<OpError> for ApiError {
             OpError::Input(e) => e.into(),
             OpError::NotFound(m) => ApiError::not_found(m),
             OpError::Conflict(m) => ApiError::conflict(m),
+            OpError::Ambiguous {
+                message,
+                candidates,
+            } => ApiError {
+                candidates: Some(candidates),
+                ..ApiError::conflict(message)
+            },
             OpError::Redis(e) => e.into(),
         }
     }
@@ -98,6 +113,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.message,
             field: self.field,
+            candidates: self.candidates,
         };
         (self.status, Json(body)).into_response()
     }

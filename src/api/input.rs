@@ -99,6 +99,7 @@ pub fn body<T: DeserializeOwned>(bytes: Result<Bytes, BytesRejection>) -> Result
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 message: format!("the body is larger than {} bytes", super::MAX_BODY),
                 field: Some("body".into()),
+                candidates: None,
             }
         } else {
             ApiError::input("body", e.body_text())

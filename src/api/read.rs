@@ -14,7 +14,7 @@ use crate::dlq::{self, Cursor, DeadLetter, Filter, FilterInput};
 use crate::redis::{RawEntry, StreamId};
 use crate::status::Status;
 use crate::timespec;
-use crate::vocab::TYPE;
+use crate::vocab::{LetterId, TYPE};
 
 pub(super) type PairsQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
@@ -23,7 +23,7 @@ pub(super) type PairsQuery = Result<Query<Vec<(String, String)>>, QueryRejection
 const EVENTS_SCAN_CAP: usize = 10_000;
 
 /// As `weir status --json`.
-#[utoipa::path(get, path = "/status", tag = "status",
+#[utoipa::path(get, path = "/status", operation_id = "status", tag = "status",
     responses((status = 200, body = Status), (status = 503, body = super::error::ErrorBody)))]
 pub async fn status(State(api): State<Arc<Api>>) -> Result<Json<Status>, ApiError> {
     Ok(Json(crate::status::status(&api.redis, &api.config).await?))
@@ -89,7 +89,7 @@ fn before(id: StreamId) -> Option<StreamId> {
 }
 
 /// Main-stream entries, newest first (partition by partition when the stream is partitioned).
-#[utoipa::path(get, path = "/events", tag = "events", params(EventsQuery),
+#[utoipa::path(get, path = "/events", operation_id = "listEvents", tag = "events", params(EventsQuery),
     responses((status = 200, body = EventPage), (status = 400, body = super::error::ErrorBody),
         (status = 503, body = super::error::ErrorBody)))]
 pub async fn events(
@@ -248,7 +248,7 @@ pub fn filter(api: &Api, input: FilterInput<'_>) -> Result<Filter, ApiError> {
 }
 
 /// Dead letters as `weir dlq list --json` objects, paged.
-#[utoipa::path(get, path = "/dlq", tag = "dlq", params(DlqQuery),
+#[utoipa::path(get, path = "/dlq", operation_id = "listDeadLetters", tag = "dlq", params(DlqQuery),
     responses((status = 200, body = DlqPage), (status = 400, body = super::error::ErrorBody),
         (status = 503, body = super::error::ErrorBody)))]
 pub async fn dlq_list(
@@ -282,7 +282,7 @@ pub struct DlqStats {
 
 /// Counts by type, reason and pool over every partition's DLQ (or the dead letters the
 /// filter matches).
-#[utoipa::path(get, path = "/dlq/stats", tag = "dlq", params(DlqStatsQuery),
+#[utoipa::path(get, path = "/dlq/stats", operation_id = "deadLetterStats", tag = "dlq", params(DlqStatsQuery),
     responses((status = 200, body = DlqStats), (status = 400, body = super::error::ErrorBody),
         (status = 503, body = super::error::ErrorBody)))]
 pub async fn dlq_stats(
@@ -300,21 +300,18 @@ pub async fn dlq_stats(
     }))
 }
 
-/// A dead letter's ID from the path: 400 unless it is a stream ID.
-pub fn dead_letter_id(id: &str) -> Result<StreamId, ApiError> {
-    StreamId::parse(id).ok_or_else(|| {
-        ApiError::input(
-            "id",
-            format!("`{id}` is not a stream ID like 1700000000000-0"),
-        )
-    })
+/// A dead letter's ID from the path (`%2F` decoded): 400 unless it is an entry ID, bare or
+/// qualified with its partition.
+pub fn dead_letter_id(id: &str) -> Result<LetterId, ApiError> {
+    id.parse().map_err(|e: String| ApiError::input("id", e))
 }
 
 /// One dead letter.
-#[utoipa::path(get, path = "/dlq/{id}", tag = "dlq",
-    params(("id" = String, Path, description = "The dead letter's DLQ entry ID")),
+#[utoipa::path(get, path = "/dlq/{id}", operation_id = "showDeadLetter", tag = "dlq",
+    params(("id" = String, Path, description = "The dead letter's ID as the listing gives it: `1700000000000-0`, or with partitions `<partition>/<entry ID>` with the `/` sent as `%2F` (`1%2F1700000000000-0`); a bare ID is taken only where one partition alone holds it")),
     responses((status = 200, body = DeadLetter), (status = 404, body = super::error::ErrorBody),
-        (status = 400, body = super::error::ErrorBody)))]
+        (status = 400, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody, description = "a bare ID that several partitions' DLQs hold; `candidates` lists the qualified IDs")))]
 pub async fn dlq_show(
     State(api): State<Arc<Api>>,
     Path(id): Path<String>,

@@ -1,10 +1,11 @@
 //! `weir dlq list|show|stats|reprocess|forget|purge`: parse, call [`weir::dlq`], print.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 
 use weir::Config;
 use weir::dlq::{self, DeadLetter, Filter, FilterInput, Selection as Chosen};
-use weir::redis::StreamId;
+use weir::vocab::LetterId;
 
 use super::{Failure, Outcome, connect, print_json};
 
@@ -33,15 +34,10 @@ impl Selection {
     }
 }
 
-fn parse_ids(ids: &[String]) -> Result<Vec<StreamId>, Failure> {
+/// Dead-letter IDs as `weir dlq list` shows them: bare, or `<partition>/<entry ID>`.
+fn parse_ids(ids: &[String]) -> Result<Vec<LetterId>, Failure> {
     ids.iter()
-        .map(|id| {
-            StreamId::parse(id).ok_or_else(|| {
-                Failure::usage(format!(
-                    "`{id}` is not a DLQ entry ID (like 1700000000000-0)"
-                ))
-            })
-        })
+        .map(|id| id.parse().map_err(Failure::usage))
         .collect()
 }
 
@@ -88,11 +84,10 @@ pub async fn list(
             "DLQ ID", "TYPE", "REASON", "POOL", "TRY"
         );
     }
-    let scanned = dlq::visit(&redis, config, &filter, |entry| {
+    let scanned = dlq::visit(&redis, config, &filter, |d| {
         if shown >= limit {
             return false;
         }
-        let d = DeadLetter::from_entry(&entry);
         let line = if json {
             serde_json::to_string(&d).unwrap_or_default()
         } else {
@@ -188,12 +183,17 @@ pub async fn reprocess(
     let chosen = chosen(ids, all, selection)?;
     let redis = connect(config).await?;
     let bar = super::progress(None, "reprocess: moved");
-    let done = dlq::reprocess(&redis, config, &chosen, dry_run, |n| bar.set_position(n)).await?;
+    let done = dlq::reprocess(&redis, config, &chosen, dry_run, |d| {
+        bar.set_position(d.moved);
+        ControlFlow::Continue(())
+    })
+    .await?;
     bar.finish_and_clear();
     if json {
         print_json(&serde_json::json!({
             "dryRun": dry_run, "matched": done.matched, "reprocessed": done.moved,
-            "missing": done.missing, "byType": done.by_type,
+            "missing": done.missing, "skipped": done.skipped, "byType": done.by_type,
+            "complete": done.complete, "stopped": done.stopped,
         }));
     } else if dry_run {
         println!(
@@ -213,6 +213,22 @@ pub async fn reprocess(
         for id in &done.missing {
             println!("  not found: {id}");
         }
+        for s in &done.skipped {
+            println!("  skipped: {}: {}", s.id, s.error);
+        }
+    }
+    if let Some(why) = &done.stopped {
+        return Err(Failure::runtime(format!(
+            "stopped early after moving {}: {why}",
+            done.moved
+        )));
+    }
+    if !done.skipped.is_empty() {
+        return Err(Failure::runtime(format!(
+            "{} dead letter(s) could not be moved and stay in {} (listed above, each with why)",
+            done.skipped.len(),
+            dlq_label(config)
+        )));
     }
     if !done.missing.is_empty() && !ids.is_empty() {
         return Err(Failure::runtime(format!(
@@ -255,12 +271,32 @@ pub async fn purge(
     };
     let redis = connect(config).await?;
     let bar = super::progress(None, "purge");
-    let deleted = dlq::purge(&redis, config, &filter, |n| bar.set_position(n)).await?;
+    let done = dlq::purge(&redis, config, &filter, |d| {
+        bar.set_position(d.deleted);
+        ControlFlow::Continue(())
+    })
+    .await?;
     bar.finish_and_clear();
     if json {
-        print_json(&serde_json::json!({"purged": deleted}));
+        print_json(&serde_json::json!({
+            "purged": done.deleted, "byType": done.by_type,
+            "complete": done.complete, "stopped": done.stopped,
+        }));
     } else {
-        println!("purged {deleted} dead letter(s) from {}", dlq_label(config));
+        println!(
+            "purged {} dead letter(s) from {}",
+            done.deleted,
+            dlq_label(config)
+        );
+        for (t, n) in &done.by_type {
+            println!("  {:<24} {n}", if t.is_empty() { "(none)" } else { t });
+        }
     }
-    Ok(())
+    match done.stopped {
+        Some(why) => Err(Failure::runtime(format!(
+            "stopped early after deleting {}: {why}",
+            done.deleted
+        ))),
+        None => Ok(()),
+    }
 }

@@ -46,6 +46,7 @@ impl From<weir::error::OpError> for Failure {
             // Naming something that does not exist, or asking for what its state forbids
             // (resuming a finished job), is the caller's mistake.
             OpError::Conflict(m) | OpError::NotFound(m) => Failure::usage(m),
+            OpError::Ambiguous { message, .. } => Failure::usage(message),
             OpError::Redis(e) => Failure::from(e),
             other => Failure::runtime(other.to_string()),
         }

@@ -535,8 +535,8 @@
     notice("Forgot " + done + " dead letter(s).");
   }
 
-  async function onSelected(action) {
-    const ids = [...state.dlq.selected];
+  async function onSelected(action, only) {
+    const ids = only || [...state.dlq.selected];
     if (!ids.length) return;
     try {
       await action(ids);
@@ -584,22 +584,50 @@
         .filter(([t]) => t)
         .map(([t, c]) => t + ": " + c)
         .join(", ");
-      state.pendingConfirm = body;
-      $("confirm-text").textContent =
-        n + " dead letter(s) match this filter" + (byType ? " (" + byType + ")" : "") + ". Reprocess them all?";
-      $("confirm-yes").disabled = n === 0;
-      $("confirm").hidden = false;
-      $("confirm-no").focus();
+      askConfirm(
+        { body },
+        n + " dead letter(s) match this filter" + (byType ? " (" + byType + ")" : "") + ". Reprocess them all?",
+        "Yes, reprocess them",
+        n === 0,
+      );
     } catch (e) {
       fail(e);
     }
   }
 
-  async function confirmReprocess() {
-    const body = state.pendingConfirm;
+  // One confirmation step for every irreversible or wide action: `pending` says what runs
+  // on "yes" ({ body } reprocesses a filter, { forget, fromDetail } forgets those IDs).
+  function askConfirm(pending, text, yes, nothing) {
+    state.pendingConfirm = pending;
+    $("confirm-text").textContent = text;
+    $("confirm-yes").textContent = yes;
+    $("confirm-yes").disabled = !!nothing;
+    $("confirm").hidden = false;
+    $("confirm-no").focus();
+  }
+
+  // Forgetting deletes for good: it runs only after the operator confirms.
+  function askForget(ids, fromDetail) {
+    if (!ids.length) return;
+    const named = ids.slice(0, 5).join(", ") + (ids.length > 5 ? ", …" : "");
+    askConfirm(
+      { forget: ids, fromDetail },
+      "Forget " + ids.length + " dead letter(s) for good (" + named + ")? This cannot be undone.",
+      "Yes, forget them",
+    );
+  }
+
+  async function confirmYes() {
+    const pending = state.pendingConfirm;
     $("confirm").hidden = true;
     state.pendingConfirm = null;
-    if (!body) return;
+    if (!pending) return;
+    if (pending.forget) {
+      if (pending.fromDetail) await onSelectedIds(pending.forget, forgetIds);
+      else await onSelected(forgetIds, pending.forget);
+      return;
+    }
+    const body = pending.body;
     try {
       const r = await api("POST", "/dlq/reprocess", body);
       notice("Reprocessed " + r.moved + " dead letter(s) matching the filter.");
@@ -816,9 +844,9 @@
       selectionChanged();
     });
     $("reprocess-selected").addEventListener("click", () => onSelected(reprocessIds));
-    $("forget-selected").addEventListener("click", () => onSelected(forgetIds));
+    $("forget-selected").addEventListener("click", () => askForget([...state.dlq.selected], false));
     $("reprocess-matching").addEventListener("click", reprocessMatching);
-    $("confirm-yes").addEventListener("click", confirmReprocess);
+    $("confirm-yes").addEventListener("click", confirmYes);
     $("confirm-no").addEventListener("click", () => {
       $("confirm").hidden = true;
       state.pendingConfirm = null;
@@ -830,7 +858,7 @@
     });
     $("detail-forget").addEventListener("click", () => {
       const id = state.detailId;
-      if (id) onSelectedIds([id], forgetIds);
+      if (id) askForget([id], true);
     });
     $("replay-form").addEventListener("submit", (ev) => {
       ev.preventDefault();

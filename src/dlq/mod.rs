@@ -1,6 +1,7 @@
 //! Reading and working the dead-letter stream: filtered scans in pages (memory stays flat on
-//! any DLQ size), atomic reprocess, forget and purge. `ops` holds the operations across
-//! partitions that the CLI and the HTTP API share.
+//! any DLQ size), atomic reprocess, forget and purge. `ops` (reads) and `moves` (writes)
+//! hold the operations across partitions that the CLI and the HTTP API share; `ids` places
+//! the letters an operator names (`<partition>/<entry ID>` with partitions).
 
 use std::collections::BTreeMap;
 
@@ -14,12 +15,12 @@ use crate::vocab::{
     DLQ_ATTEMPTS, DLQ_ERROR, DLQ_FAILED_AT, DLQ_GROUP, DLQ_REASON, DLQ_SOURCE_ID, DlqReason, TYPE,
 };
 
+mod ids;
+mod moves;
 mod ops;
 
-pub use ops::{
-    Cursor, Page, Reprocessed, Selection, find, forget, page, purge, reprocess, stats as stats_all,
-    visit,
-};
+pub use moves::{Purged, Reprocessed, Selection, Skipped, forget, purge, reprocess};
+pub use ops::{Cursor, Page, find, page, stats as stats_all, visit};
 
 /// Entries per XRANGE page.
 pub const PAGE: usize = 500;
@@ -47,7 +48,9 @@ pub struct Filter {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
-    /// The DLQ entry's ID, which `forget` and `reprocess --id` take.
+    /// The DLQ entry's ID, which `forget` and `reprocess` take; with partitions qualified
+    /// as `<partition>/<entry ID>` (`1/1796391658546-0`), since two partitions' DLQs can
+    /// hold the same entry ID.
     pub id: String,
     /// The event type, to see at a glance which producer or handler is at fault.
     #[serde(rename = "type")]

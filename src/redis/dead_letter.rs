@@ -7,9 +7,7 @@ use bytes::Bytes;
 use fred::interfaces::{ClientLike, TransactionInterface as _};
 use fred::types::Value;
 
-use super::command::{
-    SCRIPT_MAX_FIELDS, Script, args, cmd, cmd_for_key, push_pairs,
-};
+use super::command::{SCRIPT_MAX_FIELDS, Script, args, cmd, cmd_for_key, push_pairs};
 use super::reply::{self, array, int, protocol, text};
 use super::{Redis, StreamId};
 use crate::error::{RedisError, RedisErrorKind};

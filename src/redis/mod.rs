@@ -30,7 +30,7 @@ mod write;
 pub use crate::vocab::{RawEntry, StreamId};
 pub use command::key_slot;
 pub use connection::{Redis, RedisConfig, validate_url};
-pub use dead_letter::{IdleSweep, SweepResult, SweptEntry};
+pub use dead_letter::{IdleSweep, Reprocessing, SweepResult, SweptEntry};
 pub use group::{AutoClaim, ConsumerInfo};
 pub use inspect::{GroupInfo, StreamInfo};
 pub use lease::LeaseClaim;
