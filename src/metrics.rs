@@ -1,20 +1,25 @@
 //! Every metric name weir exports, and typed helpers to record them. No metric name appears
-//! anywhere else. Labels stay low-cardinality: pool, type, reason — never entry IDs.
+//! anywhere else. Label values are bounded (contract §7): pools and reasons come from the
+//! config and the code, and every `type` label goes through one rule, [`TypeLabels`]
+//! (`labels.rs`): listed types, at most 100 more for a `"*"` pool, then `(other)`;
+//! `(unrouted)` and `(missing)` for the rest. Never entry IDs.
+
+mod labels;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::histogram::{Buckets, Family};
 
-use crate::sync::lock;
 use crate::vocab::DlqReason;
+use labels::ByLabel;
+pub use labels::TypeLabels;
 
 pub const PROCESSED: &str = "weir_messages_processed_total";
 pub const FAILED: &str = "weir_messages_failed_total";
@@ -24,6 +29,9 @@ pub const HANDLER_DURATION: &str = "weir_handler_duration_seconds";
 pub const PUBLISHED: &str = "weir_messages_published_total";
 pub const PUBLISH_REJECTED: &str = "weir_publish_rejected_total";
 pub const LOST: &str = "weir_entries_lost_total";
+/// Lease renewal ticks (XCLAIM … JUSTID of the entries in flight) that failed: entries drift
+/// toward the visibility timeout while they do.
+pub const LEASE_RENEWAL_FAILED: &str = "weir_lease_renewal_failures_total";
 pub const STREAM_LENGTH: &str = "weir_stream_length";
 pub const DLQ_LENGTH: &str = "weir_dlq_length";
 pub const GROUP_PENDING: &str = "weir_group_pending";
@@ -110,11 +118,6 @@ pub fn render(handle: &PrometheusHandle) -> String {
     text
 }
 
-pub fn dead_lettered(pool: &str, ty: &str, reason: DlqReason) {
-    counter!(DEAD_LETTERED, "pool" => pool.to_string(), "type" => ty.to_string(), "reason" => reason.as_str())
-        .increment(1);
-}
-
 pub fn reclaimed(pool: &str, n: u64) {
     counter!(RECLAIMED, "pool" => pool.to_string()).increment(n);
 }
@@ -123,12 +126,34 @@ pub fn lost(pool: &str, n: u64) {
     counter!(LOST, "pool" => pool.to_string()).increment(n);
 }
 
+pub fn lease_renewal_failed(pool: &str) {
+    counter!(LEASE_RENEWAL_FAILED, "pool" => pool.to_string()).increment(1);
+}
+
 pub fn trimmed(rule: &'static str, n: u64) {
     counter!(TRIMMED, "rule" => rule).increment(n);
 }
 
-pub fn published(ty: &str) {
-    counter!(PUBLISHED, "type" => ty.to_string()).increment(1);
+/// `weir_messages_published_total`, by type label: one per publisher, whose handles are
+/// resolved once per label.
+pub struct Published {
+    by_type: ByLabel<Counter>,
+}
+
+impl Published {
+    /// Labels by `labels` (the engine-wide rule, [`TypeLabels::for_engine`]).
+    pub fn new(labels: TypeLabels) -> Published {
+        Published {
+            by_type: ByLabel::new(Arc::new(labels)),
+        }
+    }
+
+    /// `n` events of type `ty` were written.
+    pub fn record(&self, ty: &str, n: u64) {
+        self.by_type
+            .get(ty, |label| counter!(PUBLISHED, "type" => label.to_string()))
+            .increment(n);
+    }
 }
 
 pub fn publish_rejected(reason: &str) {
@@ -179,10 +204,6 @@ pub fn oldest_pending(pool: &str, oldest: Option<crate::redis::StreamId>) {
     gauge!(OLDEST_PENDING_AGE, "pool" => pool.to_string()).set(age);
 }
 
-/// Types tracked per pool before further types share the label `other`: a `"*"` pool sees
-/// whatever publishers send, and label cardinality must stay bounded.
-const MAX_TYPES: usize = 500;
-
 struct TypeMetrics {
     processed: Counter,
     failed: Counter,
@@ -220,8 +241,8 @@ impl Spread {
     }
 }
 
-/// A pool's metric handles, resolved once per type: recording is then an atomic add, with
-/// no label strings built on the hot path.
+/// A pool's metric handles, resolved once per type label: recording is then a map lookup and
+/// an atomic add, with no label strings built on the hot path.
 pub struct PoolMetrics {
     pool: String,
     /// Settled handler calls since start, read by the API's history sampler
@@ -230,34 +251,39 @@ pub struct PoolMetrics {
     /// Failed handler calls (every failed attempt) since start.
     pub failed_total: AtomicU64,
     attempts: Spread,
-    by_type: Mutex<HashMap<String, Arc<TypeMetrics>>>,
+    by_type: ByLabel<TypeMetrics>,
 }
 
 impl PoolMetrics {
-    pub fn new(pool: &str) -> PoolMetrics {
+    /// `labels` is the pool's rule ([`TypeLabels::for_pool`]), shared by its partitions so a
+    /// `"*"` pool admits its 100 types once, not once per partition.
+    pub fn new(pool: &str, labels: Arc<TypeLabels>) -> PoolMetrics {
         PoolMetrics {
             pool: pool.to_string(),
             processed_total: AtomicU64::new(0),
             failed_total: AtomicU64::new(0),
             attempts: Spread::new(&ATTEMPTS, &[("pool", pool)]),
-            by_type: Mutex::new(HashMap::new()),
+            by_type: ByLabel::new(labels),
         }
     }
 
     fn for_type(&self, ty: &str) -> Arc<TypeMetrics> {
-        let mut map = lock(&self.by_type);
-        if let Some(m) = map.get(ty) {
-            return m.clone();
-        }
-        let label = if map.len() >= MAX_TYPES { "other" } else { ty };
-        let labels = [("pool", self.pool.clone()), ("type", label.to_string())];
-        let m = Arc::new(TypeMetrics {
-            processed: counter!(PROCESSED, &labels),
-            failed: counter!(FAILED, &labels),
-            duration: Spread::new(&DURATIONS, &[("pool", &self.pool), ("type", label)]),
-        });
-        map.insert(label.to_string(), m.clone());
-        m
+        self.by_type.get(ty, |label| {
+            let labels = [("pool", self.pool.clone()), ("type", label.to_string())];
+            TypeMetrics {
+                processed: counter!(PROCESSED, &labels),
+                failed: counter!(FAILED, &labels),
+                duration: Spread::new(&DURATIONS, &[("pool", &self.pool), ("type", label)]),
+            }
+        })
+    }
+
+    /// An entry of type `ty` (`""` when it has none readable) moved to the DLQ. Rare next to
+    /// processed and failed: the handle is looked up in the recorder each time.
+    pub fn dead_lettered(&self, ty: &str, reason: DlqReason) {
+        let label = self.by_type.labels().label(ty);
+        counter!(DEAD_LETTERED, "pool" => self.pool.clone(), "type" => label.to_string(), "reason" => reason.as_str())
+            .increment(1);
     }
 
     pub fn processed(&self, ty: &str, took: Duration) {
@@ -288,8 +314,14 @@ mod tests {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
-            let pool = PoolMetrics::new("orders");
-            crate::sync::poison(&pool.by_type);
+            let config = crate::Config::from_toml(
+                "[[pools]]\nname = \"orders\"\ntypes = [\"order.created\"]\nhandler = { kind = \"log\" }\n",
+                std::path::Path::new("."),
+            )
+            .expect("test config");
+            let labels = TypeLabels::for_pool(&config, &config.pools[0]);
+            let pool = PoolMetrics::new("orders", Arc::new(labels));
+            crate::sync::poison(&pool.by_type.handles);
             pool.processed("order.created", Duration::from_millis(3));
             pool.failed("order.created", Duration::from_millis(3));
         });

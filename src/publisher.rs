@@ -140,6 +140,8 @@ pub struct Publisher {
     event_id: Option<String>,
     /// `[schemas] align`: fields that must agree with the body.
     align: crate::align::Alignment,
+    /// `weir_messages_published_total`, its type labels bounded.
+    published: metrics::Published,
 }
 
 impl Publisher {
@@ -162,6 +164,7 @@ impl Publisher {
             refuse_unrouted: false,
             event_id: config.stream.event_id.clone(),
             align: crate::align::Alignment::new(&config.align),
+            published: metrics::Published::new(metrics::TypeLabels::for_engine(config)),
         }
     }
 
@@ -316,7 +319,7 @@ impl Publisher {
             None => Published::Added(self.redis.add_many(stream, &[fields]).await?[0]),
         };
         if let Published::Added(_) = published {
-            metrics::published(&event.event_type);
+            self.published.record(&event.event_type, 1);
         }
         Ok(Ok(published))
     }
@@ -343,7 +346,7 @@ impl Publisher {
             }
         }
         for e in events {
-            metrics::published(&e.event_type);
+            self.published.record(&e.event_type, 1);
         }
         Ok(ids)
     }
@@ -384,7 +387,7 @@ impl Publisher {
             .into_iter()
             .sum();
         for (ty, count) in runs {
-            (0..count).for_each(|_| metrics::published(&ty));
+            self.published.record(&ty, count as u64);
         }
         Ok(written)
     }

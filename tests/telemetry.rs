@@ -103,7 +103,7 @@ async fn telemetry_hashes_have_exact_counters_and_the_last_delivery() {
         ("dead_lettered", "2"),
         ("kind:asset.discovery", "3"),
         ("kind:cyber.metric", "1"),
-        ("kind:nobody.takes", "1"),
+        ("kind:(unrouted)", "1"),
     ]);
     let gcp = map(&[
         ("total_received", "2"),

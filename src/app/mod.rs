@@ -270,6 +270,7 @@ impl Shared {
         let (jobs_tx, jobs_rx) = async_channel::unbounded();
         let workers = TaskTracker::new();
         metrics::register_pool(&pool_config.name);
+        let type_labels = Arc::new(metrics::TypeLabels::for_pool(&self.config, pool_config));
         let members = Arc::new(Membership::new(self.config.stream.partitions));
         let scale = Arc::new(consumer::scale::Scale::new(pool_config));
         let handler_runs_inline = handler.runs_inline();
@@ -313,7 +314,7 @@ impl Shared {
                 permits: permits.clone(),
                 jobs: jobs_tx.clone(),
                 scale: scale.clone(),
-                metrics: metrics::PoolMetrics::new(&pool_config.name),
+                metrics: metrics::PoolMetrics::new(&pool_config.name, type_labels.clone()),
                 in_flight: AtomicUsize::new(0),
                 last_delivered: Mutex::new(last),
                 paused: self.paused.clone(),

@@ -124,6 +124,7 @@ impl Pool {
             stream: &self.stream.name,
             dlq: &self.stream.dlq,
             group: &self.name,
+            metrics: &self.metrics,
         }
     }
 

@@ -154,7 +154,8 @@ fn report_swept(pool: &Pool, result: &SweepResult) {
     let ids: Vec<StreamId> = result.moved.iter().map(|e| e.id).collect();
     pool.leases.release(&ids);
     for entry in &result.moved {
-        pool.metrics.dead_lettered(&entry.event_type, DlqReason::MaxAttempts);
+        pool.metrics
+            .dead_lettered(&entry.event_type, DlqReason::MaxAttempts);
         tracing::debug!(pool = %pool.name, r#type = %entry.event_type, entry_id = %entry.id, dlq_id = %entry.dlq_id, attempts = entry.attempts, "entry dead-lettered by the sweep");
     }
     tracing::warn!(

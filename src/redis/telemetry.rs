@@ -1,6 +1,8 @@
-//! The telemetry writes (contract §12): the monitor hash replaced whole, and the per-value
-//! counters added in one pipeline per flush. Both are best effort for their caller: it logs a
-//! failure and carries on; consumption never waits for them.
+//! The telemetry writes (contract §12): the monitor hash replaced whole, the per-value
+//! counters added in one pipeline per flush (each hash's expiry refreshed), and the bounded
+//! upkeep of the value index (a set): scanned a page at a time with SSCAN, never SMEMBERS.
+//! All best effort for their caller: it logs a failure and carries on; consumption never
+//! waits for them.
 
 use std::time::Duration;
 
@@ -9,6 +11,7 @@ use fred::types::Value;
 
 use super::Redis;
 use super::command::{args, cmd, pipeline_replies};
+use super::reply::{array, int, protocol, text};
 use crate::error::RedisError;
 
 /// One hash's share of a batched write: counters to add (HINCRBY) and fields to set (HSET).
@@ -22,9 +25,9 @@ pub struct HashDelta {
 }
 
 impl HashDelta {
-    /// How many commands [`Redis::apply_hash_deltas`] sends for it.
+    /// How many commands [`Redis::apply_hash_deltas`] sends for it (the last is PEXPIRE).
     fn commands(&self) -> usize {
-        self.add.iter().filter(|(_, n)| *n > 0).count() + usize::from(!self.set.is_empty())
+        self.add.iter().filter(|(_, n)| *n > 0).count() + usize::from(!self.set.is_empty()) + 1
     }
 }
 
@@ -59,17 +62,20 @@ impl Redis {
         Ok(())
     }
 
-    /// One pipeline: per delta an HINCRBY per counter and one HSET of its fields, then one
-    /// SADD of `members` to the set `index`. Not a transaction: on a cluster the hashes live
-    /// in different slots; each command is routed to its key's node.
+    /// One pipeline: per delta an HINCRBY per counter, one HSET of its fields and a PEXPIRE
+    /// of `ttl` (an idle value's hash disappears), then one SADD of `members` to the set
+    /// `index`. Not a transaction: on a cluster the hashes live in different slots; each
+    /// command is routed to its key's node.
     pub async fn apply_hash_deltas(
         &self,
         deltas: &[HashDelta],
         index: &str,
         members: &[&str],
+        ttl: Duration,
     ) -> Result<(), RedisError> {
         let pipeline = self.client.pipeline();
         let fail = |e| self.fail("HINCRBY", e);
+        let ttl = ttl.as_millis().max(1).to_string();
         let mut sent = 0;
         for delta in deltas {
             for (field, n) in delta.add.iter().filter(|(_, n)| *n > 0) {
@@ -87,6 +93,10 @@ impl Redis {
                 }
                 let _: () = pipeline.custom(cmd("HSET"), a).await.map_err(fail)?;
             }
+            let _: () = pipeline
+                .custom(cmd("PEXPIRE"), args([&delta.key, &ttl]))
+                .await
+                .map_err(fail)?;
             sent += delta.commands();
         }
         if !members.is_empty() {
@@ -106,5 +116,97 @@ impl Redis {
             sent,
         )?;
         Ok(())
+    }
+
+    /// `SSCAN set cursor COUNT count`: the next cursor (0 when the scan is complete) and a
+    /// page of members (about `count`; Redis may answer a few more or fewer).
+    pub async fn scan_members(
+        &self,
+        set: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<String>), RedisError> {
+        let (cursor, count) = (cursor.to_string(), count.to_string());
+        let reply = self
+            .call("SSCAN", args([set, &cursor, "COUNT", &count]))
+            .await?;
+        let mut parts = array(reply).unwrap_or_default().into_iter();
+        let (Some(next), Some(page)) = (parts.next(), parts.next()) else {
+            return Err(protocol("SSCAN", "reply is not [cursor, members]"));
+        };
+        let next = text(&next)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| protocol("SSCAN", "cursor is not a number"))?;
+        let members = array(page)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(text)
+            .collect();
+        Ok((next, members))
+    }
+
+    /// `SCARD set`.
+    pub async fn set_len(&self, set: &str) -> Result<u64, RedisError> {
+        let reply = self.call("SCARD", args([set])).await?;
+        Ok(int(&reply).unwrap_or(0).max(0) as u64)
+    }
+
+    /// Which of `keys` exist: one EXISTS each, in one pipeline (a cluster routes each to its
+    /// node).
+    pub async fn keys_exist(&self, keys: &[String]) -> Result<Vec<bool>, RedisError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pipeline = self.client.pipeline();
+        let fail = |e| self.fail("EXISTS", e);
+        for key in keys {
+            let _: () = pipeline
+                .custom(cmd("EXISTS"), args([key]))
+                .await
+                .map_err(fail)?;
+        }
+        let replies = pipeline_replies("EXISTS", pipeline.all().await.map_err(fail), keys.len())?;
+        Ok(replies.iter().map(|r| int(r) == Some(1)).collect())
+    }
+
+    /// `SREM set members…`, then `DEL` of `keys` (the members' hashes) in the same pipeline.
+    pub async fn forget_values(
+        &self,
+        set: &str,
+        members: &[String],
+        keys: &[String],
+    ) -> Result<(), RedisError> {
+        if members.is_empty() && keys.is_empty() {
+            return Ok(());
+        }
+        let pipeline = self.client.pipeline();
+        let fail = |e| self.fail("SREM", e);
+        let mut sent = 0;
+        if !members.is_empty() {
+            let mut a = args([set]);
+            a.extend(members.iter().map(|m| Value::from(m.as_str())));
+            let _: () = pipeline.custom(cmd("SREM"), a).await.map_err(fail)?;
+            sent += 1;
+        }
+        for key in keys {
+            let _: () = pipeline
+                .custom(cmd("DEL"), args([key]))
+                .await
+                .map_err(fail)?;
+            sent += 1;
+        }
+        pipeline_replies("SREM", pipeline.all().await.map_err(fail), sent)?;
+        Ok(())
+    }
+
+    /// `SPOP set n`: up to `n` members taken out of the set, chosen by Redis at random.
+    pub async fn pop_members(&self, set: &str, n: usize) -> Result<Vec<String>, RedisError> {
+        let n = n.to_string();
+        let reply = self.call("SPOP", args([set, &n])).await?;
+        Ok(array(reply)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(text)
+            .collect())
     }
 }

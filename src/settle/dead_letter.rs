@@ -28,6 +28,8 @@ pub struct DlqTarget<'a> {
     pub dlq: &'a str,
     /// The pool, i.e. the consumer group.
     pub group: &'a str,
+    /// The pool's metrics, whose type labels are bounded.
+    pub metrics: &'a metrics::PoolMetrics,
 }
 
 /// The DLQ copy: every original field except earlier `dlq_*` ones, then the `dlq_*` fields.
@@ -84,7 +86,7 @@ pub async fn dead_letter(
             .await;
         match moved {
             Ok(dlq_id) => {
-                metrics::dead_lettered(target.group, &ty, reason);
+                target.metrics.dead_lettered(&ty, reason);
                 tracing::warn!(
                     pool = target.group, r#type = %ty, entry_id = %entry.id, dlq_id = %dlq_id,
                     reason = reason.as_str(), attempts, error = truncate(error, 200),

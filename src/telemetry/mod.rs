@@ -22,7 +22,9 @@
 //!   (retryable, permanent, timeout, panic), as `weir_messages_failed_total` counts them.
 //! - `dead_lettered`: entries moved to the DLQ by a worker (the janitor's sweep of entries
 //!   whose last worker died moves them without reading their bodies and is not counted).
-//! - `kind:<type>`: `total_received` by event type.
+//! - `kind:<type>`: `total_received` by event type, under the type's bounded label (the rule of
+//!   `/metrics`, [`TypeLabels`]: listed types, with a `"*"` pool at most 100 more, then
+//!   `(other)`; `(unrouted)`, `(missing)`), so inventing types cannot grow a hash.
 //!
 //! The `last_*` fields describe the last delivery this process counted (last writer wins
 //! between processes): `last_entry_id`, `last_event_id` ("" without one), `last_type`,
@@ -33,6 +35,19 @@
 //! longer than [`MAX_VALUE_BYTES`] is not written but counted and logged, an empty one is
 //! no value, and at most `max_values` distinct values are tracked per interval (deliveries
 //! of further values are counted and logged as dropped).
+//!
+//! What is in Redis is bounded too, so publishers inventing values cannot fill it:
+//!
+//! - each value's hash expires [`VALUE_TTL`] after its last write (every write refreshes it);
+//! - the index `<stream>:telemetry` (a set of the values written) is kept near `max_values`
+//!   members: after each flush one page of it (SSCAN, [`TIDY_PAGE`] members, resuming where
+//!   the last flush stopped) is checked and members whose hash expired are removed, then while
+//!   it holds more than `max_values` members random ones are evicted with their hashes
+//!   (SPOP + DEL; logged at WARN). A value evicted or expired starts again from zero when it
+//!   is next counted. Between processes this is best effort: a member may briefly outlive
+//!   its hash or the other way round; an orphaned hash still expires.
+//! - readers scan the index a page at a time ([`view`]: at most [`VIEW_SCAN`] members), never
+//!   SMEMBERS.
 
 mod monitor;
 mod tally;
@@ -54,6 +69,7 @@ use crate::config::Config;
 use crate::envelope;
 use crate::error::RedisError;
 use crate::keys;
+use crate::metrics::TypeLabels;
 use crate::redis::{HashDelta, RawEntry, Redis};
 use crate::sync::lock;
 use crate::vocab::{DATA, DlqReason, EVENT_ID};
@@ -66,12 +82,21 @@ pub const MAX_VALUE_BYTES: usize = 200;
 const PIPELINE_VALUES: usize = 500;
 /// Dropped values are logged at most this often.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
+/// How long a value's hash outlives its last write.
+pub const VALUE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Index members checked for an expired hash after each flush.
+pub const TIDY_PAGE: usize = 200;
+/// Index members evicted per flush at most (the rest go with the next flushes).
+const EVICT_PER_FLUSH: usize = 20 * PIPELINE_VALUES;
+/// Index members a reader scans at most.
+pub const VIEW_SCAN: usize = 10_000;
 
-/// Deliveries not written since the last report, and when that was.
+/// Deliveries not written and values evicted since the last report, and when that was.
 #[derive(Default)]
 struct Drops {
     over_limit: AtomicU64,
     too_long: AtomicU64,
+    evicted: AtomicU64,
     reported: Mutex<Option<Instant>>,
 }
 
@@ -89,6 +114,10 @@ pub struct Telemetry {
     tracked: AtomicUsize,
     drops: Drops,
     hasher: std::collections::hash_map::RandomState,
+    /// The `kind:<type>` fields' labels (the engine-wide rule of `/metrics`).
+    kinds: TypeLabels,
+    /// Where the next flush's SSCAN of the index resumes (0: from the start).
+    tidy_cursor: AtomicU64,
 }
 
 impl Telemetry {
@@ -103,6 +132,8 @@ impl Telemetry {
             tracked: AtomicUsize::new(0),
             drops: Drops::default(),
             hasher: Default::default(),
+            kinds: TypeLabels::for_engine(config),
+            tidy_cursor: AtomicU64::new(0),
         }
     }
 
@@ -168,6 +199,7 @@ impl Telemetry {
                 continue;
             }
             tally.stamp(at_ms);
+            tally.relabel(&self.kinds);
             self.join(value, tally, Tally::merge);
         }
     }
@@ -209,12 +241,17 @@ impl Telemetry {
     /// Writes what was counted since the last flush: one pipeline per [`PIPELINE_VALUES`]
     /// values. On failure the counts go back to be written with the next flush. (A pipeline
     /// cut off half-way may then count some of them twice: telemetry errs on the side of
-    /// counting.)
+    /// counting.) Then keeps the index bounded ([`Telemetry::tidy`]).
     pub async fn flush(&self, redis: &Redis) -> Result<(), RedisError> {
         self.report_drops();
         if self.source.is_none() {
             return Ok(());
         }
+        self.write(redis).await?;
+        self.tidy(redis).await
+    }
+
+    async fn write(&self, redis: &Redis) -> Result<(), RedisError> {
         let mut batch = self.take();
         let index = keys::telemetry_index(&self.stream);
         while !batch.is_empty() {
@@ -224,12 +261,56 @@ impl Telemetry {
                 .map(|(v, t)| t.delta(keys::telemetry(&self.stream, v)))
                 .collect();
             let members: Vec<&str> = batch.iter().map(|(v, _)| v.as_str()).collect();
-            if let Err(e) = redis.apply_hash_deltas(&deltas, &index, &members).await {
+            let written = redis
+                .apply_hash_deltas(&deltas, &index, &members, VALUE_TTL)
+                .await;
+            if let Err(e) = written {
                 self.restore(batch);
                 self.restore(rest);
                 return Err(e);
             }
             batch = rest;
+        }
+        Ok(())
+    }
+
+    /// One page of the index checked for members whose hash expired (removed), then random
+    /// members evicted with their hashes while the index holds more than `max_values`.
+    async fn tidy(&self, redis: &Redis) -> Result<(), RedisError> {
+        let index = keys::telemetry_index(&self.stream);
+        let cursor = self.tidy_cursor.load(Ordering::Relaxed);
+        let (next, page) = redis.scan_members(&index, cursor, TIDY_PAGE).await?;
+        self.tidy_cursor.store(next, Ordering::Relaxed);
+        let hashes: Vec<String> = page
+            .iter()
+            .map(|v| keys::telemetry(&self.stream, v))
+            .collect();
+        let exist = redis.keys_exist(&hashes).await?;
+        let expired: Vec<String> = page
+            .into_iter()
+            .zip(exist)
+            .filter_map(|(value, exists)| (!exists).then_some(value))
+            .collect();
+        redis.forget_values(&index, &expired, &[]).await?;
+        let members = redis.set_len(&index).await?;
+        let mut excess =
+            (members.saturating_sub(self.max_values as u64) as usize).min(EVICT_PER_FLUSH);
+        while excess > 0 {
+            let popped = redis
+                .pop_members(&index, excess.min(PIPELINE_VALUES))
+                .await?;
+            if popped.is_empty() {
+                break;
+            }
+            let hashes: Vec<String> = popped
+                .iter()
+                .map(|v| keys::telemetry(&self.stream, v))
+                .collect();
+            redis.forget_values(&index, &[], &hashes).await?;
+            excess = excess.saturating_sub(popped.len());
+            self.drops
+                .evicted
+                .fetch_add(popped.len() as u64, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -242,6 +323,14 @@ impl Telemetry {
         }
         let over = self.drops.over_limit.swap(0, Ordering::Relaxed);
         let long = self.drops.too_long.swap(0, Ordering::Relaxed);
+        let evicted = self.drops.evicted.swap(0, Ordering::Relaxed);
+        if evicted > 0 {
+            tracing::warn!(
+                evicted,
+                max_values = self.max_values,
+                "telemetry: the index held more than [telemetry] max_values values; randomly chosen values were evicted with their hashes (their counters start again from zero); raise max_values, or check that [telemetry] key names a low-cardinality field"
+            );
+        }
         if over > 0 {
             tracing::warn!(
                 dropped = over,
@@ -256,7 +345,7 @@ impl Telemetry {
                 "telemetry: deliveries whose [telemetry] key value is longer than the limit were not counted (the value would name a Redis key)"
             );
         }
-        if over > 0 || long > 0 {
+        if over > 0 || long > 0 || evicted > 0 {
             *reported = Some(Instant::now());
         }
     }
@@ -320,19 +409,20 @@ pub(crate) async fn run(
 }
 
 /// What the telemetry hashes hold now, for the admin API: `<stream>:monitor` and up to
-/// `limit` telemetry values (all of `values` when given, else the first of the index, sorted).
+/// `limit` telemetry values (all of `values` when given, else the first of the index in name
+/// order, among at most [`VIEW_SCAN`] members scanned).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct View {
     /// `<stream>:monitor` as stored; empty when no engine refreshed it within its expiry.
     pub monitor: BTreeMap<String, String>,
     /// `<stream>:telemetry:<value>` by value.
     pub values: BTreeMap<String, BTreeMap<String, String>>,
-    /// Values in the index `<stream>:telemetry` beyond `limit`, not shown.
+    /// Values in the index `<stream>:telemetry` not shown (beyond `limit`, or not scanned).
     pub more: usize,
 }
 
 /// Reads the monitor hash and the telemetry hashes of `values` (or of the first `limit`
-/// values of the index, in sorted order).
+/// values of the index in sorted order, scanning at most [`VIEW_SCAN`] of its members).
 pub(crate) async fn view(
     redis: &Redis,
     config: &Config,
@@ -342,14 +432,15 @@ pub(crate) async fn view(
     let stream = &config.stream.name;
     let sorted = |map: HashMap<String, String>| map.into_iter().collect::<BTreeMap<_, _>>();
     let monitor = sorted(redis.hash_get_all(&keys::monitor(stream)).await?);
-    let mut names = if values.is_empty() {
-        redis.members(&keys::telemetry_index(stream)).await?
+    let (mut names, total) = if values.is_empty() {
+        scan_index(redis, &keys::telemetry_index(stream)).await?
     } else {
-        values.to_vec()
+        (values.to_vec(), values.len())
     };
     names.sort();
-    let more = names.len().saturating_sub(limit);
+    names.dedup();
     names.truncate(limit);
+    let more = total.saturating_sub(names.len());
     let mut out = BTreeMap::new();
     for name in names {
         let hash = redis.hash_get_all(&keys::telemetry(stream, &name)).await?;
@@ -362,6 +453,23 @@ pub(crate) async fn view(
         values: out,
         more,
     })
+}
+
+/// Up to [`VIEW_SCAN`] members of the index (SSCAN pages) and how many it holds.
+async fn scan_index(redis: &Redis, index: &str) -> Result<(Vec<String>, usize), RedisError> {
+    let mut names = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let (next, page) = redis.scan_members(index, cursor, 1000).await?;
+        names.extend(page);
+        if next == 0 || names.len() >= VIEW_SCAN {
+            break;
+        }
+        cursor = next;
+    }
+    names.truncate(VIEW_SCAN);
+    let total = (redis.set_len(index).await? as usize).max(names.len());
+    Ok((names, total))
 }
 
 #[cfg(test)]

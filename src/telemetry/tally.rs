@@ -7,6 +7,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use crate::handler::Delivery;
+use crate::metrics::TypeLabels;
 use crate::pointer::Found;
 use crate::redis::{HashDelta, StreamId};
 use crate::settle::Settlement;
@@ -136,6 +137,28 @@ impl Tally {
     pub(super) fn merge(&mut self, newer: Tally) {
         if let Some(last) = self.add_counts(newer) {
             self.last = Some(last);
+        }
+    }
+
+    /// Puts every `kind:` count under its type's bounded label ([`TypeLabels`]), merging
+    /// types that share one. Allocates only when a type is relabelled.
+    pub(super) fn relabel(&mut self, labels: &TypeLabels) {
+        let mut moved: Vec<(&'static str, u64)> = Vec::new();
+        self.kinds.retain(|(kind, n)| {
+            let Some(label) = labels.bucket(kind) else {
+                return true;
+            };
+            match moved.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, m)) => *m += n,
+                None => moved.push((label, *n)),
+            }
+            false
+        });
+        for (label, n) in moved {
+            match self.kinds.iter_mut().find(|(k, _)| k == label) {
+                Some((_, m)) => *m += n,
+                None => self.kinds.push((label.to_string(), n)),
+            }
         }
     }
 

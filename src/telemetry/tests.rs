@@ -183,6 +183,24 @@ fn values_are_bounded_in_number_and_length() {
 }
 
 #[test]
+fn kinds_are_bounded_by_the_type_labels_of_metrics() {
+    // A `"*"` pool: 100 types by name, then `(other)`.
+    let t = Engine::new(&config("key = \"/k\""));
+    let pool: Arc<str> = "p".into();
+    for i in 0..150 {
+        t.settled(
+            &pool,
+            &delivery(i, &format!("t{i}"), r#"{"k":"v"}"#),
+            &Settlement::Ack,
+        );
+    }
+    let kinds = &taken(&t)["v"].kinds;
+    assert_eq!(kinds.len(), 101, "{kinds:?}");
+    assert!(kinds.contains(&("t0".to_string(), 1)));
+    assert!(kinds.contains(&("(other)".to_string(), 50)));
+}
+
+#[test]
 fn a_batch_that_failed_goes_back_under_newer_counts() {
     let t = Engine::new(&config("key = \"/k\""));
     let pool: Arc<str> = "p".into();
