@@ -308,6 +308,79 @@ async fn a_killed_replay_resumes_with_no_duplicates_and_no_gaps() {
     );
 }
 
+/// Issue 22 item 10: a job resumed twice at once (two engines, or the CLI and the API) is
+/// taken with a compare-and-set on its progress hash: the later resume carries on, the
+/// earlier stops at its next batch, and no entry is published twice.
+#[tokio::test]
+async fn a_job_resumed_twice_at_once_publishes_each_entry_once() {
+    let s = setup("resume-twice");
+    let redis = s.server.client().await;
+    let originals: Vec<Vec<(String, String)>> = (0..4_000)
+        .map(|i| {
+            vec![
+                ("type".into(), "a".into()),
+                ("data".into(), format!("{{\"i\":{i}}}")),
+            ]
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for chunk in originals.chunks(1000) {
+        let added = redis.add_many(&s.stream, chunk).await.unwrap();
+        ids.extend(added.into_iter().map(|id| id.to_string()));
+    }
+    let paced = ["--rate", "2000", "--batch-size", "100"];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("-c")
+        .arg(&s.config)
+        .args(["replay", "--since", "0", "--until", "-0s"])
+        .args(paced)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _reaper = Reaper(child.id());
+    let pattern = format!("{}:replay:*", s.stream);
+    wait_for(
+        "the replay is a few batches in",
+        Duration::from_secs(20),
+        || {
+            let key = s.server.cli(&["KEYS", &pattern]);
+            let published: u64 = if key.is_empty() {
+                0
+            } else {
+                s.server
+                    .cli(&["HGET", &key, "published"])
+                    .parse()
+                    .unwrap_or(0)
+            };
+            async move { published >= 300 }
+        },
+    )
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let key = s.server.cli(&["KEYS", &pattern]);
+    let job = key.rsplit(':').next().unwrap().to_string();
+
+    let args = [&["--resume", job.as_str()][..], &paced[..]].concat();
+    let (a, b) = tokio::join!(s.replay(&args), s.replay(&args));
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(1)),
+        "one resume finishes, the other stops: {codes:?}\n{}\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let stopped = if a.status.code() == Some(1) { &a } else { &b };
+    assert!(
+        String::from_utf8_lossy(&stopped.stderr).contains("resumed by another run"),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    assert_eq!(s.server.cli(&["HGET", &key, "status"]), "done");
+    assert_eq!(s.replays_of(&job).await, ids, "duplicates or gaps");
+}
+
 /// 2024-11-22T08:00:00Z, written `2024-11-22T10:00:00+02:00` below.
 const T0: u64 = 1_732_262_400_000;
 

@@ -99,6 +99,12 @@ pub async fn replay(config: &Config, a: Args) -> Outcome {
             "{e}; progress is saved, continue with: weir replay --resume {id}"
         ))
     })?;
+    if p.status == weir::replay::TAKEN_OVER {
+        return Err(Failure::runtime(format!(
+            "replay job {id} was resumed by another run, which carries on from its cursor; this run stopped after publishing {} (nothing is published twice)",
+            p.published
+        )));
+    }
     if a.json {
         print_json(&serde_json::json!({
             "job": id, "dryRun": a.dry_run, "status": p.status, "scanned": p.scanned,

@@ -110,8 +110,14 @@ fn tick(visibility: Duration) -> Duration {
     (visibility / 4).clamp(Duration::from_millis(20), Duration::from_secs(5))
 }
 
-async fn write(pool: &Pool, keep: &[StreamId], hand_over: &[(StreamId, Duration)]) {
+/// Renewal failures in a row before they are logged at WARN: one can be a blip, three mean
+/// entries are drifting toward the visibility timeout (and a takeover by another process).
+const RENEWAL_STREAK_WARN: u32 = 3;
+
+/// Renews `keep` and schedules `hand_over`; returns whether every renewal went through.
+async fn write(pool: &Pool, keep: &[StreamId], hand_over: &[(StreamId, Duration)]) -> bool {
     let (stream, group, me) = (&pool.stream.name, &*pool.name, &pool.consumer);
+    let mut renewed = true;
     for chunk in keep.chunks(CHUNK) {
         if let Err(e) = pool
             .redis
@@ -119,6 +125,7 @@ async fn write(pool: &Pool, keep: &[StreamId], hand_over: &[(StreamId, Duration)
             .await
         {
             tracing::debug!(pool = group, error = %e, "lease renewal failed; will retry next tick");
+            renewed = false;
         }
     }
     for (id, idle) in hand_over {
@@ -130,11 +137,30 @@ async fn write(pool: &Pool, keep: &[StreamId], hand_over: &[(StreamId, Duration)
             tracing::debug!(pool = group, entry_id = %id, error = %e, "could not schedule the retry; it follows the visibility timeout");
         }
     }
+    renewed
+}
+
+/// Counts renewal ticks that failed in a row, and says so at WARN from the
+/// [`RENEWAL_STREAK_WARN`]th on (and once more when renewals go through again).
+fn track_renewals(pool: &Pool, renewed: bool, streak: &mut u32) {
+    if renewed {
+        if *streak >= RENEWAL_STREAK_WARN {
+            tracing::warn!(pool = %pool.name, failed_in_a_row = *streak, "lease renewals go through again");
+        }
+        *streak = 0;
+        return;
+    }
+    *streak += 1;
+    crate::metrics::lease_renewal_failed(&pool.name);
+    if *streak >= RENEWAL_STREAK_WARN {
+        tracing::warn!(pool = %pool.name, failed_in_a_row = *streak, "lease renewals keep failing (Redis unreachable or slow?); entries in flight pass the visibility timeout and may be reclaimed by another process");
+    }
 }
 
 pub(super) async fn keep_loop(pool: Arc<Pool>) {
     let visibility = pool.config.retry.visibility_timeout;
     let every = tick(visibility);
+    let mut streak = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -151,7 +177,8 @@ pub(super) async fn keep_loop(pool: Arc<Pool>) {
         let (keep, hand_over) = pool.leases.plan(visibility, false);
         lock(&pool.leases.scheduled).extend(hand_over.iter().map(|(id, _)| *id));
         tracing::trace!(pool = %pool.name, keep = keep.len(), hand_over = ?hand_over, "leases");
-        write(&pool, &keep, &hand_over).await;
+        let renewed = write(&pool, &keep, &hand_over).await;
+        track_renewals(&pool, renewed, &mut streak);
     }
     // Shutdown: scheduled retries keep their schedule; the rest follows the visibility timeout.
     let (_, hand_over) = pool.leases.plan(visibility, true);

@@ -52,31 +52,39 @@ pub(super) fn map_err(command: &'static str, e: fred::error::Error) -> RedisErro
     }
 }
 
-/// What a caller can do about `e`: server replies first (they come back as `Unknown`), then
-/// the client's own error kinds.
+/// What a caller can do about `e`: a server reply by its error code (the all-caps first
+/// word: `NOGROUP`, `OOM`, `BUSY`…), never by words inside its text (an `ERR` from a script
+/// may well mention a "closed" thing); the client's own failures by the driver's kind.
 fn error_kind(e: &fred::error::Error, details: &str) -> RedisErrorKind {
     use fred::error::ErrorKind as K;
-    if details.starts_with("NOGROUP") || details.contains("NOGROUP") {
-        RedisErrorKind::NoGroup
-    } else if details.starts_with("OOM") {
-        RedisErrorKind::OutOfMemory
-    } else if details.starts_with("NOPERM")
-        || details.starts_with("WRONGPASS")
-        || *e.kind() == K::Auth
-    {
-        RedisErrorKind::NoPermission
-    } else {
-        match e.kind() {
-            K::IO | K::Timeout | K::Canceled | K::Backpressure | K::Routing => {
-                RedisErrorKind::Connection
-            }
-            K::Protocol | K::Parse => RedisErrorKind::Protocol,
-            _ if details.contains("onnection") || details.contains("losed") => {
-                RedisErrorKind::Connection
-            }
-            _ => RedisErrorKind::Server,
-        }
+    if *e.kind() == K::Auth {
+        return RedisErrorKind::NoPermission;
     }
+    if let Some(code) = reply_code(details) {
+        return match code {
+            "NOGROUP" => RedisErrorKind::NoGroup,
+            "OOM" => RedisErrorKind::OutOfMemory,
+            "NOPERM" | "WRONGPASS" | "NOAUTH" => RedisErrorKind::NoPermission,
+            // The server cannot serve now but will: loading, a slow script, a failover.
+            "LOADING" | "BUSY" | "MASTERDOWN" | "READONLY" | "TRYAGAIN" | "CLUSTERDOWN"
+            | "NOREPLICAS" => RedisErrorKind::Connection,
+            _ => RedisErrorKind::Server,
+        };
+    }
+    match e.kind() {
+        K::IO | K::Timeout | K::Canceled | K::Backpressure | K::Routing | K::Cluster => {
+            RedisErrorKind::Connection
+        }
+        K::Protocol | K::Parse => RedisErrorKind::Protocol,
+        _ => RedisErrorKind::Server,
+    }
+}
+
+/// The error code a server reply starts with: an all-caps first word (`ERR`, `WRONGTYPE`).
+fn reply_code(details: &str) -> Option<&str> {
+    let code = details.split_whitespace().next()?;
+    let caps = code.len() >= 2 && code.bytes().all(|b| b.is_ascii_uppercase());
+    caps.then_some(code)
 }
 
 pub(super) fn args<const N: usize>(items: [&str; N]) -> Vec<Value> {
@@ -282,4 +290,81 @@ fn script_args(
     a.extend(keys.iter().map(|k| Value::from(*k)));
     argv(&mut a);
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use fred::error::{Error, ErrorKind};
+
+    use super::*;
+
+    fn kind_of(kind: ErrorKind, details: &str) -> RedisErrorKind {
+        error_kind(&Error::new(kind, details.to_string()), details)
+    }
+
+    #[test]
+    fn server_replies_are_classified_by_their_code_not_their_words() {
+        let cases = [
+            (
+                "NOGROUP No such key 's' or consumer group 'g'",
+                RedisErrorKind::NoGroup,
+            ),
+            (
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                RedisErrorKind::OutOfMemory,
+            ),
+            (
+                "NOPERM this user has no permissions to run the 'xadd' command",
+                RedisErrorKind::NoPermission,
+            ),
+            (
+                "LOADING Redis is loading the dataset in memory",
+                RedisErrorKind::Connection,
+            ),
+            (
+                "BUSY Redis is busy running a script.",
+                RedisErrorKind::Connection,
+            ),
+            (
+                "READONLY You can't write against a read only replica.",
+                RedisErrorKind::Connection,
+            ),
+            // Words that once made a server error look like a lost connection.
+            (
+                "ERR user_script:1: the connection pool is closed",
+                RedisErrorKind::Server,
+            ),
+            (
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+                RedisErrorKind::Server,
+            ),
+        ];
+        for (details, want) in cases {
+            assert_eq!(kind_of(ErrorKind::Unknown, details), want, "{details}");
+        }
+    }
+
+    #[test]
+    fn client_failures_are_classified_by_the_drivers_kind() {
+        assert_eq!(
+            kind_of(ErrorKind::IO, "Connection closed."),
+            RedisErrorKind::Connection
+        );
+        assert_eq!(
+            kind_of(ErrorKind::Canceled, "Connection closed unexpectedly."),
+            RedisErrorKind::Connection
+        );
+        assert_eq!(
+            kind_of(ErrorKind::Timeout, "Request timed out."),
+            RedisErrorKind::Connection
+        );
+        assert_eq!(
+            kind_of(ErrorKind::Auth, "WRONGPASS invalid username-password pair"),
+            RedisErrorKind::NoPermission
+        );
+        assert_eq!(
+            kind_of(ErrorKind::Parse, "Could not convert"),
+            RedisErrorKind::Protocol
+        );
+    }
 }

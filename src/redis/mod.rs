@@ -35,4 +35,4 @@ pub use group::{AutoClaim, ConsumerInfo};
 pub use inspect::{GroupInfo, StreamInfo};
 pub use lease::LeaseClaim;
 pub use telemetry::HashDelta;
-pub use write::LedEntry;
+pub use write::{JobOwner, LedEntry};

@@ -41,6 +41,16 @@ fn push_str_pairs(a: &mut Vec<Value>, progress: &[(&str, String)]) {
     }
 }
 
+/// Which run of a replay job writes, and the cursor it read: see
+/// [`Redis::add_with_progress`].
+#[derive(Debug, Clone, Copy)]
+pub struct JobOwner<'a> {
+    /// The run's token, the hash's `runner` field.
+    pub runner: &'a str,
+    /// The cursor the batch starts at.
+    pub cursor: &'a str,
+}
+
 impl Redis {
     /// Appends an entry; used by tests and the publisher.
     pub async fn add(
@@ -208,32 +218,44 @@ impl Redis {
 
     /// Appends `entries` to `stream`, then sets `progress` on the hash `job`, in one script
     /// (`lua/add_with_progress.lua`): a failing XADD stops it before the progress moves, so a
-    /// resumed job never skips entries. Entries with more than `SCRIPT_MAX_FIELDS` fields
-    /// fall back to MULTI/EXEC, where a failing XADD would not stop the HSET.
+    /// resumed job never skips entries. Only while the hash's `runner` is `owner.runner` and
+    /// its `cursor` is `owner.cursor`: `Ok(false)` (nothing written) when another run took
+    /// the job. Entries with more than `SCRIPT_MAX_FIELDS` fields go through MULTI/EXEC
+    /// after the same check (then a failing XADD would not stop the HSET).
     pub async fn add_with_progress(
         &self,
         stream: &str,
         entries: &[Vec<(Bytes, Bytes)>],
         job: &str,
+        owner: JobOwner<'_>,
         progress: &[(&str, String)],
-    ) -> Result<(), RedisError> {
-        if entries.iter().any(|e| e.len() > SCRIPT_MAX_FIELDS) {
-            return self
-                .add_with_progress_multi(stream, entries, job, progress)
-                .await;
+    ) -> Result<bool, RedisError> {
+        let wide = entries.iter().any(|e| e.len() > SCRIPT_MAX_FIELDS);
+        let batch: &[Vec<(Bytes, Bytes)>] = if wide { &[] } else { entries };
+        let reply = self
+            .run_script(&ADD_WITH_PROGRESS, &[stream, job], |a| {
+                a.extend(args([owner.runner, owner.cursor]));
+                a.push(Value::from(batch.len().to_string()));
+                for fields in batch {
+                    a.push(Value::from((fields.len() * 2).to_string()));
+                    push_pairs(a, fields);
+                }
+                if !wide {
+                    push_str_pairs(a, progress);
+                }
+            })
+            .await?;
+        if int(&reply) == Some(-1) {
+            return Ok(false);
         }
-        self.run_script(&ADD_WITH_PROGRESS, &[stream, job], |a| {
-            a.push(Value::from(entries.len().to_string()));
-            for fields in entries {
-                a.push(Value::from((fields.len() * 2).to_string()));
-                push_pairs(a, fields);
-            }
-            push_str_pairs(a, progress);
-        })
-        .await?;
-        Ok(())
+        if wide {
+            self.add_with_progress_multi(stream, entries, job, progress)
+                .await?;
+        }
+        Ok(true)
     }
 
+    /// The batch of [`Redis::add_with_progress`] with entries too wide for one script.
     async fn add_with_progress_multi(
         &self,
         stream: &str,

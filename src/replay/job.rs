@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use super::{INTERRUPTED, Progress, ReplayError, Spec, job_key, new_job_id};
+use super::{INTERRUPTED, Progress, ReplayError, Spec, TAKEN_OVER, job_key, new_job_id};
 use crate::clock;
 use crate::error::RedisError;
-use crate::redis::{RawEntry, Redis, StreamId};
+use crate::redis::{JobOwner, RawEntry, Redis, StreamId};
 use crate::vocab::{REPLAY_GROUP, REPLAY_JOB, REPLAY_OF, TYPE};
 
 /// The copy of `entry` to publish: original fields without old replay markers, plus ours.
@@ -51,6 +51,9 @@ pub struct Job {
     /// Where it stands, as last written to the hash.
     pub progress: Progress,
     key: String,
+    /// This run's token in the hash's `runner` field: a batch is written only while it is
+    /// there (a later resume takes the job over; this run then stops, [`TAKEN_OVER`]).
+    runner: String,
 }
 
 impl Job {
@@ -76,9 +79,11 @@ impl Job {
         spec.end = spec.end.min(last);
         let key = job_key(stream, &id);
         let cursor = spec.start;
+        let runner = new_job_id();
         if !dry_run {
             let mut fields = spec.to_fields();
             fields.extend([
+                ("runner", runner.clone()),
                 ("status", "running".to_string()),
                 ("cursor", cursor.to_string()),
                 ("scanned", "0".into()),
@@ -99,6 +104,7 @@ impl Job {
             spec,
             progress,
             key,
+            runner,
         })
     }
 
@@ -128,10 +134,14 @@ impl Job {
             job: id.to_string(),
             field: "cursor",
         })?;
+        // From here on a run that resumed it before writes nothing more (its batches fail
+        // the compare-and-set on `runner`), so two resumes never publish a batch twice.
+        let runner = new_job_id();
         redis
             .hash_set(
                 &key,
                 &[
+                    ("runner", runner.clone()),
                     ("status", "running".to_string()),
                     ("resumed_at", clock::now_ms().to_string()),
                 ],
@@ -142,6 +152,7 @@ impl Job {
             spec,
             progress,
             key,
+            runner,
         })
     }
 
@@ -173,8 +184,10 @@ impl Job {
             let Some(out) = self.select(&batch, room, &mut cursor) else {
                 break;
             };
-            if !dry_run {
-                self.write(redis, stream, &out, cursor).await?;
+            if !dry_run && !self.write(redis, stream, &out, cursor).await? {
+                tracing::warn!(job = %self.id, stream, "replay job resumed by another run, which carries on from its cursor; this run stops (nothing published twice)");
+                self.progress.status = TAKEN_OVER.into();
+                return Ok(());
             }
             self.progress.cursor = cursor.to_string();
             report(&self.progress);
@@ -247,14 +260,14 @@ impl Job {
     }
 
     /// Publishes `out` and the progress up to `cursor` in one script: a killed replay
-    /// resumes exactly there.
+    /// resumes exactly there. False (nothing written) when another run took the job.
     async fn write(
         &mut self,
         redis: &Redis,
         stream: &str,
         out: &[Vec<(Bytes, Bytes)>],
         cursor: StreamId,
-    ) -> Result<(), RedisError> {
+    ) -> Result<bool, RedisError> {
         let published = self.progress.published + out.len() as u64;
         let progress = [
             ("cursor", cursor.to_string()),
@@ -262,11 +275,18 @@ impl Job {
             ("matched", self.progress.matched.to_string()),
             ("published", published.to_string()),
         ];
-        redis
-            .add_with_progress(stream, out, &self.key, &progress)
-            .await?;
+        let owner = JobOwner {
+            runner: &self.runner,
+            cursor: &self.progress.cursor,
+        };
+        if !redis
+            .add_with_progress(stream, out, &self.key, owner, &progress)
+            .await?
+        {
+            return Ok(false);
+        }
         self.progress.published = published;
-        Ok(())
+        Ok(true)
     }
 
     async fn finish(&mut self, redis: &Redis, dry_run: bool) -> Result<(), RedisError> {

@@ -25,6 +25,11 @@ use crate::vocab::{REPLAY_OF, TYPE};
 /// down): it stays resumable. The other statuses are `running` and `done`.
 pub const INTERRUPTED: &str = "interrupted";
 
+/// The status a run reports when another run resumed its job meanwhile (two engines, or the
+/// CLI and the API): it stopped at once, and the other carries on from the job's cursor.
+/// Never written to the progress hash, which belongs to the other run.
+pub const TAKEN_OVER: &str = "taken_over";
+
 /// What to replay. Stored in the job hash so `--resume` needs nothing else.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {

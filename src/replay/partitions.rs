@@ -3,7 +3,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::{INTERRUPTED, Job, Progress, ReplayError, Spec, job_key, new_job_id};
+use super::{INTERRUPTED, Job, Progress, ReplayError, Spec, TAKEN_OVER, job_key, new_job_id};
 use crate::config::Config;
 use crate::error::{OpError, RedisError};
 use crate::redis::Redis;
@@ -101,8 +101,8 @@ impl Replay {
             })
             .await?;
             total = add(&before, &job.progress);
-            if job.progress.status == INTERRUPTED {
-                total.status = INTERRUPTED.into();
+            if job.progress.status == INTERRUPTED || job.progress.status == TAKEN_OVER {
+                total.status = job.progress.status.clone();
                 return Ok(total);
             }
             limit = limit.map(|l| l.saturating_sub(job.progress.matched));
