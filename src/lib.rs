@@ -150,39 +150,6 @@ pub(crate) mod settle;
 mod sync;
 
 /// `url` with any password replaced by `***`: every log line and error that names a Redis URL
-/// goes through here, so a password never reaches a log.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or("", |(u, _)| u);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{tail}")
-            } else {
-                format!("{scheme}://***@{host}{tail}")
-            }
-        }
-        None => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            super::redact_url("redis://u:secret@h:1/0"),
-            "redis://u:***@h:1/0"
-        );
-        assert_eq!(super::redact_url("redis://:secret@h:1"), "redis://:***@h:1");
-        assert_eq!(super::redact_url("redis://secret@h"), "redis://***@h");
-        assert_eq!(super::redact_url("redis://h:1/0"), "redis://h:1/0");
-        assert_eq!(super::redact_url("redis://u:p@ss@h/0"), "redis://u:***@h/0");
-    }
-}
+/// goes through here, so a password never reaches a log (a password holding `/`, `@`, `#`
+/// or `?` included). Webhook URLs go through `config::url::redact_webhook_url`.
+pub use config::url::redact_url;

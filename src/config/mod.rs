@@ -8,13 +8,14 @@
 //! - `load`: reading file and environment; every filesystem check.
 //! - `parse_error`: phase-one errors (types, unknown keys) as keyed, human messages.
 //! - `validate`: the pure rules, raw → model.
-//! - `url`: Redis URL handling (the one spot that uses the Redis client library).
+//! - `url`: Redis URL handling (the one spot that uses the Redis client library) and the
+//!   redaction of Redis and webhook URLs for display.
 
 mod load;
 mod model;
 mod parse_error;
 mod raw;
-mod url;
+pub(crate) mod url;
 mod validate;
 
 #[cfg(test)]

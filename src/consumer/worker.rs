@@ -2,7 +2,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -122,7 +122,7 @@ impl Batch {
         attempt: u64,
         epoch: Option<u64>,
     ) -> Done {
-        let done = handle(pool, entry, attempt, epoch, &mut self.counts).await;
+        let done = handle_guarded(pool, entry, attempt, epoch, &mut self.counts).await;
         if let Done::Ack = done {
             self.acked.push(entry.id);
         }
@@ -209,7 +209,7 @@ async fn process(job: Job, batch: Option<&mut Batch>) {
         }
         None => {
             let mut counts = Counts::default();
-            let done = handle(&pool, &job.entry, job.attempt, job.epoch, &mut counts).await;
+            let done = handle_guarded(&pool, &job.entry, job.attempt, job.epoch, &mut counts).await;
             pool.telemetry.add(&mut counts);
             if let Done::Ack = done {
                 pool.ack(job.entry.id);
@@ -223,6 +223,60 @@ async fn process(job: Job, batch: Option<&mut Batch>) {
             super::ordered::settled(&pool, ordered, job.lane)
         }
         _ => {}
+    }
+}
+
+/// [`handle`], where a panic on the way (dispatch, settle, a handler's future dropped at its
+/// timeout: anything the handler call's own guard does not cover) fails the entry instead of
+/// killing the worker and stranding the entry: its lease would be renewed forever and it
+/// would never be retried. The entry is retried after the policy's backoff, as after any
+/// retryable failure, and the panic is logged at ERROR.
+async fn handle_guarded(
+    pool: &Pool,
+    entry: &RawEntry,
+    attempt: u64,
+    epoch: Option<u64>,
+    counts: &mut Counts,
+) -> Done {
+    let run = AssertUnwindSafe(handle(pool, entry, attempt, epoch, counts)).catch_unwind();
+    match run.await {
+        Ok(done) => done,
+        Err(panic) => failed_by_panic(pool, entry.id, attempt, &panic_message(&*panic)),
+    }
+}
+
+/// Schedules the retry of entry `id` after a panic outside the handler call: an ordered pool
+/// keeps it (and its key) in-process, others hand it to the PEL schedule.
+fn failed_by_panic(pool: &Pool, id: StreamId, attempt: u64, message: &str) -> Done {
+    let after = pool.config.retry.backoff(attempt);
+    tracing::error!(
+        pool = %pool.name,
+        entry_id = %id,
+        attempt,
+        error = %format!("handler panicked: {message}"),
+        retry_in = ?after,
+        "a panic outside the handler call (dispatch, settle or dropping the handler); the entry failed and is retried"
+    );
+    if pool.ordered.is_some() {
+        return Done::RetryAfter(after);
+    }
+    pool.leases.retry_at(id, settle::retry_due(after));
+    Done::Settled
+}
+
+/// Counts an entry in flight while it lives, a panic's unwinding included.
+struct InFlight<'p>(&'p AtomicUsize);
+
+impl<'p> InFlight<'p> {
+    fn enter(count: &'p AtomicUsize) -> InFlight<'p> {
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -257,10 +311,10 @@ async fn handle(
                 attempt,
                 owner_epoch: epoch,
             };
-            pool.in_flight.fetch_add(1, Ordering::Relaxed);
+            let _in_flight = InFlight::enter(&pool.in_flight);
             let started = Instant::now();
             let outcome = run_handler(pool, &delivery).await;
-            let done = match outcome {
+            return match outcome {
                 Some(outcome) => {
                     let took = started.elapsed();
                     let settled = Settled { value, counts };
@@ -268,8 +322,6 @@ async fn handle(
                 }
                 None => Done::Abandoned,
             };
-            pool.in_flight.fetch_sub(1, Ordering::Release);
-            return done;
         }
     }
     Done::Settled
@@ -307,7 +359,10 @@ async fn settle_outcome(
         Settlement::Retry { after, .. } if pool.ordered.is_some() => {
             return Done::RetryAfter(after);
         }
-        Settlement::Retry { after, .. } => pool.leases.retry_at(entry.id, Instant::now() + after),
+        // `after` is at most `max_backoff_seconds`, and `retry_due` cannot panic.
+        Settlement::Retry { after, .. } => {
+            pool.leases.retry_at(entry.id, settle::retry_due(after));
+        }
         // Boxed: the DLQ move's state is large and rarely needed, and this future lives
         // inside every in-flight entry's.
         Settlement::DeadLetter { reason, error } => {
@@ -343,10 +398,14 @@ async fn run_handler(pool: &Pool, delivery: &Delivery) -> Option<Outcome> {
 
 /// A handler's panic, as a retryable failure naming the panic message.
 fn panicked(panic: Box<dyn std::any::Any + Send>) -> Outcome {
-    let message = panic
+    Outcome::retry(format!("handler panicked: {}", panic_message(&*panic)))
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
-    Outcome::retry(format!("handler panicked: {message}"))
+        .unwrap_or_else(|| "unknown panic".into())
 }

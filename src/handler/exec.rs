@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::process::Stdio;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{ChildStderr, ChildStdin, Command};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{ChildStdin, Command};
 
 use super::{Delivery, Handler, Outcome};
 
@@ -15,8 +15,12 @@ use super::{Delivery, Handler, Outcome};
 const EX_DATAERR: i32 = 65;
 /// Exit status meaning "try again later": the program (or what it calls) is overloaded.
 const EX_TEMPFAIL: i32 = 75;
-/// How much of stderr's tail becomes the error.
+/// How long the error may be, stderr's tail included: what `dlq_error` keeps (it keeps the
+/// start of a longer one, and the end of stderr is what explains a failure).
 const STDERR_TAIL: usize = 1024;
+/// How much of stderr is kept while the child writes: all of it is read (a child blocked on a
+/// full pipe would never exit), but only this much of its end stays in memory.
+const STDERR_KEEP: usize = 8 * 1024;
 
 pub struct ExecHandler {
     command: Vec<String>,
@@ -58,22 +62,56 @@ async fn write_stdin(stdin: Option<ChildStdin>, data: &[u8]) {
     }
 }
 
-async fn read_all(pipe: Option<ChildStderr>) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    if let Some(mut pipe) = pipe {
-        let _ = pipe.read_to_end(&mut bytes).await;
+/// Reads `pipe` to its end, keeping its last [`STDERR_KEEP`] bytes (at most twice that in
+/// memory at any time), however much the child writes.
+async fn read_tail(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let mut kept = Vec::with_capacity(2 * STDERR_KEEP);
+    let Some(mut pipe) = pipe else {
+        return kept;
+    };
+    let mut chunk = [0u8; 4096];
+    // A read error ends the stream: what came before it is still the tail.
+    while let Ok(n @ 1..) = pipe.read(&mut chunk).await {
+        if kept.len() + n > 2 * STDERR_KEEP {
+            kept.drain(..kept.len() + n - STDERR_KEEP);
+        }
+        kept.extend_from_slice(&chunk[..n]);
     }
-    bytes
+    kept
 }
 
-fn tail(bytes: &[u8]) -> String {
-    let start = bytes.len().saturating_sub(STDERR_TAIL);
+/// The last `max` bytes of `bytes` as text, starting on a character boundary.
+fn tail(bytes: &[u8], max: usize) -> String {
+    let mut start = bytes.len().saturating_sub(max);
+    // Skip UTF-8 continuation bytes of a character cut in half.
+    while start < bytes.len() && start > 0 && (bytes[start] & 0xC0) == 0x80 {
+        start += 1;
+    }
     String::from_utf8_lossy(&bytes[start..]).trim().to_string()
+}
+
+/// The delivery's values that go into the child's environment must hold no NUL byte (an
+/// environment string ends at one): such an entry can never be run, so it is a permanent
+/// failure naming the field, not a spawn error retried forever.
+fn nul_in_environment(d: &Delivery) -> Option<Outcome> {
+    let field = if d.event_type.contains('\0') {
+        "type` (WEIR_TYPE"
+    } else if d.event_id.as_deref().is_some_and(|id| id.contains('\0')) {
+        "id` (WEIR_EVENT_ID"
+    } else {
+        return None;
+    };
+    Some(Outcome::permanent(format!(
+        "the entry's `{field}) contains a NUL byte, which cannot be passed to a program in its environment; fix the publisher"
+    )))
 }
 
 #[async_trait::async_trait]
 impl Handler for ExecHandler {
     async fn handle(&self, d: &Delivery) -> Outcome {
+        if let Some(refused) = nul_in_environment(d) {
+            return refused;
+        }
         let Some(mut cmd) = self.command(d) else {
             return Outcome::permanent("exec handler has an empty command");
         };
@@ -86,14 +124,14 @@ impl Handler for ExecHandler {
         // block on its write while we block on ours, until the pool's timeout kills it.
         let ((), stderr) = tokio::join!(
             write_stdin(child.stdin.take(), d.data.as_bytes()),
-            read_all(child.stderr.take()),
+            read_tail(child.stderr.take()),
         );
         let status = match child.wait().await {
             Ok(status) => status,
             Err(e) => return Outcome::retry(format!("waiting for `{program}`: {e}")),
         };
         let describe = |what: String| {
-            let tail = tail(&stderr);
+            let tail = tail(&stderr, STDERR_TAIL.saturating_sub(what.len() + 2));
             if tail.is_empty() {
                 what
             } else {
@@ -174,5 +212,36 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    use super::*;
+
+    #[tokio::test]
+    async fn stderr_is_read_to_its_end_but_only_its_tail_is_kept() {
+        // 10 MB, then the line that matters.
+        let mut text = vec![b'x'; 10 * 1024 * 1024];
+        text.extend_from_slice("\nthe last word: é".as_bytes());
+        let kept = read_tail(Some(&text[..])).await;
+        assert!(kept.len() <= 2 * STDERR_KEEP, "{} bytes kept", kept.len());
+        assert!(
+            kept.capacity() <= 2 * STDERR_KEEP,
+            "{} bytes held",
+            kept.capacity()
+        );
+        assert!(kept.ends_with("the last word: é".as_bytes()));
+        assert!(tail(&kept, 100).ends_with("the last word: é"));
+        assert!(read_tail(None::<&[u8]>).await.is_empty());
+    }
+
+    #[test]
+    fn a_tail_never_starts_inside_a_character() {
+        // The cut falls on the second byte of an `é`: that half is skipped, not shown as �.
+        let text = format!("{}a", "é".repeat(STDERR_TAIL));
+        let shown = tail(text.as_bytes(), STDERR_TAIL);
+        assert!(shown.chars().all(|c| c == 'é' || c == 'a'), "{shown}");
+        assert_eq!(shown.len(), STDERR_TAIL - 1);
     }
 }

@@ -10,7 +10,7 @@
 mod dead_letter;
 mod policy;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use dead_letter::{DlqTarget, dead_letter, first_ids, lost, report_lost};
 
@@ -52,7 +52,9 @@ impl Settlement {
 }
 
 /// The settlement for a handler's `outcome` at delivery `attempt` (1-based). A retry waits
-/// the policy's backoff, or longer if the handler asked for it (`Retry-After`).
+/// the policy's backoff, or longer if the handler asked for it (`Retry-After`), but never
+/// past `max_backoff_seconds` (contract §3): a webhook cannot park an entry for longer than
+/// the operator allows.
 pub fn decide(outcome: Outcome, attempt: u64, policy: &RetryPolicy) -> Settlement {
     match outcome {
         Outcome::Success => Settlement::Ack,
@@ -70,12 +72,21 @@ pub fn decide(outcome: Outcome, attempt: u64, policy: &RetryPolicy) -> Settlemen
             }
         }
         Outcome::Retry { after, error } | Outcome::Overloaded { after, error } => {
+            let asked = after.unwrap_or_default().min(policy.max_backoff);
             Settlement::Retry {
-                after: policy.backoff(attempt).max(after.unwrap_or_default()),
+                after: policy.backoff(attempt).max(asked),
                 error,
             }
         }
     }
+}
+
+/// When a retry `after` this long from now is due. Never panics: `after` is bounded by
+/// [`decide`] and the config, but should a clock not reach that far, the retry is due at once
+/// rather than never.
+pub fn retry_due(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after).unwrap_or(now)
 }
 
 /// `took` in milliseconds, rounded to the microsecond: `0.052`, not `0.051616999999999996`.
@@ -162,6 +173,41 @@ mod tests {
             wait(decide(retry(Some(60)), 1, &p)),
             Duration::from_secs(60)
         );
+    }
+
+    #[test]
+    fn a_handlers_hint_never_goes_past_max_backoff_however_absurd() {
+        let p = policy();
+        for hint in [
+            Duration::from_secs(3601),
+            Duration::from_secs(10_000_000_000_000_000_000),
+            Duration::MAX,
+        ] {
+            for outcome in [
+                Outcome::Retry {
+                    after: Some(hint),
+                    error: "503".into(),
+                },
+                Outcome::Overloaded {
+                    after: Some(hint),
+                    error: "503".into(),
+                },
+            ] {
+                assert_eq!(
+                    decide(outcome, 1, &p),
+                    Settlement::Retry {
+                        after: p.max_backoff,
+                        error: "503".into()
+                    }
+                );
+            }
+        }
+        assert!(
+            retry_due(Duration::MAX) <= Instant::now(),
+            "due at once, no panic"
+        );
+        let due = retry_due(p.max_backoff);
+        assert!(due > Instant::now() + Duration::from_secs(3500));
     }
 
     #[test]

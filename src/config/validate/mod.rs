@@ -25,7 +25,12 @@ pub(super) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Con
     }
 }
 
-/// A `*_seconds` value: finite, not negative, and above zero when `positive`.
+/// The longest any `*_seconds` key may be: ten years. Durations are added to clocks (timers,
+/// deadlines, retry schedules), and a value past what a clock can hold would panic there.
+pub(super) const MAX_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
+
+/// A `*_seconds` value: finite, not negative, above zero when `positive`, at most
+/// [`MAX_SECONDS`].
 pub(super) fn seconds(key: &str, value: f64, positive: bool) -> Result<Duration, ConfigError> {
     if !value.is_finite() || value < 0.0 || (positive && value == 0.0) {
         let want = if positive { "above 0" } else { "0 or more" };
@@ -34,7 +39,19 @@ pub(super) fn seconds(key: &str, value: f64, positive: bool) -> Result<Duration,
             format!("{value} is not a number of seconds {want}"),
         ));
     }
+    at_most(key, value, MAX_SECONDS, "10 years")?;
     Duration::try_from_secs_f64(value).map_err(|e| invalid(key, e.to_string()))
+}
+
+/// `value` seconds must not pass `max` (`words` says it for people).
+pub(super) fn at_most(key: &str, value: f64, max: f64, words: &str) -> Result<(), ConfigError> {
+    if value > max {
+        return Err(invalid(
+            key,
+            format!("{value} seconds is more than the {max} ({words}) allowed"),
+        ));
+    }
+    Ok(())
 }
 
 impl RawConfig {
@@ -134,7 +151,7 @@ impl RawConfig {
         let raw = &self.redis;
         let url = raw.url.as_deref().unwrap_or("redis://127.0.0.1:6379/0");
         let url = normalize_url(url);
-        validate_url(&url)?;
+        validate_url(&url).map_err(|problem| invalid("redis.url", problem))?;
         let tls_keys = raw.ca_file.is_some()
             || raw.cert_file.is_some()
             || raw.insecure_skip_verify == Some(true);

@@ -1,10 +1,25 @@
 //! A pool's section (`[[pools]]`) and the retry policy it layers over `[retry]`.
 
+use std::collections::BTreeMap;
+
 use super::pointer::order_key;
-use super::{invalid, seconds};
+use super::{at_most, invalid, seconds};
 use crate::config::model::{HandlerConfig, PoolConfig, RetryPolicy, Scaling};
 use crate::config::raw::{RawConcurrency, RawPool, RawRetry};
+use crate::config::url::redact_webhook_url;
 use crate::error::ConfigError;
+
+/// The longest a failed entry may wait for its retry: a week. Every retry (a webhook's
+/// `Retry-After` included) is capped at `max_backoff_seconds`, so this bounds how long any
+/// entry can be parked.
+const MAX_BACKOFF_SECONDS: f64 = 7.0 * 86_400.0;
+
+/// `max_backoff_seconds`: a number of seconds of at most [`MAX_BACKOFF_SECONDS`].
+fn max_backoff(key: &str, value: f64) -> Result<std::time::Duration, ConfigError> {
+    let duration = seconds(key, value, false)?;
+    at_most(key, value, MAX_BACKOFF_SECONDS, "a week")?;
+    Ok(duration)
+}
 
 /// The most handlers one pool may run at once in one process.
 const MAX_CONCURRENCY: usize = 10_000;
@@ -36,10 +51,9 @@ impl RawRetry {
                 false,
             )?,
             backoff_exp,
-            max_backoff: seconds(
+            max_backoff: max_backoff(
                 &key("max_backoff_seconds"),
                 pick(self.max_backoff_seconds, base.max_backoff_seconds, 3600.0),
-                false,
             )?,
             visibility_timeout: seconds(
                 &key("visibility_timeout_seconds"),
@@ -190,23 +204,188 @@ impl RawPool {
                 format!("pools[{index}].handler.command"),
                 "must list the program and its arguments",
             )),
+            Some(HandlerConfig::Exec { command, env }) => exec_nul(index, command, env),
             Some(HandlerConfig::Http {
                 url,
                 ca_file: Some(_),
                 ..
             }) if !url.starts_with("https://") => Err(invalid(
                 format!("pools[{index}].handler.ca_file"),
-                format!("is for https:// webhooks; `{url}` is not one"),
+                format!(
+                    "is for https:// webhooks; `{}` is not one",
+                    redact_webhook_url(url)
+                ),
             )),
             Some(HandlerConfig::Http { url, .. })
                 if !(url.starts_with("http://") || url.starts_with("https://")) =>
             {
                 Err(invalid(
                     format!("pools[{index}].handler.url"),
-                    format!("`{url}` must start with http:// or https://"),
+                    format!(
+                        "`{}` must start with http:// or https://",
+                        redact_webhook_url(url)
+                    ),
                 ))
             }
             _ => Ok(()),
+        }
+    }
+}
+
+/// An exec handler's argv and environment cannot hold a NUL byte (it ends a C string), nor an
+/// environment name an `=`: every spawn would fail, and every entry be retried in vain.
+fn exec_nul(
+    index: usize,
+    command: &[String],
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    if let Some(i) = command.iter().position(|arg| arg.contains('\0')) {
+        return Err(invalid(
+            format!("pools[{index}].handler.command[{i}]"),
+            "contains a NUL byte, which no program argument can hold",
+        ));
+    }
+    for (name, value) in env {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(invalid(
+                format!("pools[{index}].handler.env"),
+                format!(
+                    "`{}` is not an environment variable name (no `=`, no NUL byte)",
+                    name.escape_debug()
+                ),
+            ));
+        }
+        if value.contains('\0') {
+            return Err(invalid(
+                format!("pools[{index}].handler.env.{name}"),
+                "contains a NUL byte, which no environment value can hold",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::config::load::{Overrides, load_with};
+    use crate::error::ConfigError;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("streams.toml");
+        std::fs::write(&path, text).expect("write config");
+        load_with(&path, Overrides::default())
+    }
+
+    /// `top` keys, then one pool with `extra` lines and `handler`.
+    fn text(top: &str, extra: &str, handler: &str) -> String {
+        format!("{top}\n[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = {handler}\n{extra}")
+    }
+
+    fn problem(text: &str) -> (String, String) {
+        match load(text) {
+            Err(ConfigError::Invalid { key, problem }) => (key, problem),
+            other => panic!("expected a keyed error for {text}, got {other:?}"),
+        }
+    }
+
+    const LOG: &str = "{ kind = \"log\" }";
+
+    #[test]
+    fn durations_that_feed_clocks_are_bounded() {
+        for (top, extra, key, words) in [
+            (
+                "[retry]\nmax_backoff_seconds = 604801",
+                "",
+                "retry.max_backoff_seconds",
+                "a week",
+            ),
+            (
+                "",
+                "max_backoff_seconds = 1e20",
+                "pools[0].max_backoff_seconds",
+                "10 years",
+            ),
+            (
+                "",
+                "max_backoff_seconds = 1e7",
+                "pools[0].max_backoff_seconds",
+                "a week",
+            ),
+            (
+                "[retry]\nvisibility_timeout_seconds = 1e12",
+                "",
+                "retry.visibility_timeout_seconds",
+                "10 years",
+            ),
+            (
+                "[retry]\nretry_seconds = 1e19",
+                "",
+                "retry.retry_seconds",
+                "10 years",
+            ),
+            (
+                "",
+                "timeout_seconds = 1e19",
+                "pools[0].timeout_seconds",
+                "10 years",
+            ),
+            (
+                "[janitor]\ninterval_seconds = 1e15",
+                "",
+                "janitor.interval_seconds",
+                "10 years",
+            ),
+            (
+                "shutdown_grace_seconds = 1e300",
+                "",
+                "shutdown_grace_seconds",
+                "10 years",
+            ),
+        ] {
+            let (got_key, got) = problem(&text(top, extra, LOG));
+            assert_eq!(got_key, key, "{got}");
+            assert!(
+                got.contains("is more than") && got.contains(words),
+                "{key}: {got}"
+            );
+        }
+        let week = load(&text("[retry]\nmax_backoff_seconds = 604800", "", LOG)).expect("a week");
+        assert_eq!(week.pools[0].retry.max_backoff.as_secs(), 604_800);
+    }
+
+    #[test]
+    fn config_errors_show_a_webhook_url_without_its_secrets() {
+        for handler in [
+            "{ kind = \"http\", url = \"ftp://u:s3cret@hooks.example/x?token=t0k\" }",
+            "{ kind = \"http\", url = \"http://u:s3cret@hooks.example/x?token=t0k\", ca_file = \"ca.pem\" }",
+        ] {
+            let (key, got) = problem(&text("", "", handler));
+            assert!(key.starts_with("pools[0].handler."), "{key}");
+            assert!(got.contains("hooks.example/x?token=***"), "{got}");
+            assert!(!got.contains("s3cret") && !got.contains("t0k"), "{got}");
+        }
+    }
+
+    #[test]
+    fn an_exec_command_or_environment_with_a_nul_byte_is_refused() {
+        for (handler, key) in [
+            (
+                "{ kind = \"exec\", command = [\"sh\", \"a\\u0000b\"] }",
+                "pools[0].handler.command[1]",
+            ),
+            (
+                "{ kind = \"exec\", command = [\"sh\"], env = { A = \"x\\u0000\" } }",
+                "pools[0].handler.env.A",
+            ),
+            (
+                "{ kind = \"exec\", command = [\"sh\"], env = { \"A=B\" = \"x\" } }",
+                "pools[0].handler.env",
+            ),
+        ] {
+            let (got_key, got) = problem(&text("", "", handler));
+            assert_eq!(got_key, key, "{got}");
         }
     }
 }

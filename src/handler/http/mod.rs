@@ -27,6 +27,7 @@ use rustls::crypto::ring;
 use rustls::{ClientConfig, RootCertStore};
 
 use super::{Delivery, Handler, Outcome, truncate};
+use crate::config::url::redact_webhook_url;
 
 const BODY_LIMIT: usize = 1024;
 /// An error response's body is read up to this much (its first [`BODY_LIMIT`] bytes become
@@ -38,7 +39,8 @@ pub struct HttpHandler {
     /// The request target, parsed once: in origin form (`/path?query`), or the whole URL
     /// for a plain `http://` webhook behind a proxy.
     path: Uri,
-    /// As configured, for messages.
+    /// As configured but redacted (no user info, no query values): it names the webhook in
+    /// every error, and so in `dlq_error` and the log.
     url: String,
     headers: HeaderMap,
 }
@@ -49,6 +51,7 @@ impl HttpHandler {
         headers: &BTreeMap<String, String>,
         ca_file: Option<&Path>,
     ) -> Result<HttpHandler, String> {
+        let shown = redact_webhook_url(url);
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -63,11 +66,11 @@ impl HttpHandler {
         );
         let uri: Uri = url
             .parse()
-            .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+            .map_err(|e| format!("`{shown}` is not a valid URL: {e}"))?;
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
-            _ => return Err(format!("`{url}` must start with http:// or https://")),
+            _ => return Err(format!("`{shown}` must start with http:// or https://")),
         };
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -78,18 +81,19 @@ impl HttpHandler {
             .https_or_http()
             .enable_http1();
         let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
-            return Err(format!("`{url}` names no host"));
+            return Err(format!("`{shown}` names no host"));
         };
         // HTTP/1.1 needs the Host header; credentials in the URL are not sent (use headers).
         let host = authority.as_str().rsplit('@').next().unwrap_or_default();
         let host_header = HeaderValue::from_str(host)
-            .map_err(|_| format!("`{url}`: the host is not a valid Host header"))?;
+            .map_err(|_| format!("`{shown}`: the host is not a valid Host header"))?;
         map.insert(header::HOST, host_header);
         let origin_form = uri
             .path_and_query()
             .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
         check_proxy_variables(|name| std::env::var(name).ok())?;
-        let (connector, target, path) = match proxy_for(&Matcher::from_env(), &uri, url, https)? {
+        let (connector, target, path) = match proxy_for(&Matcher::from_env(), &uri, &shown, https)?
+        {
             None => (
                 client::Connector::Direct(tls.wrap_connector(http)),
                 uri,
@@ -116,7 +120,7 @@ impl HttpHandler {
                     .authority(host)
                     .path_and_query(origin_form.to_string())
                     .build()
-                    .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+                    .map_err(|e| format!("`{shown}` is not a valid URL: {e}"))?;
                 let connector = client::Connector::Direct(tls.wrap_connector(http));
                 (connector, proxy.uri().clone(), absolute)
             }
@@ -124,13 +128,13 @@ impl HttpHandler {
         Ok(HttpHandler {
             client: client::Client::new(connector, target),
             path,
-            url: url.to_string(),
+            url: shown,
             headers: map,
         })
     }
 }
 
-/// The HTTP proxy a request to `uri` goes through, from `proxies` (the environment:
+/// The HTTP proxy a request to `uri` (`url`, redacted, for the message) goes through, from `proxies` (the environment:
 /// `HTTP_PROXY` for `http://`, `HTTPS_PROXY` for `https://`, else `ALL_PROXY`, lowercase names
 /// too, unless `NO_PROXY` names the host; read as curl reads them). Another kind of proxy
 /// (`socks5://`, a TLS `https://` proxy) is refused at start rather than bypassed. A webhook
@@ -227,11 +231,13 @@ fn tls_config(https: bool, ca_file: Option<&Path>) -> Result<ClientConfig, Strin
     Ok(config)
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// `Retry-After` as seconds or an HTTP date. Any value is taken, however absurd (a number
+/// past `u64` is [`Duration::MAX`]): `settle::decide` caps it at the pool's
+/// `max_backoff_seconds`, and nothing here adds it to a clock.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(value.parse().map_or(Duration::MAX, Duration::from_secs));
     }
     let when = httpdate(value)?;
     Some(when.duration_since(SystemTime::now()).unwrap_or_default())
@@ -459,6 +465,29 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert("retry-after", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("10000000000000000000"),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::from_secs(10_000_000_000_000_000_000))
+        );
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("99999999999999999999999999"),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::MAX),
+            "past u64: as long as can be"
+        );
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Fri, 31 Dec 9999 23:59:59 GMT"),
+        );
+        let far = retry_after(&h).expect("a date in 9999");
+        assert!(far > Duration::from_secs(7_000 * 365 * 86_400), "{far:?}");
     }
 
     #[test]
