@@ -191,6 +191,15 @@ pub enum EngineError {
         /// What is missing or wrong.
         message: String,
     },
+    /// An engine task (a reader, janitor, acker…) panicked: the engine shut down rather
+    /// than run on with a pool silently stalled. Restart the process (exit code 70).
+    #[error("the engine's {task} task panicked ({message}); it shut down so it can be restarted")]
+    TaskPanicked {
+        /// Which task.
+        task: String,
+        /// The panic message.
+        message: String,
+    },
 }
 
 /// Bad input to an operation (a CLI flag, an API field): exit code 2, HTTP 400.

@@ -148,6 +148,7 @@ pub(crate) mod metrics;
 mod pem;
 pub(crate) mod settle;
 mod sync;
+pub(crate) mod task;
 
 /// `url` with any password replaced by `***`: every log line and error that names a Redis URL
 /// goes through here, so a password never reaches a log (a password holding `/`, `@`, `#`

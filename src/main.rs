@@ -278,6 +278,8 @@ fn exit_code(e: &EngineError) -> ExitCode {
         EngineError::Config(_) | EngineError::Handler { .. } | EngineError::Listen { .. } => {
             ExitCode::from(2)
         }
+        // EX_SOFTWARE: an internal error; a supervisor (systemd Restart=on-failure) restarts.
+        EngineError::TaskPanicked { .. } => ExitCode::from(70),
         _ => ExitCode::from(1),
     }
 }

@@ -28,6 +28,7 @@ use crate::keys;
 use crate::metrics;
 use crate::redis::{Redis, StreamId};
 use crate::schema::Schemas;
+use crate::task::{Fatal, Tasks};
 use crate::telemetry::{self, Telemetry};
 
 /// A configured engine, ready to [`run`](Engine::run).
@@ -191,6 +192,7 @@ impl Engine {
         };
 
         let (paused_tx, paused_rx) = watch::channel(Arc::new(HashSet::new()));
+        let fatal = Arc::new(Fatal::default());
         let shared = Shared {
             config: config.clone(),
             redis: redis.clone(),
@@ -200,8 +202,8 @@ impl Engine {
             paused: paused_rx,
             stop: CancellationToken::new(),
             abandon: CancellationToken::new(),
-            background: TaskTracker::new(),
-            feeders: TaskTracker::new(),
+            background: Tasks::new(fatal.clone()),
+            feeders: Tasks::new(fatal.clone()),
             telemetry: Arc::new(Telemetry::new(&config)),
         };
         let mut pools = Vec::new();
@@ -217,7 +219,10 @@ impl Engine {
         pools_tx.send_replace(pools.clone());
         shared.spawn_background(&health, paused_tx, api.as_ref());
 
-        shutdown.await;
+        tokio::select! {
+            _ = shutdown => {}
+            _ = fatal.fired() => {}
+        }
         if let Some(api) = &api {
             // Replay jobs stop between batches, `interrupted` and resumable.
             api.shutdown().await;
@@ -226,6 +231,10 @@ impl Engine {
         http_cancel.cancel();
         let _ = http.await;
         redis.quit().await;
+        if let Some((task, message)) = fatal.first() {
+            tracing::error!(task, "weir stopped after a task panicked");
+            return Err(EngineError::TaskPanicked { task, message });
+        }
         tracing::info!("weir stopped");
         Ok(())
     }
@@ -245,9 +254,9 @@ struct Shared {
     /// Cancelled when the drain grace is over.
     abandon: CancellationToken,
     /// Ackers, lease keepers, trimming, gauges: stopped last.
-    background: TaskTracker,
+    background: Tasks,
     /// Readers and janitors: everything that hands entries to workers.
-    feeders: TaskTracker,
+    feeders: Tasks,
     /// Counted by every pool's hooks, flushed by the telemetry loop and once at shutdown.
     telemetry: Arc<Telemetry>,
 }
@@ -275,14 +284,17 @@ impl Shared {
         let scale = Arc::new(consumer::scale::Scale::new(pool_config));
         let handler_runs_inline = handler.runs_inline();
         if pool_config.order_key.is_some() {
-            self.background.spawn(consumer::ownership::members_loop(
-                self.redis.clone(),
-                keys::members(&self.config.stream.name, &pool_config.name),
-                self.consumer.clone(),
-                consumer::ordered::renew_period(pool_config.retry.visibility_timeout),
-                members.clone(),
-                self.stop.clone(),
-            ));
+            self.background.spawn(
+                "ordered members",
+                consumer::ownership::members_loop(
+                    self.redis.clone(),
+                    keys::members(&self.config.stream.name, &pool_config.name),
+                    self.consumer.clone(),
+                    consumer::ordered::renew_period(pool_config.retry.visibility_timeout),
+                    members.clone(),
+                    self.stop.clone(),
+                ),
+            );
         }
         let mut pools = Vec::new();
         for part in self.config.stream.partition_list() {
@@ -327,11 +339,14 @@ impl Shared {
             });
             consumer::spawn_pool_tasks(&pool, acks_rx, &self.background);
             self.spawn_reader(pool.clone());
-            self.feeders.spawn(janitor::reclaim_loop(
-                pool.clone(),
-                self.config.janitor.interval,
-                self.config.janitor.consumer_gc,
-            ));
+            self.feeders.spawn(
+                "janitor",
+                janitor::reclaim_loop(
+                    pool.clone(),
+                    self.config.janitor.interval,
+                    self.config.janitor.consumer_gc,
+                ),
+            );
             pools.push(pool);
         }
         // An adaptive pool has `max` workers; its slots decide how many run at once.
@@ -341,12 +356,15 @@ impl Shared {
         if pool_config.scaling.is_some() && handler_runs_inline {
             tracing::warn!(pool = %pool_config.name, "concurrency = {{ min, max }} has no effect with a handler that runs inline (the reader calls it one entry at a time); retries and reclaimed entries run on `min` workers");
         } else if pool_config.scaling.is_some() {
-            self.background.spawn(consumer::scale::control_loop(
-                scale,
-                pools.clone(),
-                self.config.stream.name.clone(),
-                self.stop.clone(),
-            ));
+            self.background.spawn(
+                "scale controller",
+                consumer::scale::control_loop(
+                    scale,
+                    pools.clone(),
+                    self.config.stream.name.clone(),
+                    self.stop.clone(),
+                ),
+            );
         }
         tracing::info!(pool = %pool_config.name, consumer = %self.consumer, concurrency = pool_config.initial_concurrency(), max_concurrency = pool_config.concurrency, adaptive = pool_config.scaling.is_some(), partitions = self.config.stream.partitions, types = ?pool_config.types, ordered_by = pool_config.order_key.as_ref().map(|k| k.as_str()), "pool running");
         pools
@@ -356,7 +374,7 @@ impl Shared {
     /// loop, or for an ordered pool the owner loop around it.
     fn spawn_reader(&self, reader: Arc<Pool>) {
         let redis = self.redis.clone();
-        self.feeders.spawn(async move {
+        self.feeders.spawn("reader", async move {
             let Some(conn) = dedicated(&redis, &reader.stop).await else {
                 tracing::debug!(pool = %reader.name, "stopped before the reader connected");
                 return;
@@ -379,16 +397,15 @@ impl Shared {
         api: Option<&Arc<crate::api::Api>>,
     ) {
         let (config, stop) = (&self.config, &self.stop);
-        self.background.spawn(janitor::trim_loop(
-            self.redis.clone(),
-            config.clone(),
-            stop.clone(),
-        ));
+        self.background.spawn(
+            "trimming",
+            janitor::trim_loop(self.redis.clone(), config.clone(), stop.clone()),
+        );
         if let Some(handle) = health.prometheus.clone() {
             // Histograms keep raw samples until upkeep folds them into buckets: without this,
             // an engine nobody scrapes would grow without bound.
             let cancel = stop.clone();
-            self.background.spawn(async move {
+            self.background.spawn("metrics upkeep", async move {
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(5)) => handle.run_upkeep(),
@@ -397,29 +414,43 @@ impl Shared {
                 }
             });
         }
-        self.background.spawn(health::watch_loop(
-            health.clone(),
-            paused,
-            config.janitor.interval.max(Duration::from_secs(1)),
-            stop.clone(),
-        ));
+        self.background.spawn(
+            "health watcher",
+            health::watch_loop(
+                health.clone(),
+                paused,
+                config.janitor.interval.max(Duration::from_secs(1)),
+                stop.clone(),
+            ),
+        );
         if let Some(api) = api {
-            self.background.spawn(api.clone().sample_loop(stop.clone()));
+            self.background
+                .spawn("api history", api.clone().sample_loop(stop.clone()));
         }
-        self.background.spawn(telemetry::run(
-            self.telemetry.clone(),
-            self.redis.clone(),
-            config.clone(),
-            self.consumer.clone(),
-            stop.clone(),
-        ));
+        self.background.spawn(
+            "telemetry",
+            telemetry::run(
+                self.telemetry.clone(),
+                self.redis.clone(),
+                config.clone(),
+                self.consumer.clone(),
+                stop.clone(),
+            ),
+        );
     }
 
     /// Stop → drain → abandon, then ordered pools give their leases up at once and the
     /// background tasks stop.
     async fn shut_down(&self, pools: &[Arc<Pool>]) {
         let grace = self.config.shutdown_grace;
-        drain(pools, &self.feeders, &self.stop, &self.abandon, grace).await;
+        drain(
+            pools,
+            &self.feeders.tracker,
+            &self.stop,
+            &self.abandon,
+            grace,
+        )
+        .await;
         for pool in pools {
             consumer::ownership::release(pool).await;
         }
@@ -427,8 +458,8 @@ impl Shared {
         if let Err(e) = self.telemetry.flush(&self.redis).await {
             tracing::warn!(error = %e, "telemetry: the final flush failed; the counts of the last interval are lost");
         }
-        self.background.close();
-        if tokio::time::timeout(Duration::from_secs(10), self.background.wait())
+        self.background.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.background.tracker.wait())
             .await
             .is_err()
         {

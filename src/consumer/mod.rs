@@ -232,8 +232,8 @@ impl Pool {
 pub(crate) fn spawn_pool_tasks(
     pool: &Arc<Pool>,
     acks: mpsc::UnboundedReceiver<Acks>,
-    tasks: &TaskTracker,
+    tasks: &crate::task::Tasks,
 ) {
-    tasks.spawn(ack::ack_loop(pool.clone(), acks));
-    tasks.spawn(lease::keep_loop(pool.clone()));
+    tasks.spawn("acker", ack::ack_loop(pool.clone(), acks));
+    tasks.spawn("lease keeper", lease::keep_loop(pool.clone()));
 }

@@ -241,7 +241,12 @@ async fn handle_guarded(
     let run = AssertUnwindSafe(handle(pool, entry, attempt, epoch, counts)).catch_unwind();
     match run.await {
         Ok(done) => done,
-        Err(panic) => failed_by_panic(pool, entry.id, attempt, &panic_message(&*panic)),
+        Err(panic) => failed_by_panic(
+            pool,
+            entry.id,
+            attempt,
+            &crate::task::panic_message(&*panic),
+        ),
     }
 }
 
@@ -398,14 +403,8 @@ async fn run_handler(pool: &Pool, delivery: &Delivery) -> Option<Outcome> {
 
 /// A handler's panic, as a retryable failure naming the panic message.
 fn panicked(panic: Box<dyn std::any::Any + Send>) -> Outcome {
-    Outcome::retry(format!("handler panicked: {}", panic_message(&*panic)))
-}
-
-/// What a panic said, when it said it with a string.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
+    Outcome::retry(format!(
+        "handler panicked: {}",
+        crate::task::panic_message(&*panic)
+    ))
 }
