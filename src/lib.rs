@@ -70,6 +70,9 @@
 //! - `telemetry`: the `<stream>:monitor` hash and the per-value `<stream>:telemetry:<value>`
 //!   hashes of `[telemetry] key` (contract §12): counted in memory by two hooks (the worker's
 //!   settle step, the DLQ path), written once per interval in one pipeline.
+//! - `preflight`: `weir check`'s findings (Redis reachable, durability, the ACL user's
+//!   permission for every command the engine sends, slots, clock skew); the durability rule
+//!   `weir run` also logs at start.
 //! - `schema`, `envelope`, `timespec`: JSON Schema validation of `data`; decoding a raw entry
 //!   into an event; the CLI's TIME arguments (RFC 3339 with offsets, unix ms, IDs, `-2h`, `now`).
 //! - `align`: `[schemas] align`, entry fields that must carry the same value as the body
@@ -123,6 +126,8 @@ pub mod dispatch;
 pub mod envelope;
 #[doc(hidden)]
 pub mod pointer;
+#[doc(hidden)]
+pub mod preflight;
 #[doc(hidden)]
 pub mod redis;
 #[doc(hidden)]

@@ -11,12 +11,22 @@ mod cli;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use weir::config::{Config, DEFAULT_CONFIG_PATH};
 use weir::error::EngineError;
 
+/// `weir --version`: the crate version, the git commit and the build day (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WEIR_GIT_COMMIT"),
+    ", built ",
+    env!("WEIR_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Parser)]
-#[command(name = "weir", version, about = "Redis Streams consumer-group engine")]
+#[command(name = "weir", version = VERSION, about = "Redis Streams consumer-group engine")]
 struct Cli {
     /// Config file.
     #[arg(short, long, global = true, default_value = DEFAULT_CONFIG_PATH, env = "WEIR_CONFIG")]
@@ -117,6 +127,33 @@ enum Command {
         /// Print one JSON document instead of human text (for scripts).
         #[arg(long)]
         json: bool,
+    },
+    /// Write a starter streams.toml (one pool, a `log` handler) and
+    /// schemas/envelope.schema.json into DIR; never overwrites a file.
+    Init {
+        /// Where to write them (created when missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// The start-up checks as a command: config valid, Redis reachable, AOF and
+    /// maxmemory-policy safe, the ACL user allowed every command weir sends, stream/DLQ slots,
+    /// clock skew. One line per finding; exit 0 when none fails, 1 otherwise.
+    Check {
+        /// Print one JSON document instead of human text (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: `source <(weir completions bash)`.
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (weir.1 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
     },
 }
 
@@ -299,6 +336,12 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run { pools } => run(&cli.config, &pools, &runtime),
+        Command::Init { dir } => cli::finish(cli::init::init(&dir)),
+        Command::Check { json } => cli::check::check(&cli.config, json, &runtime),
+        Command::Completions { shell } => {
+            cli::finish(cli::generate::completions(Cli::command(), shell))
+        }
+        Command::Man { dir } => cli::finish(cli::generate::man(Cli::command(), &dir)),
         Command::Validate {
             event_type,
             file,
@@ -368,9 +411,12 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
         Command::Status { json } => cli::status(config, json).await,
         Command::Dlq { command } => dlq(config, command).await,
         Command::Replay(args) => cli::replay::replay(config, args).await,
-        Command::Run { .. } | Command::Validate { .. } => {
-            Err(cli::Failure::usage("unreachable command"))
-        }
+        Command::Run { .. }
+        | Command::Validate { .. }
+        | Command::Init { .. }
+        | Command::Check { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => Err(cli::Failure::usage("unreachable command")),
     }
 }
 

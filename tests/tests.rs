@@ -17,6 +17,7 @@ mod handlers;
 mod hostile;
 mod observability;
 mod ordered;
+mod packaging;
 mod process;
 mod props;
 mod replay;

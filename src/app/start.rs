@@ -92,13 +92,8 @@ async fn ensure_groups(
 async fn warn_durability(redis: &Redis) {
     match redis.durability().await {
         Ok((aof, policy)) => {
-            if !aof {
-                tracing::warn!(
-                    "Redis runs without AOF (appendonly no): entries accepted since the last snapshot are lost if Redis crashes; set appendonly yes and appendfsync always for durability"
-                );
-            }
-            if policy != "noeviction" {
-                tracing::warn!(maxmemory_policy = %policy, "Redis may evict keys under memory pressure, streams and groups included; set maxmemory-policy noeviction");
+            for (_, risk) in crate::preflight::durability_risks(aof, &policy) {
+                tracing::warn!(maxmemory_policy = %policy, "{risk}");
             }
         }
         Err(e) => tracing::debug!(error = %e, "could not read Redis persistence settings"),

@@ -2,7 +2,10 @@
 //! `--json`, and return an exit code (0 success, 1 runtime failure or invalid data, 2 usage
 //! or config error).
 
+pub mod check;
 pub mod dlq;
+pub mod generate;
+pub mod init;
 pub mod publish;
 pub mod replay;
 

@@ -10,6 +10,7 @@
 //! - `dead_letter`: moves to the DLQ (one entry, a sweep) and back (reprocess).
 //! - `write`: appends (one, many, at most once, with progress), deletes, trims, hashes, sets.
 //! - `inspect`: XINFO, lengths, ranges, plain keys, durability settings.
+//! - `preflight`: what `weir check` asks: may this user send a command, the server clock.
 //! - `telemetry`: the monitor hash (replaced whole, with an expiry) and the per-value
 //!   telemetry counters (one pipeline per flush).
 //! - `reply`: typed parsing of replies, never panicking.
@@ -22,6 +23,7 @@ mod dead_letter;
 mod group;
 mod inspect;
 mod lease;
+mod preflight;
 mod reply;
 mod telemetry;
 mod tls;
