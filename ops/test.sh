@@ -23,6 +23,10 @@ if ! command -v python3 >/dev/null; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3
 fi
 
+# The OpenAPI test's tools (openapi-spec-validator, schemathesis) from PyPI into target/; the
+# test installs them itself when missing, this makes a failed install visible up front.
+ops/openapi-tools.sh
+
 cargo fmt --all -- --check
 ops/check-msrv.sh
 cargo clippy --locked --all-targets -- -D warnings

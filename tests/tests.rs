@@ -16,6 +16,7 @@ mod faults;
 mod handlers;
 mod hostile;
 mod observability;
+mod openapi;
 mod ordered;
 mod packaging;
 mod process;

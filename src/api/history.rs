@@ -127,7 +127,7 @@ pub struct StatsHistory {
 }
 
 /// Per pool, processed and failed per 10-second interval over the last 15 minutes.
-#[utoipa::path(get, path = "/stats/history", tag = "status",
+#[utoipa::path(get, path = "/stats/history", operation_id = "statsHistory", tag = "status",
     responses((status = 200, body = StatsHistory)))]
 pub async fn show(State(api): State<Arc<Api>>) -> Result<Json<StatsHistory>, ApiError> {
     let now = counters(&api);

@@ -64,9 +64,11 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
-    /// `limit`: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
+    /// `limit`: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent. Unlike a filter, an empty
+    /// `limit=` is no number (so a 400), as the OpenAPI document's `integer` says.
     pub fn limit(&self) -> Result<usize, ApiError> {
-        let Some(text) = self.one("limit") else {
+        let given = self.0.iter().rev().find(|(k, _)| k == "limit");
+        let Some(text) = given.map(|(_, v)| v.as_str()) else {
             return Ok(DEFAULT_LIMIT);
         };
         match text.parse::<usize>() {
@@ -108,8 +110,9 @@ pub fn body<T: DeserializeOwned>(bytes: Result<Bytes, BytesRejection>) -> Result
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return serde_json::from_str("{}").map_err(|e| ApiError::input("body", e.to_string()));
     }
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::input("body", format!("not JSON: {e}")))?;
+    whole_numbers(&mut value);
     let Some(object) = value.as_object() else {
         return Err(ApiError::input("body", "the body must be a JSON object"));
     };
@@ -124,4 +127,23 @@ pub fn body<T: DeserializeOwned>(bytes: Result<Bytes, BytesRejection>) -> Result
             .map_or_else(|| "body".to_string(), |(k, _)| k.clone());
         ApiError::input(field, e.to_string())
     })
+}
+
+/// A whole number written with a fraction (`157.0`) becomes that integer, as JSON (and JSON
+/// Schema's `integer`) reads it; serde would refuse it for an integer field.
+fn whole_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && (0.0..=u64::MAX as f64).contains(&f)
+                && let Ok(whole) = format!("{f:.0}").parse::<u64>()
+            {
+                *value = whole.into();
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(whole_numbers),
+        _ => {}
+    }
 }

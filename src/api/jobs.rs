@@ -184,7 +184,7 @@ fn spec(api: &Api, b: &ReplayBody) -> Result<Spec, ApiError> {
 }
 
 /// Starts a replay in the engine: 202 with its job ID (a dry run answers 200 with counts).
-#[utoipa::path(post, path = "/replay", tag = "replay", request_body = ReplayBody,
+#[utoipa::path(post, path = "/replay", operation_id = "startReplay", tag = "replay", request_body = ReplayBody,
     responses((status = 202, body = Started), (status = 200, body = DryRun),
         (status = 400, body = super::error::ErrorBody), (status = 503, body = super::error::ErrorBody)))]
 pub async fn start(
@@ -215,7 +215,7 @@ pub async fn start(
 }
 
 /// Resumes an interrupted job, as `weir replay --resume`: 202; 409 if it runs or is done.
-#[utoipa::path(post, path = "/replay/{job}/resume", tag = "replay",
+#[utoipa::path(post, path = "/replay/{job}/resume", operation_id = "resumeReplay", tag = "replay",
     params(("job" = String, Path, description = "The job ID")),
     responses((status = 202, body = Started), (status = 404, body = super::error::ErrorBody),
         (status = 409, body = super::error::ErrorBody)))]
@@ -287,7 +287,7 @@ async fn progress(api: &Api, job: &str) -> Result<Option<JobProgress>, ApiError>
 }
 
 /// A job's progress (status, scanned, matched, published, cursor), over every partition.
-#[utoipa::path(get, path = "/replay/{job}", tag = "replay",
+#[utoipa::path(get, path = "/replay/{job}", operation_id = "showReplay", tag = "replay",
     params(("job" = String, Path, description = "The job ID")),
     responses((status = 200, body = JobProgress), (status = 404, body = super::error::ErrorBody)))]
 pub async fn show(
@@ -301,7 +301,7 @@ pub async fn show(
 }
 
 /// Cancels a job this engine runs: it stops between batches, `interrupted` and resumable.
-#[utoipa::path(delete, path = "/replay/{job}", tag = "replay",
+#[utoipa::path(delete, path = "/replay/{job}", operation_id = "cancelReplay", tag = "replay",
     params(("job" = String, Path, description = "The job ID")),
     responses((status = 200, body = JobProgress), (status = 404, body = super::error::ErrorBody),
         (status = 409, body = super::error::ErrorBody)))]

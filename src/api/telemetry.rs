@@ -24,7 +24,7 @@ pub struct TelemetryQuery {
 }
 
 /// The monitor hash and the telemetry hashes.
-#[utoipa::path(get, path = "/telemetry", tag = "status", params(TelemetryQuery),
+#[utoipa::path(get, path = "/telemetry", operation_id = "telemetry", tag = "status", params(TelemetryQuery),
     responses((status = 200, body = View), (status = 400, body = super::error::ErrorBody),
         (status = 503, body = super::error::ErrorBody)))]
 pub async fn show(State(api): State<Arc<Api>>, query: PairsQuery) -> Result<Json<View>, ApiError> {
