@@ -1,9 +1,10 @@
 //! The dashboard (contract §11) in a real headless Chromium over WebDriver, against an
 //! in-process engine with the admin API and a real redis-server: sign in, pools, pause,
-//! DLQ filter and reprocess, replay progress, hostile dead letters shown as text, the read
-//! token. Chromium and chromedriver are Debian's (`apt-get install -y chromium
-//! chromium-driver`); a missing one fails the test with that command. One browser at a
-//! time: the tests take a lock, so a 2-core CI machine is not swamped.
+//! DLQ filter and reprocess, replay progress, number fields that refuse text, hostile dead
+//! letters shown as text, the read token. Chromium and chromedriver are Debian's
+//! (`apt-get install -y chromium chromium-driver`); a missing one fails the test with that
+//! command. One browser at a time: the tests take a lock, so a 2-core CI machine is not
+//! swamped.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -537,6 +538,77 @@ async fn a_replay_shows_progress_until_the_published_count() {
     bus.stop().await;
 }
 
+/// Issue 22 item 10: a number field holding text that is not a whole number ("1,000",
+/// "fast") is refused at the field, with a message naming the field and the value; nothing
+/// is sent (before, `Number("1,000")` went out as `null`, which means "unlimited"). Fixed,
+/// the same form starts a job with the numbers typed.
+#[tokio::test]
+async fn a_number_field_refuses_text_that_is_not_a_whole_number() {
+    let _one = BROWSER.lock().await;
+    let bus = Bus::start("dash-number").await;
+    for i in 0..3 {
+        bus.xadd(
+            &bus.stream,
+            &[("type", "r.x"), ("data", &format!("{{\"n\":{i}}}"))],
+        );
+    }
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    sign_in(c, &bus, ADMIN).await;
+    let jobs = format!("{}:replay:*", bus.stream);
+    fill(c, r#"[data-test="replay-since"]"#, "-1h").await;
+    fill(c, r#"[data-test="replay-limit"]"#, "1,000").await;
+    fill(c, r#"[data-test="replay-rate"]"#, "fast").await;
+    click(c, r#"[data-test="replay-start"]"#).await;
+    let limit = wait_text(
+        c,
+        r#"[data-test="replay-limit-error"]"#,
+        "the limit refused",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(
+        limit.contains("Limit") && limit.contains("\"1,000\"") && limit.contains("whole number"),
+        "{limit}"
+    );
+    let rate = text(c, r#"[data-test="replay-rate-error"]"#).await;
+    assert!(rate.contains("Rate") && rate.contains("\"fast\""), "{rate}");
+    let invalid = js(
+        c,
+        "return document.querySelector('[data-test=\"replay-limit\"]').getAttribute('aria-invalid')",
+    )
+    .await;
+    assert_eq!(invalid, json!("true"));
+    // The check runs before any request; a started job would be on the page and in Redis.
+    assert!(
+        !find(c, r#"[data-test="replay-job"]"#)
+            .await
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+    assert_eq!(bus.cli(&["KEYS", &jobs]), "", "a replay job was created");
+
+    // Whole numbers go through: one job, with the limit typed.
+    fill(c, r#"[data-test="replay-limit"]"#, "2").await;
+    fill(c, r#"[data-test="replay-rate"]"#, "100").await;
+    click(c, r#"[data-test="replay-start"]"#).await;
+    let done = wait_text(
+        c,
+        r#"[data-test="replay-progress"]"#,
+        "the replay done",
+        |t| t.starts_with("done"),
+    )
+    .await;
+    assert!(done.contains("published 2 of 2"), "{done}");
+    assert_eq!(text(c, r#"[data-test="replay-limit-error"]"#).await, "");
+    let keys = bus.cli(&["KEYS", &jobs]);
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    assert_eq!(bus.cli(&["HGET", keys.trim(), "limit"]), "2");
+    browser.close().await;
+    bus.stop().await;
+}
+
 /// What the test handler answers for type `hostile`: markup that must stay text.
 const HOSTILE_ERROR: &str = "<script>window.__pwned = 'script'; document.title = 'pwned'</script><img src=x onerror=\"window.__pwned='error'\">";
 
@@ -717,10 +789,28 @@ async fn the_read_token_sees_everything_and_cannot_write() {
 #[tokio::test]
 async fn the_page_is_served_only_with_a_token_and_with_strict_headers() {
     let bus = Bus::start("dash-headers").await;
-    for path in ["/", "/assets/app.js", "/assets/app.css"] {
+    // The script is native ES modules, each at its own path; a browser runs a module only
+    // when it is served as JavaScript.
+    let modules = [
+        "app.js",
+        "shared.js",
+        "overview.js",
+        "dlq.js",
+        "replay.js",
+        "events.js",
+    ];
+    let scripts = modules.map(|m| format!("/assets/{m}"));
+    let paths = ["/", "/assets/app.css"]
+        .into_iter()
+        .chain(scripts.iter().map(String::as_str));
+    for path in paths {
         let r = reqwest::get(format!("{}{path}", bus.base)).await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
         let h = r.headers();
+        if path.ends_with(".js") {
+            let kind = h["content-type"].to_str().unwrap();
+            assert!(kind.starts_with("text/javascript"), "{path}: {kind}");
+        }
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(csp.starts_with("default-src 'self'"), "{csp}");
         assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"));

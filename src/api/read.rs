@@ -170,7 +170,7 @@ pub struct DlqQuery {
     /// Only this type (repeat, or comma separate, for several).
     #[param(rename = "type")]
     event_type: Option<String>,
-    /// A `dlq_reason`: max_attempts, rejected, invalid, malformed, too_large, unrouted.
+    /// A `dlq_reason` as stored: one of the values of `vocab::DlqReason`.
     reason: Option<String>,
     /// Only dead letters of this pool (`dlq_group`).
     pool: Option<String>,
@@ -198,7 +198,7 @@ pub struct DlqStatsQuery {
     /// Only this type (repeat, or comma separate, for several).
     #[param(rename = "type")]
     event_type: Option<String>,
-    /// A `dlq_reason`: max_attempts, rejected, invalid, malformed, too_large, unrouted.
+    /// A `dlq_reason` as stored: one of the values of `vocab::DlqReason`.
     reason: Option<String>,
     /// Only dead letters of this pool (`dlq_group`).
     pool: Option<String>,
