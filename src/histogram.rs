@@ -29,12 +29,44 @@ impl Buckets {
         }
     }
 
+    /// Buckets of no exported family: a pool's summary window (`metrics::Summary`).
+    pub(crate) fn detached(bounds: &'static [u64]) -> Buckets {
+        Buckets::new(bounds)
+    }
+
+    /// The count in each bucket (not cumulative; the last is `+Inf`).
+    pub(crate) fn counts(&self) -> Vec<u64> {
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
     /// Counts one sample of `value` units.
     pub(crate) fn record(&self, value: u64) {
         let bucket = self.bounds.partition_point(|bound| *bound < value);
         self.counts[bucket].fetch_add(1, Ordering::Relaxed);
         self.sum.fetch_add(value, Ordering::Relaxed);
     }
+}
+
+/// The upper bound of the bucket that holds quantile `q` (0 < q ≤ 1) of samples counted
+/// per bucket in `counts` (as [`Buckets::counts`], a difference of two is fine); `None` when
+/// there are none, `Some(u64::MAX)` when it lies past the last bound.
+pub(crate) fn quantile(bounds: &[u64], counts: &[u64], q: f64) -> Option<u64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            return Some(bounds.get(i).copied().unwrap_or(u64::MAX));
+        }
+    }
+    Some(u64::MAX)
 }
 
 /// A series' label names and values, in order.
@@ -126,6 +158,18 @@ mod tests {
     use super::*;
 
     static BOUNDS: &[u64] = &[1, 2, 5];
+
+    #[test]
+    fn quantiles_name_the_bucket_that_holds_them() {
+        let bounds: &[u64] = &[10, 100, 1000];
+        assert_eq!(quantile(bounds, &[0, 0, 0, 0], 0.5), None);
+        // 90 samples ≤ 10, 9 ≤ 100, 1 past the last bound.
+        let counts = [90, 9, 0, 1];
+        assert_eq!(quantile(bounds, &counts, 0.5), Some(10));
+        assert_eq!(quantile(bounds, &counts, 0.9), Some(10));
+        assert_eq!(quantile(bounds, &counts, 0.99), Some(100));
+        assert_eq!(quantile(bounds, &counts, 1.0), Some(u64::MAX));
+    }
 
     #[test]
     fn samples_land_in_cumulative_buckets_with_sum_and_count() {

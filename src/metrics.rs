@@ -245,6 +245,8 @@ impl Spread {
 /// an atomic add, with no label strings built on the hot path.
 pub struct PoolMetrics {
     pool: String,
+    /// Counted since start for the pool's summary log line ([`Summary`]).
+    summary: Tally,
     /// Settled handler calls since start, read by the API's history sampler
     /// (`GET /api/v1/stats/history`) without going through the recorder.
     pub processed_total: AtomicU64,
@@ -260,6 +262,7 @@ impl PoolMetrics {
     pub fn new(pool: &str, labels: Arc<TypeLabels>) -> PoolMetrics {
         PoolMetrics {
             pool: pool.to_string(),
+            summary: Tally::default(),
             processed_total: AtomicU64::new(0),
             failed_total: AtomicU64::new(0),
             attempts: Spread::new(&ATTEMPTS, &[("pool", pool)]),
@@ -281,6 +284,7 @@ impl PoolMetrics {
     /// An entry of type `ty` (`""` when it has none readable) moved to the DLQ. Rare next to
     /// processed and failed: the handle is looked up in the recorder each time.
     pub fn dead_lettered(&self, ty: &str, reason: DlqReason) {
+        self.summary.dead_lettered.fetch_add(1, Ordering::Relaxed);
         let label = self.by_type.labels().label(ty);
         counter!(DEAD_LETTERED, "pool" => self.pool.clone(), "type" => label.to_string(), "reason" => reason.as_str())
             .increment(1);
@@ -288,6 +292,7 @@ impl PoolMetrics {
 
     pub fn processed(&self, ty: &str, took: Duration) {
         self.processed_total.fetch_add(1, Ordering::Relaxed);
+        self.summary.durations.record(took.as_nanos() as u64);
         let m = self.for_type(ty);
         m.processed.increment(1);
         m.duration.record_nanos(took.as_nanos() as u64);
@@ -295,6 +300,7 @@ impl PoolMetrics {
 
     pub fn failed(&self, ty: &str, took: Duration) {
         self.failed_total.fetch_add(1, Ordering::Relaxed);
+        self.summary.durations.record(took.as_nanos() as u64);
         let m = self.for_type(ty);
         m.failed.increment(1);
         m.duration.record_nanos(took.as_nanos() as u64);
@@ -302,6 +308,129 @@ impl PoolMetrics {
 
     pub fn attempt(&self, attempt: u64) {
         self.attempts.record_count(attempt);
+    }
+
+    /// A failed attempt left pending for a retry.
+    pub fn retried(&self) {
+        self.summary.retried.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Where this pool (on this partition) stands since start, for [`Summary::since`].
+    pub fn summary(&self) -> Summary {
+        Summary {
+            processed: self.processed_total.load(Ordering::Relaxed),
+            failed: self.failed_total.load(Ordering::Relaxed),
+            retried: self.summary.retried.load(Ordering::Relaxed),
+            dead_lettered: self.summary.dead_lettered.load(Ordering::Relaxed),
+            durations: self.summary.durations.counts(),
+        }
+    }
+}
+
+/// Handler times for the summary line: finer than the exported histogram at the low end,
+/// where a fast handler lives (10 µs … 15 min).
+const SUMMARY_BOUNDS_NS: &[u64] = &[
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+    60_000_000_000,
+    300_000_000_000,
+    900_000_000_000,
+];
+
+/// The summary counts of a pool that are not already kept for the API's history.
+struct Tally {
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    durations: Buckets,
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            retried: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            durations: Buckets::detached(SUMMARY_BOUNDS_NS),
+        }
+    }
+}
+
+/// A pool's counts since start (or, after [`Summary::since`], over a window): what its
+/// periodic INFO line reports.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub processed: u64,
+    /// Failed attempts (each retry, and each failure that was dead-lettered).
+    pub failed: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+    durations: Vec<u64>,
+}
+
+impl Summary {
+    /// What happened between `before` and `self`.
+    pub fn since(&self, before: &Summary) -> Summary {
+        let durations = self
+            .durations
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n.saturating_sub(before.durations.get(i).copied().unwrap_or(0)))
+            .collect();
+        Summary {
+            processed: self.processed.saturating_sub(before.processed),
+            failed: self.failed.saturating_sub(before.failed),
+            retried: self.retried.saturating_sub(before.retried),
+            dead_lettered: self.dead_lettered.saturating_sub(before.dead_lettered),
+            durations,
+        }
+    }
+
+    /// Adds another partition's counts.
+    pub fn add(&mut self, other: &Summary) {
+        self.processed += other.processed;
+        self.failed += other.failed;
+        self.retried += other.retried;
+        self.dead_lettered += other.dead_lettered;
+        if self.durations.len() < other.durations.len() {
+            self.durations.resize(other.durations.len(), 0);
+        }
+        for (mine, theirs) in self.durations.iter_mut().zip(&other.durations) {
+            *mine += theirs;
+        }
+    }
+
+    /// Whether anything was handled or dead-lettered.
+    pub fn is_empty(&self) -> bool {
+        self.processed + self.failed + self.dead_lettered == 0
+    }
+
+    /// The handler time under which a share `q` of the calls finished, as the upper bound of
+    /// its bucket (`None`: no calls; [`Duration::MAX`]: past 15 minutes).
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        crate::histogram::quantile(SUMMARY_BOUNDS_NS, &self.durations, q).map(|ns| {
+            if ns == u64::MAX {
+                Duration::MAX
+            } else {
+                Duration::from_nanos(ns)
+            }
+        })
     }
 }
 

@@ -233,6 +233,8 @@ async fn json_logs_parse_carry_the_fields_and_never_show_payloads_or_passwords()
     let child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["run", "--log-format", "json", "-c", path.to_str().unwrap()])
         .env("WEIR_LOG", "info")
+        // The documented switch: a success's `entry settled` line at INFO again.
+        .env("WEIR_LOGGING__EACH_ENTRY", "true")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -336,6 +336,7 @@ impl Shared {
                 workers: workers.clone(),
                 ordered,
                 telemetry: self.telemetry.clone(),
+                log_each_entry: self.config.logging.each_entry,
             });
             consumer::spawn_pool_tasks(&pool, acks_rx, &self.background);
             self.spawn_reader(pool.clone());
@@ -364,6 +365,12 @@ impl Shared {
                     self.config.stream.name.clone(),
                     self.stop.clone(),
                 ),
+            );
+        }
+        if let Some(every) = self.config.logging.summary {
+            self.background.spawn(
+                "pool summary",
+                consumer::summary::run(pools.clone(), every, self.stop.clone()),
             );
         }
         tracing::info!(pool = %pool_config.name, consumer = %self.consumer, concurrency = pool_config.initial_concurrency(), max_concurrency = pool_config.concurrency, adaptive = pool_config.scaling.is_some(), partitions = self.config.stream.partitions, types = ?pool_config.types, ordered_by = pool_config.order_key.as_ref().map(|k| k.as_str()), "pool running");

@@ -23,8 +23,8 @@ mod tests;
 
 pub use load::DEFAULT_CONFIG_PATH;
 pub use model::{
-    Config, HandlerConfig, HealthConfig, HttpConfig, JanitorConfig, OrderKey, PoolConfig,
-    RedisConfig, RetryPolicy, Scaling, Secret, StreamConfig, TelemetryConfig,
+    Config, HandlerConfig, HealthConfig, HttpConfig, JanitorConfig, LogConfig, OrderKey,
+    PoolConfig, RedisConfig, RetryPolicy, Scaling, Secret, StreamConfig, TelemetryConfig,
 };
 
 pub use crate::keys::Partition;

@@ -30,6 +30,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub telemetry: RawTelemetry,
     #[serde(default)]
+    pub logging: RawLog,
+    #[serde(default)]
     pub pools: Vec<RawPool>,
 }
 
@@ -46,8 +48,20 @@ impl RawConfig {
         "http",
         "health",
         "telemetry",
+        "logging",
         "pools",
     ];
+}
+
+/// `[logging]`: what the engine logs about settled entries (not `[log]`: `WEIR_LOG` is the
+/// log filter, and would read as an override of it).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// An INFO line per successfully handled entry (off: one line per pool every
+    /// `summary_seconds`; failures, retries and dead letters are logged either way).
+    pub each_entry: Option<bool>,
+    pub summary_seconds: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -31,6 +31,14 @@ fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     load_with(&path, overrides)
 }
 
+/// `text` as `streams.toml` in a folder that lives as long as the process.
+fn write(text: &str) -> std::path::PathBuf {
+    let dir = tempfile::tempdir().expect("tempdir").keep();
+    let path = dir.join("streams.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
 /// (config text, environment overrides, key path, fragment of the problem)
 type Case = (
     String,
@@ -187,6 +195,9 @@ fn other_cases() -> Vec<Case> {
         (with_pool("[telemetry]\nmax_values = 0"), none, "telemetry.max_values", "between 1 and 1000000"),
         (with_pool("[telemetry]\nkye = \"/x\""), none, "telemetry.kye", "is not a known key"),
         (pool(""), &[("WEIR_TELEMETRY__INTERVAL_MS", "5")], "telemetry.interval_ms", "between 50 and 60000"),
+        // logging
+        (with_pool("[logging]\nsummary_seconds = 0.5"), none, "logging.summary_seconds", "under a second"),
+        (with_pool("[logging]\nsummary_seconds = -1"), none, "logging.summary_seconds", "above 0"),
         // files (checked by the loader)
         (with_pool("[redis]\nurl = \"rediss://x\"\nca_file = \"missing.pem\""), none, "redis.ca_file", "missing.pem does not exist"),
         (with_pool("[redis]\nurl = \"rediss://x\"\ncert_file = \"c.pem\""), none, "redis.cert_file", "c.pem does not exist"),
@@ -441,4 +452,20 @@ fn concurrency_is_a_number_or_adaptive_bounds() {
         quick.scaling.map(|s| s.cooldown),
         Some(Duration::from_millis(500))
     );
+}
+
+#[test]
+fn logging_defaults_to_a_summary_and_weir_log_stays_the_log_filter() {
+    let env = [("WEIR_LOG".to_string(), "info".to_string())];
+    let config = load_with(&write(&pool("")), super::load::overrides(env))
+        .expect("WEIR_LOG is not a config key");
+    assert!(!config.logging.each_entry);
+    assert_eq!(config.logging.summary, Some(std::time::Duration::from_secs(10)));
+    let config = load(
+        &with_pool("[logging]\nsummary_seconds = 0"),
+        &[("WEIR_LOGGING__EACH_ENTRY", "true")],
+    )
+    .expect("valid");
+    assert!(config.logging.each_entry);
+    assert_eq!(config.logging.summary, None);
 }

@@ -9,6 +9,7 @@ pub(crate) mod ordered;
 pub(crate) mod ownership;
 mod reader;
 pub(crate) mod scale;
+pub(crate) mod summary;
 mod worker;
 
 use std::collections::HashSet;
@@ -99,6 +100,8 @@ pub struct Pool {
     pub ordered: Option<Ordered>,
     /// The engine's telemetry tallies (`[telemetry] key`); its hooks return at once when off.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// `[logging] each_entry`: every success gets its `entry settled` line at INFO.
+    pub log_each_entry: bool,
 }
 
 impl Pool {

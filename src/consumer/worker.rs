@@ -355,7 +355,10 @@ async fn settle_outcome(
     }
     pool.scale.observe(took, outcome.is_overload());
     let settlement = settle::decide(outcome, d.attempt, &pool.config.retry);
-    settle::log_settled(d, &settlement, took);
+    settle::log_settled(d, &settlement, took, pool.log_each_entry);
+    if matches!(settlement, Settlement::Retry { .. }) {
+        pool.metrics.retried();
+    }
     (telemetry.counts).settled(&pool.name, d, telemetry.value.as_ref(), &settlement);
     match settlement {
         Settlement::Ack => return Done::Ack,

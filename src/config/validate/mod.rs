@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::model::{
-    Config, HealthConfig, HttpConfig, JanitorConfig, PoolConfig, RedisConfig, StreamConfig,
-    TelemetryConfig,
+    Config, HealthConfig, HttpConfig, JanitorConfig, LogConfig, PoolConfig, RedisConfig,
+    StreamConfig, TelemetryConfig,
 };
 use super::raw::{RawConfig, RawRetry};
 use super::url::{is_cluster_url, key_slot, normalize_url, validate_url};
@@ -90,6 +90,7 @@ impl RawConfig {
         )?;
         let pools = self.validate_pools()?;
         let telemetry = self.validate_telemetry()?;
+        let logging = self.validate_log()?;
         Ok(Config {
             redis,
             stream,
@@ -103,8 +104,32 @@ impl RawConfig {
                 degraded_lag: self.health.degraded_lag.unwrap_or(1000),
             },
             telemetry,
+            logging,
             shutdown_grace,
             pools,
+        })
+    }
+
+    /// `[logging]`: a summary interval of 0 (off) or at least one second.
+    fn validate_log(&self) -> Result<LogConfig, ConfigError> {
+        let defaults = LogConfig::default();
+        let summary = match self.logging.summary_seconds {
+            None => defaults.summary,
+            Some(0.0) => None,
+            Some(s) => {
+                let d = seconds("logging.summary_seconds", s, true)?;
+                if d < Duration::from_secs(1) {
+                    return Err(invalid(
+                        "logging.summary_seconds",
+                        format!("{s} is under a second: use 1 or more, or 0 for no summary"),
+                    ));
+                }
+                Some(d)
+            }
+        };
+        Ok(LogConfig {
+            each_entry: self.logging.each_entry.unwrap_or(defaults.each_entry),
+            summary,
         })
     }
 
