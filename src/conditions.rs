@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use crate::envelope::{self, DATA};
 use crate::error::InputError;
-use crate::redis::RawEntry;
+use crate::vocab::RawEntry;
 
 /// Where a condition looks.
 #[derive(Debug, Clone, PartialEq, Eq)]

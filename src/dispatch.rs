@@ -8,9 +8,8 @@ use crate::align::Alignment;
 use crate::config::Config;
 use crate::envelope::{self, Event};
 use crate::pointer::{Found, Place};
-use crate::redis::RawEntry;
 use crate::schema::{self, Schemas};
-use crate::vocab::{DlqReason, REPLAY_GROUP};
+use crate::vocab::{DlqReason, REPLAY_GROUP, RawEntry};
 
 #[derive(Debug)]
 pub enum Decision {

@@ -6,10 +6,11 @@ use std::borrow::Cow;
 use bytes::Bytes;
 
 use crate::pointer::Found;
-use crate::redis::{RawEntry, StreamId};
 
 /// Field names with a meaning to weir; every other field passes through to handlers.
-pub use crate::vocab::{DATA, EVENT_ID, REPLAY_GROUP, REPLAY_JOB, REPLAY_OF, TYPE};
+pub use crate::vocab::{
+    DATA, EVENT_ID, REPLAY_GROUP, REPLAY_JOB, REPLAY_OF, RawEntry, StreamId, TYPE,
+};
 
 /// A decoded entry.
 #[derive(Debug, Clone)]

@@ -198,7 +198,7 @@ pub fn pool_concurrency(pool: &str, concurrency: usize) {
 }
 
 /// Age of the oldest unacknowledged entry (0 when nothing is pending).
-pub fn oldest_pending(pool: &str, oldest: Option<crate::redis::StreamId>) {
+pub fn oldest_pending(pool: &str, oldest: Option<crate::vocab::StreamId>) {
     let now = crate::clock::now_ms();
     let age = oldest.map_or(0.0, |id| now.saturating_sub(id.ms) as f64 / 1000.0);
     gauge!(OLDEST_PENDING_AGE, "pool" => pool.to_string()).set(age);

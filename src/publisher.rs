@@ -10,8 +10,9 @@ use crate::dispatch::Routes;
 use crate::envelope::{DATA, EVENT_ID, TYPE};
 use crate::error::RedisError;
 use crate::metrics;
-use crate::redis::{LedEntry, Redis, StreamId};
+use crate::redis::{LedEntry, Redis};
 use crate::schema::{Invalid, Schemas};
+use crate::vocab::StreamId;
 
 /// An entry's field/value pairs as they are written.
 type Fields = Vec<(String, String)>;

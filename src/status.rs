@@ -10,7 +10,8 @@ use crate::config::{Config, PoolConfig, StreamConfig};
 pub use crate::consumer::scale::Reported;
 use crate::consumer::scale::read_reported;
 use crate::error::RedisError;
-use crate::redis::{GroupInfo, Redis, StreamId};
+use crate::redis::{GroupInfo, Redis};
+use crate::vocab::StreamId;
 
 /// What `weir status` prints: enough to tell at a glance whether events flow, pile up or fail.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::clock;
 use crate::error::InputError;
-use crate::redis::StreamId;
+use crate::vocab::StreamId;
 
 /// Which end of a range a TIME is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,10 +11,9 @@ use serde::Serialize;
 use super::input::Params;
 use super::{Api, ApiError};
 use crate::dlq::{self, Cursor, DeadLetter, Filter, FilterInput};
-use crate::redis::{RawEntry, StreamId};
 use crate::status::Status;
 use crate::timespec;
-use crate::vocab::{LetterId, TYPE};
+use crate::vocab::{LetterId, RawEntry, StreamId, TYPE};
 
 pub(super) type PairsQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
 

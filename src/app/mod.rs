@@ -26,10 +26,11 @@ use crate::health::{self, Health};
 use crate::janitor;
 use crate::keys;
 use crate::metrics;
-use crate::redis::{Redis, StreamId};
+use crate::redis::Redis;
 use crate::schema::Schemas;
 use crate::task::{Fatal, Tasks};
 use crate::telemetry::{self, Telemetry};
+use crate::vocab::StreamId;
 
 /// A configured engine, ready to [`run`](Engine::run).
 pub struct Engine {

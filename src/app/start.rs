@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::FailureStreak;
 use crate::config::Config;
 use crate::error::{RedisError, RedisErrorKind};
-use crate::redis::{Redis, StreamId};
+use crate::redis::Redis;
+use crate::vocab::StreamId;
 
 /// A dedicated connection for a blocking reader, retried until `stop`.
 pub(super) async fn dedicated(redis: &Redis, stop: &CancellationToken) -> Option<Redis> {

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::{Acks, Pool};
 use crate::backoff::FailureStreak;
-use crate::redis::StreamId;
+use crate::vocab::StreamId;
 
 const BATCH: usize = 1024;
 

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::Pool;
-use crate::redis::StreamId;
 use crate::sync::lock;
+use crate::vocab::StreamId;
 
 #[derive(Debug, Clone, Copy)]
 enum Hold {

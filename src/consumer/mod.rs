@@ -29,11 +29,11 @@ pub(crate) use worker::{Job, enqueue, enqueue_as, worker_loop};
 use crate::config::{PoolConfig, StreamConfig};
 use crate::dispatch::Router;
 use crate::handler::Handler;
-use crate::redis::{RawEntry, Redis, StreamId};
+use crate::redis::Redis;
 use crate::settle::{self, DlqTarget};
 use crate::sync::lock;
 use crate::telemetry::Counts;
-use crate::vocab::DlqReason;
+use crate::vocab::{DlqReason, RawEntry, StreamId};
 
 /// Entries to acknowledge, on their way to the pool's acker: one from a worker, or a whole
 /// read batch the reader settled inline.

@@ -31,9 +31,8 @@ use super::Pool;
 use super::worker::Job;
 use crate::config::OrderKey;
 use crate::pointer::Place;
-use crate::redis::RawEntry;
 use crate::sync::lock;
-use crate::vocab::DATA;
+use crate::vocab::{DATA, RawEntry};
 
 /// How many of an ordered pool's partitions this process may own: its fair share among the
 /// live processes serving the pool, so that with `partitions = N` the partitions spread

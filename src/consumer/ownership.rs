@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use super::Pool;
 use super::ordered::Ordered;
 use crate::clock;
-use crate::redis::{LeaseClaim, RawEntry, Redis, StreamId};
-use crate::vocab::DlqReason;
+use crate::redis::{LeaseClaim, Redis};
+use crate::vocab::{DlqReason, RawEntry, StreamId};
 
 /// Claimed pending entries per XAUTOCLAIM page at takeover.
 const TAKEOVER_PAGE: usize = 100;

@@ -14,7 +14,8 @@ use super::worker::{Batch, Done, Job, run_here};
 use super::{Pool, enqueue};
 use crate::backoff::FailureStreak;
 use crate::error::{RedisError, RedisErrorKind};
-use crate::redis::{RawEntry, Redis};
+use crate::redis::Redis;
+use crate::vocab::RawEntry;
 
 /// Short enough that pausing and shutdown take effect within a second.
 const BLOCK: Duration = Duration::from_millis(500);

@@ -12,9 +12,9 @@ use super::Pool;
 use crate::dispatch::Decision;
 use crate::handler::{Delivery, Outcome};
 use crate::pointer::Found;
-use crate::redis::{RawEntry, StreamId};
 use crate::settle::{self, Settlement};
 use crate::telemetry::Counts;
+use crate::vocab::{RawEntry, StreamId};
 
 /// An entry on its way to a worker, with the worker slot it holds.
 pub struct Job {

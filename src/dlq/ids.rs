@@ -7,8 +7,8 @@ use futures::future::try_join_all;
 
 use crate::config::Config;
 use crate::error::{InputError, OpError, RedisError};
-use crate::redis::{Redis, StreamId};
-use crate::vocab::LetterId;
+use crate::redis::Redis;
+use crate::vocab::{LetterId, StreamId};
 
 /// Bare IDs looked up at once (each a one-entry XRANGE per partition, sent together).
 const LOOKUP_BATCH: usize = 200;

@@ -9,10 +9,11 @@ use serde::Serialize;
 
 use crate::conditions::Conditions;
 use crate::error::{InputError, RedisError};
-use crate::redis::{RawEntry, Redis, StreamId};
+use crate::redis::Redis;
 use crate::timespec;
 use crate::vocab::{
-    DLQ_ATTEMPTS, DLQ_ERROR, DLQ_FAILED_AT, DLQ_GROUP, DLQ_REASON, DLQ_SOURCE_ID, DlqReason, TYPE,
+    DLQ_ATTEMPTS, DLQ_ERROR, DLQ_FAILED_AT, DLQ_GROUP, DLQ_REASON, DLQ_SOURCE_ID, DlqReason,
+    RawEntry, StreamId, TYPE,
 };
 
 mod ids;

@@ -13,8 +13,8 @@ use super::{Filter, PAGE, scan, text};
 use crate::config::Config;
 use crate::error::{OpError, RedisError};
 use crate::keys::Partition;
-use crate::redis::{Redis, Reprocessing, StreamId};
-use crate::vocab::{LetterId, TYPE};
+use crate::redis::{Redis, Reprocessing};
+use crate::vocab::{LetterId, StreamId, TYPE};
 
 /// What to reprocess.
 #[derive(Debug, Clone)]

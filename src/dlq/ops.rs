@@ -8,8 +8,8 @@ use super::ids::{self, Placed};
 use super::{DeadLetter, Filter, Stats, scan};
 use crate::config::Config;
 use crate::error::{OpError, RedisError};
-use crate::redis::{Redis, StreamId};
-use crate::vocab::LetterId;
+use crate::redis::Redis;
+use crate::vocab::{LetterId, StreamId};
 
 /// One page of dead letters and where the next one starts.
 #[derive(Debug, Clone, Serialize)]
@@ -81,7 +81,7 @@ pub async fn visit(
 }
 
 /// The dead letter `entry` of partition `partition`, its `id` qualified with partitions.
-fn letter(config: &Config, partition: usize, entry: &crate::redis::RawEntry) -> DeadLetter {
+fn letter(config: &Config, partition: usize, entry: &crate::vocab::RawEntry) -> DeadLetter {
     let mut letter = DeadLetter::from_entry(entry);
     letter.id = ids::shown(
         config,

@@ -152,11 +152,11 @@ impl Handler for ExecHandler {
 
 #[cfg(test)]
 mod tests {
+    use crate::vocab::StreamId;
     use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
-    use crate::redis::StreamId;
 
     fn delivery(data: String) -> Delivery {
         Delivery {

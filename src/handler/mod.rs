@@ -13,7 +13,7 @@ pub use http::HttpHandler;
 pub use log::{LogHandler, NoopHandler};
 
 use crate::config::HandlerConfig;
-use crate::redis::StreamId;
+use crate::vocab::StreamId;
 
 /// One delivery of an event to a pool's handler.
 #[derive(Debug, Clone)]

@@ -16,9 +16,9 @@ use crate::backoff::FailureStreak;
 use crate::consumer::{Pool, enqueue};
 use crate::error::RedisErrorKind;
 use crate::metrics;
-use crate::redis::{IdleSweep, StreamId, SweepResult};
+use crate::redis::{IdleSweep, SweepResult};
 use crate::settle;
-use crate::vocab::DlqReason;
+use crate::vocab::{DlqReason, StreamId};
 
 /// XAUTOCLAIM pages per pass, so one pass never monopolises Redis.
 const PAGES_PER_PASS: usize = 10;
@@ -205,7 +205,7 @@ async fn reclaim_pass(
 /// to the workers otherwise (a permit each), in claim order.
 async fn hand_out_claimed(
     pool: &Arc<Pool>,
-    entries: Vec<crate::redis::RawEntry>,
+    entries: Vec<crate::vocab::RawEntry>,
 ) -> Result<(), crate::error::RedisError> {
     if entries.is_empty() {
         return Ok(());

@@ -12,7 +12,8 @@ use crate::backoff::FailureStreak;
 use crate::config::{Config, StreamConfig};
 use crate::error::RedisErrorKind;
 use crate::metrics;
-use crate::redis::{Redis, StreamId};
+use crate::redis::Redis;
+use crate::vocab::StreamId;
 
 /// Trims the main stream toward `max_len` and `max_age_seconds`, never past an entry a group
 /// has not read or not acknowledged.

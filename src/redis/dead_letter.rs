@@ -7,10 +7,11 @@ use bytes::Bytes;
 use fred::interfaces::{ClientLike, TransactionInterface as _};
 use fred::types::Value;
 
+use super::Redis;
 use super::command::{SCRIPT_MAX_FIELDS, Script, args, cmd, cmd_for_key, push_pairs};
 use super::reply::{self, array, int, protocol, text};
-use super::{Redis, StreamId};
 use crate::error::{RedisError, RedisErrorKind};
+use crate::vocab::StreamId;
 
 static DEAD_LETTER: Script = Script::new("EVAL (dead letter)", include_str!("lua/dead_letter.lua"));
 static SWEEP: Script = Script::new(

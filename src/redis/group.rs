@@ -8,10 +8,11 @@ use fred::interfaces::ClientLike;
 use fred::types::Value;
 use fred::types::config::Options;
 
+use super::Redis;
 use super::command::{COMMAND_TIMEOUT, Script, args, cmd, cmd_for_key, pipeline_replies};
 use super::reply::{self, array, int, pairs, protocol, text};
-use super::{RawEntry, Redis, StreamId};
 use crate::error::RedisError;
+use crate::vocab::{RawEntry, StreamId};
 
 static DELETE_IDLE_CONSUMER: Script = Script::new(
     "EVAL (delete idle consumer)",

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 
 use fred::types::Value;
 
+use super::Redis;
 use super::command::{Script, args};
 use super::reply::{self, array, int, pairs, protocol, text};
-use super::{RawEntry, Redis, StreamId};
 use crate::error::RedisError;
+use crate::vocab::{RawEntry, StreamId};
 
 static NTH_ID: Script = Script::new("EVAL", include_str!("lua/nth_id.lua"));
 

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use fred::types::Value;
 
+use super::Redis;
 use super::command::{Script, args};
 use super::reply::{array, int, protocol, text};
-use super::{Redis, StreamId};
 use crate::error::RedisError;
+use crate::vocab::StreamId;
 
 static ACQUIRE: Script = Script::new("EVAL (owner lease)", include_str!("lua/owner_acquire.lua"));
 static RENEW: Script = Script::new("EVAL (owner renew)", include_str!("lua/owner_renew.lua"));

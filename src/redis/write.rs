@@ -7,13 +7,14 @@ use bytes::Bytes;
 use fred::interfaces::{ClientLike, TransactionInterface as _};
 use fred::types::Value;
 
+use super::Redis;
 use super::command::{
     SCRIPT_MAX_FIELDS, Script, args, cmd, cmd_for_key, pipeline_replies, push_pairs,
     push_text_pairs,
 };
 use super::reply::{self, array, int, protocol};
-use super::{Redis, StreamId};
 use crate::error::RedisError;
+use crate::vocab::StreamId;
 
 static ADD_BATCH: Script = Script::new("EVAL (XADD batch)", include_str!("lua/add_batch.lua"));
 static ADD_LED: Script = Script::new("EVAL (XADD batch)", include_str!("lua/add_led.lua"));

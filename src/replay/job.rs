@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::{INTERRUPTED, Progress, ReplayError, Spec, TAKEN_OVER, job_key, new_job_id};
 use crate::clock;
 use crate::error::RedisError;
-use crate::redis::{JobOwner, RawEntry, Redis, StreamId};
-use crate::vocab::{REPLAY_GROUP, REPLAY_JOB, REPLAY_OF, TYPE};
+use crate::redis::{JobOwner, Redis};
+use crate::vocab::{REPLAY_GROUP, REPLAY_JOB, REPLAY_OF, RawEntry, StreamId, TYPE};
 
 /// The copy of `entry` to publish: original fields without old replay markers, plus ours.
 fn replayed(entry: &RawEntry, job: &str, group: Option<&str>) -> Vec<(Bytes, Bytes)> {

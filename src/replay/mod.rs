@@ -17,9 +17,8 @@ use crate::clock;
 use crate::conditions::Conditions;
 use crate::config::Config;
 use crate::error::{InputError, OpError, RedisError};
-use crate::redis::{RawEntry, StreamId};
 use crate::timespec;
-use crate::vocab::{REPLAY_OF, TYPE};
+use crate::vocab::{REPLAY_OF, RawEntry, StreamId, TYPE};
 
 /// The status of a job stopped before its end (cancelled over the API, or the engine shut
 /// down): it stays resumable. The other statuses are `running` and `done`.

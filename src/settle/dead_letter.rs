@@ -9,10 +9,10 @@ use crate::clock;
 use crate::envelope;
 use crate::handler::truncate;
 use crate::metrics;
-use crate::redis::{RawEntry, Redis, StreamId};
+use crate::redis::Redis;
 use crate::vocab::{
     DLQ_ATTEMPTS, DLQ_ERROR, DLQ_ERROR_LIMIT, DLQ_FAILED_AT, DLQ_GROUP, DLQ_PREFIX, DLQ_REASON,
-    DLQ_SOURCE_ID, DlqReason,
+    DLQ_SOURCE_ID, DlqReason, RawEntry, StreamId,
 };
 
 /// A DLQ move is retried this often before the entry is left to the janitor.

@@ -70,9 +70,9 @@ use crate::envelope;
 use crate::error::RedisError;
 use crate::keys;
 use crate::metrics::TypeLabels;
-use crate::redis::{HashDelta, RawEntry, Redis};
+use crate::redis::{HashDelta, Redis};
 use crate::sync::lock;
-use crate::vocab::{DATA, DlqReason, EVENT_ID};
+use crate::vocab::{DATA, DlqReason, EVENT_ID, RawEntry};
 
 /// Locks the tallies are spread over, so workers on different values rarely wait.
 pub const SHARDS: usize = 8;

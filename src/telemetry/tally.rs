@@ -9,8 +9,9 @@ use indexmap::IndexMap;
 use crate::handler::Delivery;
 use crate::metrics::TypeLabels;
 use crate::pointer::Found;
-use crate::redis::{HashDelta, StreamId};
+use crate::redis::HashDelta;
 use crate::settle::Settlement;
+use crate::vocab::StreamId;
 
 /// What became of one delivery, as `last_status` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,9 +2,9 @@ use super::*;
 use crate::dispatch::{Decision, Router};
 use crate::handler::Delivery;
 use crate::pointer::Found;
-use crate::redis::StreamId;
 use crate::schema::Schemas;
 use crate::settle::Settlement;
+use crate::vocab::StreamId;
 
 /// The tallies, fed the way the engine feeds them: dispatch finds each delivery's value
 /// (from the entry the delivery was read from), the settle step counts it into its batch.

@@ -87,7 +87,7 @@ impl RawPool {
             return Err(invalid(key("types"), format!("`{t}` is not a type name")));
         }
         let start = self.start.clone().unwrap_or_else(|| "0".into());
-        if start != "0" && start != "$" && crate::redis::StreamId::parse(&start).is_none() {
+        if start != "0" && start != "$" && crate::vocab::StreamId::parse(&start).is_none() {
             return Err(invalid(
                 key("start"),
                 format!("`{start}` must be \"0\", \"$\" or a stream ID like 1700000000000-0"),
