@@ -460,7 +460,10 @@ fn logging_defaults_to_a_summary_and_weir_log_stays_the_log_filter() {
     let config = load_with(&write(&pool("")), super::load::overrides(env))
         .expect("WEIR_LOG is not a config key");
     assert!(!config.logging.each_entry);
-    assert_eq!(config.logging.summary, Some(std::time::Duration::from_secs(10)));
+    assert_eq!(
+        config.logging.summary,
+        Some(std::time::Duration::from_secs(10))
+    );
     let config = load(
         &with_pool("[logging]\nsummary_seconds = 0"),
         &[("WEIR_LOGGING__EACH_ENTRY", "true")],
