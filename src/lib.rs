@@ -142,6 +142,7 @@ pub(crate) mod api;
 pub(crate) mod app;
 pub(crate) mod backoff;
 pub(crate) mod clock;
+pub(crate) mod concurrency;
 pub(crate) mod consumer;
 pub(crate) mod dashboard;
 pub(crate) mod handler;

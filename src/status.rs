@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use crate::clock;
+pub use crate::concurrency::Reported;
+use crate::concurrency::read_reported;
 use crate::config::{Config, PoolConfig, StreamConfig};
-pub use crate::consumer::scale::Reported;
-use crate::consumer::scale::read_reported;
 use crate::error::RedisError;
 use crate::redis::{GroupInfo, Redis};
 use crate::vocab::StreamId;

@@ -18,8 +18,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use decide::{Reason, Step, Window, decide};
-pub use report::Reported;
-pub(crate) use report::read_reported;
 
 use super::Pool;
 use crate::config::{PoolConfig, Scaling};
