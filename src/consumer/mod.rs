@@ -4,6 +4,7 @@
 //! XACKs).
 
 mod ack;
+mod job;
 mod lease;
 pub(crate) mod ordered;
 pub(crate) mod ownership;
@@ -21,10 +22,11 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub(crate) use job::{Job, enqueue, enqueue_as};
 pub use lease::Leases;
 pub use ordered::{Membership, Ordered};
 pub(crate) use reader::read_loop;
-pub(crate) use worker::{Job, enqueue, enqueue_as, worker_loop};
+pub(crate) use worker::worker_loop;
 
 use crate::config::{PoolConfig, StreamConfig};
 use crate::dispatch::Router;

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Pool;
-use super::worker::Job;
+use super::job::{self, Job};
 use crate::config::OrderKey;
 use crate::pointer::Place;
 use crate::sync::lock;
@@ -319,15 +319,17 @@ pub(super) fn settled(pool: &Arc<Pool>, ordered: &Ordered, lane: Option<u64>) {
         if pool.stop.is_cancelled() {
             return; // shutting down: it stays pending, in order, for the next owner
         }
-        super::worker::send(pool, next);
+        job::send(pool, next);
     }
 }
 
 /// A failed entry keeps its lane and runs again after `after`, in this process.
+/// On the pool's worker tracker, so nothing outlives shutdown.
 pub(super) fn retry_later(pool: &Arc<Pool>, mut job: Job, after: Duration) {
     let pool = pool.clone();
     job.attempt += 1;
-    tokio::spawn(async move {
+    let workers = pool.workers.clone();
+    workers.spawn(async move {
         tokio::select! {
             _ = tokio::time::sleep(after) => {}
             _ = pool.stop.cancelled() => return,
@@ -346,7 +348,7 @@ pub(super) fn retry_later(pool: &Arc<Pool>, mut job: Job, after: Duration) {
         if let Err(e) = recorded {
             tracing::debug!(pool = %pool.name, entry_id = %job.entry.id, error = %e, "could not record the delivery count of a retry");
         }
-        super::worker::send(&pool, job);
+        job::send(&pool, job);
     });
 }
 

@@ -9,8 +9,9 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use tokio_util::sync::CancellationToken;
 
+use super::job::Job;
 use super::ordered::{Ordered, retry_later};
-use super::worker::{Batch, Done, Job, run_here};
+use super::worker::{Batch, Done, run_here};
 use super::{Pool, enqueue};
 use crate::backoff::FailureStreak;
 use crate::error::{RedisError, RedisErrorKind};
