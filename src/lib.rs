@@ -24,7 +24,7 @@
 //!
 //! - `app`: the composition root, [`Engine::run`]: builds pools, starts readers, workers,
 //!   janitors and the HTTP server, and shuts them down as stop → drain → abandon.
-//! - `backoff`: the one "retry a failing loop with capped backoff and throttled logs" helper.
+//! - `streak`: the one "retry a failing loop with capped backoff and throttled logs" helper.
 //! - `clock`: the wall clock in unix ms, read in one place.
 //! - [`config`]: `streams.toml` in two phases — `config/raw.rs` (serde form, unknown keys are
 //!   errors), `model.rs` (the validated [`Config`]), `load.rs` (file, environment, filesystem
@@ -140,7 +140,7 @@ pub mod timespec;
 // Internal modules.
 pub(crate) mod api;
 pub(crate) mod app;
-pub(crate) mod backoff;
+pub(crate) mod streak;
 pub(crate) mod clock;
 pub(crate) mod concurrency;
 pub(crate) mod consumer;

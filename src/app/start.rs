@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::FailureStreak;
+use crate::streak::FailureStreak;
 use crate::config::Config;
 use crate::error::{RedisError, RedisErrorKind};
 use crate::redis::Redis;

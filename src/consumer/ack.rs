@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::{Acks, Pool};
-use crate::backoff::FailureStreak;
+use crate::streak::FailureStreak;
 use crate::vocab::StreamId;
 
 const BATCH: usize = 1024;

@@ -13,7 +13,7 @@ use super::job::Job;
 use super::ordered::{Ordered, retry_later};
 use super::worker::{Batch, Done, run_here};
 use super::{Pool, enqueue};
-use crate::backoff::FailureStreak;
+use crate::streak::FailureStreak;
 use crate::error::{RedisError, RedisErrorKind};
 use crate::redis::Redis;
 use crate::vocab::RawEntry;

@@ -12,7 +12,7 @@ pub(crate) use trim::trim_loop;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backoff::FailureStreak;
+use crate::streak::FailureStreak;
 use crate::consumer::{Pool, enqueue};
 use crate::error::RedisErrorKind;
 use crate::metrics;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::FailureStreak;
+use crate::streak::FailureStreak;
 use crate::config::{Config, StreamConfig};
 use crate::error::RedisErrorKind;
 use crate::metrics;
