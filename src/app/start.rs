@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::streak::FailureStreak;
 use crate::config::Config;
 use crate::error::{RedisError, RedisErrorKind};
 use crate::redis::Redis;
+use crate::streak::FailureStreak;
 use crate::vocab::StreamId;
 
 /// A dedicated connection for a blocking reader, retried until `stop`.

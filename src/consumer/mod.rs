@@ -158,6 +158,28 @@ impl Pool {
         self.handler.runs_inline()
     }
 
+    /// The rule for an entry claimed from the PEL (by the janitor after the visibility
+    /// timeout, or by a new owner of an ordered pool), written once: the claim itself counted
+    /// a delivery, so the handler has seen `count - 1`; when those used up `max_attempts`,
+    /// the entry is dead-lettered (`max_attempts`, naming `why` the last delivery ended) and
+    /// this returns true; else the caller hands it out.
+    pub(crate) async fn dead_letter_if_used_up(
+        &self,
+        entry: &RawEntry,
+        count: u64,
+        why: &str,
+    ) -> bool {
+        let made = count.saturating_sub(1);
+        if !self.config.retry.exhausted(made) {
+            return false;
+        }
+        let error =
+            format!("no success after {made} deliveries; the last one timed out or its {why}");
+        self.dead_letter(entry, made, DlqReason::MaxAttempts, &error)
+            .await;
+        true
+    }
+
     /// Moves `entry` to the DLQ and lets go of it; if the move fails it is handed back to
     /// the visibility timeout.
     pub async fn dead_letter(

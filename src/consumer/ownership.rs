@@ -14,7 +14,7 @@ use super::Pool;
 use super::ordered::Ordered;
 use crate::clock;
 use crate::redis::{LeaseClaim, Redis};
-use crate::vocab::{DlqReason, RawEntry, StreamId};
+use crate::vocab::{RawEntry, StreamId};
 
 /// Claimed pending entries per XAUTOCLAIM page at takeover.
 const TAKEOVER_PAGE: usize = 100;
@@ -287,15 +287,11 @@ async fn hand_over_claimed(
         .await
         .unwrap_or_default();
     for entry in entries {
-        // XAUTOCLAIM counted a delivery; the handler has seen `count - 1`.
         let count = counts.get(&entry.id).copied().unwrap_or(1);
-        let made = count.saturating_sub(1);
-        if pool.config.retry.exhausted(made) {
-            let error = format!(
-                "no success after {made} deliveries; the last one timed out or its process stopped (ordered pool takeover)"
-            );
-            pool.dead_letter(&entry, made, DlqReason::MaxAttempts, &error)
-                .await;
+        if pool
+            .dead_letter_if_used_up(&entry, count, "process stopped (ordered pool takeover)")
+            .await
+        {
             continue;
         }
         let permit: Option<OwnedSemaphorePermit> = tokio::select! {

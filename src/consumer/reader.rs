@@ -13,9 +13,9 @@ use super::job::Job;
 use super::ordered::{Ordered, retry_later};
 use super::worker::{Batch, Done, run_here};
 use super::{Pool, enqueue};
-use crate::streak::FailureStreak;
 use crate::error::{RedisError, RedisErrorKind};
 use crate::redis::Redis;
+use crate::streak::FailureStreak;
 use crate::vocab::RawEntry;
 
 /// Short enough that pausing and shutdown take effect within a second.

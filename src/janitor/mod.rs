@@ -12,12 +12,12 @@ pub(crate) use trim::trim_loop;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::streak::FailureStreak;
 use crate::consumer::{Pool, enqueue};
 use crate::error::RedisErrorKind;
 use crate::metrics;
 use crate::redis::{IdleSweep, SweepResult};
 use crate::settle;
+use crate::streak::FailureStreak;
 use crate::vocab::{DlqReason, StreamId};
 
 /// XAUTOCLAIM pages per pass, so one pass never monopolises Redis.
@@ -229,14 +229,10 @@ async fn hand_out_claimed(
             pool.leases.release(&[entry.id]);
             continue; // acknowledged meanwhile
         };
-        // XAUTOCLAIM itself counted a delivery; the handler has seen `count - 1`.
-        let made = count.saturating_sub(1);
-        if pool.config.retry.exhausted(made) {
-            let error = format!(
-                "no success after {made} deliveries; the last one timed out or its worker stopped (visibility timeout)"
-            );
-            pool.dead_letter(&entry, made, DlqReason::MaxAttempts, &error)
-                .await;
+        if pool
+            .dead_letter_if_used_up(&entry, count, "worker stopped (visibility timeout)")
+            .await
+        {
             continue;
         }
         let permit = tokio::select! {

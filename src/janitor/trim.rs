@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::streak::FailureStreak;
 use crate::config::{Config, StreamConfig};
 use crate::error::RedisErrorKind;
 use crate::metrics;
 use crate::redis::Redis;
+use crate::streak::FailureStreak;
 use crate::vocab::StreamId;
 
 /// Trims the main stream toward `max_len` and `max_age_seconds`, never past an entry a group
