@@ -18,7 +18,7 @@ export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/
 started=$(date +%s)
 
 cargo build --release --locked --bin weir
-release=target/release/weir
+release="${CARGO_TARGET_DIR:-target}/release/weir"
 dist=target/dist
 rm -rf "$dist"
 mkdir -p "$dist"/{completions,man,systemd}

@@ -31,7 +31,7 @@ step() { echo "--- $*"; }
 step "dpkg -i $deb"
 dpkg -i "$deb"
 for f in /usr/bin/weir /etc/weir/streams.toml /etc/weir/schemas/envelope.schema.json \
-    /lib/systemd/system/weir.service /lib/systemd/system/weir@.service \
+    /usr/lib/systemd/system/weir.service /usr/lib/systemd/system/weir@.service \
     /usr/share/weir/prometheus/weir-alerts.yml /usr/share/weir/grafana/weir-dashboard.json \
     /usr/share/bash-completion/completions/weir /usr/share/zsh/vendor-completions/_weir \
     /usr/share/fish/vendor_completions.d/weir.fish /usr/share/man/man1/weir.1.gz \
@@ -40,9 +40,9 @@ for f in /usr/bin/weir /etc/weir/streams.toml /etc/weir/schemas/envelope.schema.
 done
 grep -qx /etc/weir/streams.toml /var/lib/dpkg/info/weir.conffiles || fail "streams.toml is not a conffile"
 getent passwd weir >/dev/null || fail "no weir user"
-grep -q '^ExecStart=/usr/bin/weir run -c /etc/weir/streams.toml' /lib/systemd/system/weir.service \
+grep -q '^ExecStart=/usr/bin/weir run -c /etc/weir/streams.toml' /usr/lib/systemd/system/weir.service \
     || fail "the unit does not run /usr/bin/weir"
-grep -q '^User=weir' /lib/systemd/system/weir.service || fail "the unit does not run as weir"
+grep -q '^User=weir' /usr/lib/systemd/system/weir.service || fail "the unit does not run as weir"
 file -L /usr/bin/weir | grep -q 'stripped' && ! file -L /usr/bin/weir | grep -q 'not stripped' \
     || fail "/usr/bin/weir is not stripped"
 

@@ -171,6 +171,9 @@ fn probe(route: &str, command: &[&str]) -> Probe {
 
 /// Every command `weir run` sends for `config`, on the keys it sends them to: the engine's
 /// line of ops/redis/users.acl, plus ordered pools' lease keys and telemetry when configured.
+/// Redis checks the commands a script runs against the caller's ACL too: the engine's other
+/// scripts run only commands probed here directly on the same keys (XADD, XACK, XRANGE,
+/// XREVRANGE, XPENDING, TYPE, XGROUP DELCONSUMER, XINFO CONSUMERS).
 fn engine_commands(config: &Config) -> Vec<Probe> {
     let (g, c) = ("weir-check", "weir-check");
     let name = &config.stream.name;
@@ -224,6 +227,9 @@ fn engine_commands(config: &Config) -> Vec<Probe> {
     probes
 }
 
+/// An ordered pool's members hash, and per partition the lease scripts
+/// (`owner_acquire.lua`, `owner_renew.lua`) with the commands they run inside: a script's
+/// commands are checked against the same user's ACL.
 fn ordered_commands(config: &Config, pool: &str) -> Vec<Probe> {
     let members = keys::members(&config.stream.name, pool);
     let mut probes = vec![
@@ -236,8 +242,12 @@ fn ordered_commands(config: &Config, pool: &str) -> Vec<Probe> {
         let epoch = format!("{owner}:epoch");
         probes.extend([
             probe(&owner, &["EVAL", "return 1", "2", &owner, &epoch]),
-            probe(&owner, &["HGETALL", &owner]),
-            probe(&epoch, &["GET", &epoch]),
+            probe(&owner, &["HGET", &owner, "consumer"]),
+            probe(&owner, &["HSET", &owner, "consumer", "c"]),
+            probe(&owner, &["PEXPIRE", &owner, "1000"]),
+            probe(&owner, &["DEL", &owner]),
+            probe(&epoch, &["EXISTS", &epoch]),
+            probe(&epoch, &["INCR", &epoch]),
         ]);
     }
     probes
