@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use super::auth::{Access, audit};
 use super::input::body;
 use super::{Api, ApiError};
-use crate::replay::{self, INTERRUPTED, Replay, Spec, SpecInput};
+use crate::replay::{self, Replay, Spec, SpecInput};
 
 /// How long shutdown (and a cancel call) waits for jobs to stop between batches.
 const STOP_WAIT: Duration = Duration::from_secs(10);
@@ -143,19 +143,12 @@ pub struct DryRun {
     pub by_type: BTreeMap<String, u64>,
 }
 
-/// A job's progress, summed over its partitions.
+/// A job's progress, summed over its partitions ([`replay::Progress`]), and where it lives.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobProgress {
-    pub job: String,
-    /// `running`, `interrupted` (resumable) or `done`; a job whose process died mid-run
-    /// still says `running` (resume it).
-    pub status: String,
-    /// The next entry ID to read (of the first unfinished partition).
-    pub cursor: String,
-    pub scanned: u64,
-    pub matched: u64,
-    pub published: u64,
+    #[serde(flatten)]
+    pub progress: replay::Progress,
     /// Progress hashes: one per partition.
     pub partitions: usize,
     /// Whether this engine is running the job right now.
@@ -237,52 +230,14 @@ pub async fn resume(
     Ok((StatusCode::ACCEPTED, Json(Started { job })).into_response())
 }
 
-/// Reads a job's progress hashes; `None` when it has none.
+/// A job's progress over its partitions; `None` when it has no progress hash.
 async fn progress(api: &Api, job: &str) -> Result<Option<JobProgress>, ApiError> {
-    let parts = api.config.partitions();
-    let mut hashes = Vec::new();
-    for part in parts {
-        hashes.push(
-            api.redis
-                .hash_get_all(&replay::job_key(&part.stream, job))
-                .await?,
-        );
-    }
-    if hashes.iter().all(HashMap::is_empty) {
-        return Ok(None);
-    }
-    let status_of = |h: &HashMap<String, String>| h.get("status").cloned().unwrap_or_default();
-    let statuses: Vec<String> = hashes
-        .iter()
-        .filter(|h| !h.is_empty())
-        .map(status_of)
-        .collect();
-    let status = ["running", INTERRUPTED]
-        .into_iter()
-        .find(|s| statuses.iter().any(|t| t == s))
-        .unwrap_or("done");
-    let num = |k: &str| -> u64 {
-        hashes
-            .iter()
-            .filter_map(|h| h.get(k).and_then(|v| v.parse::<u64>().ok()))
-            .sum()
-    };
-    let cursor = hashes
-        .iter()
-        .find(|h| !h.is_empty() && status_of(h) != "done")
-        .or_else(|| hashes.iter().rev().find(|h| !h.is_empty()))
-        .and_then(|h| h.get("cursor").cloned())
-        .unwrap_or_default();
-    Ok(Some(JobProgress {
-        job: job.to_string(),
-        status: status.to_string(),
-        cursor,
-        scanned: num("scanned"),
-        matched: num("matched"),
-        published: num("published"),
-        partitions: parts.len(),
+    let status = replay::read_status(&api.redis, &api.config, job).await?;
+    Ok(status.map(|s| JobProgress {
+        progress: s.progress,
+        partitions: s.partitions,
         active: api.jobs.get(job).is_some(),
-        key: replay::job_key(&parts[0].stream, job),
+        key: s.key,
     }))
 }
 
@@ -315,7 +270,7 @@ pub async fn cancel(
             None => Err(ApiError::not_found(format!("no replay job `{job}`"))),
             Some(p) => Err(ApiError::conflict(format!(
                 "replay job `{job}` is not running in this engine (status {})",
-                p.status
+                p.progress.status
             ))),
         };
     };

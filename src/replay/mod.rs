@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 pub use job::Job;
-pub use partitions::Replay;
+pub use partitions::{JobStatus, Replay, read_status};
 
 use crate::clock;
 use crate::conditions::Conditions;
@@ -54,14 +54,19 @@ pub struct Spec {
     pub conditions: Conditions,
 }
 
-/// Where a job stands; the fields of the job hash.
-#[derive(Debug, Clone, Default, Serialize)]
+/// Where a job stands; the fields of the job hash. The one progress type of the CLI, the
+/// library and the API (`GET /api/v1/replay/{job}`, which adds where it lives).
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Progress {
     /// The job ID, which `--resume` takes.
     pub job: String,
-    /// `running`, `done` or `stopped` (interrupted, resumable).
+    /// `running`, `done` or [`INTERRUPTED`] (resumable); a job whose process died mid-run
+    /// still says `running` (resume it). A run that finds its job resumed elsewhere reports
+    /// [`TAKEN_OVER`] to its caller (never written to the hash).
     pub status: String,
-    /// The last entry ID copied or skipped; a resumed job starts after it.
+    /// The next entry ID to read (of the first unfinished partition); a resumed job starts
+    /// there.
     pub cursor: String,
     /// Entries read from the range.
     pub scanned: u64,
@@ -69,7 +74,8 @@ pub struct Progress {
     pub matched: u64,
     /// Copies written to the stream.
     pub published: u64,
-    /// Copies per event type.
+    /// Copies per event type (counted by the run that reports it; not kept in the hash).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub by_type: BTreeMap<String, u64>,
 }
 

@@ -1,6 +1,8 @@
 //! A replay over every partition: one job ID, one progress hash per partition, run
 //! partition by partition with one shared limit. The CLI and the HTTP API both drive this.
 
+use std::collections::HashMap;
+
 use tokio_util::sync::CancellationToken;
 
 use super::{INTERRUPTED, Job, Progress, ReplayError, Spec, TAKEN_OVER, job_key, new_job_id};
@@ -127,4 +129,67 @@ fn add(before: &Progress, p: &Progress) -> Progress {
         *sum.by_type.entry(t.clone()).or_default() += n;
     }
     sum
+}
+
+/// A job as its progress hashes tell it, summed over the partitions.
+#[derive(Debug, Clone)]
+pub struct JobStatus {
+    /// Status (`running` while any partition runs, else `interrupted` while any is, else
+    /// `done`), counts, and the cursor of the first unfinished partition.
+    pub progress: Progress,
+    /// Progress hashes: one per partition.
+    pub partitions: usize,
+    /// The first partition's progress hash (`redis-cli HGETALL` it).
+    pub key: String,
+}
+
+/// Reads job `job`'s progress hashes; `None` when it has none.
+pub async fn read_status(
+    redis: &Redis,
+    config: &Config,
+    job: &str,
+) -> Result<Option<JobStatus>, RedisError> {
+    let parts = config.partitions();
+    let mut hashes = Vec::new();
+    for part in parts {
+        hashes.push(redis.hash_get_all(&job_key(&part.stream, job)).await?);
+    }
+    if hashes.iter().all(HashMap::is_empty) {
+        return Ok(None);
+    }
+    let status_of = |h: &HashMap<String, String>| h.get("status").cloned().unwrap_or_default();
+    let statuses: Vec<String> = hashes
+        .iter()
+        .filter(|h| !h.is_empty())
+        .map(status_of)
+        .collect();
+    let status = ["running", INTERRUPTED]
+        .into_iter()
+        .find(|s| statuses.iter().any(|t| t == s))
+        .unwrap_or("done");
+    let num = |k: &str| -> u64 {
+        hashes
+            .iter()
+            .filter_map(|h| h.get(k).and_then(|v| v.parse::<u64>().ok()))
+            .sum()
+    };
+    let cursor = hashes
+        .iter()
+        .find(|h| !h.is_empty() && status_of(h) != "done")
+        .or_else(|| hashes.iter().rev().find(|h| !h.is_empty()))
+        .and_then(|h| h.get("cursor").cloned())
+        .unwrap_or_default();
+    Ok(Some(JobStatus {
+        progress: Progress {
+            job: job.to_string(),
+            status: status.to_string(),
+            cursor,
+            scanned: num("scanned"),
+            matched: num("matched"),
+            published: num("published"),
+            by_type: Default::default(),
+        },
+        partitions: parts.len(),
+        key: job_key(&parts[0].stream, job),
+    }))
 }
