@@ -17,7 +17,7 @@ fn config(
 ) -> std::path::PathBuf {
     let path = dir.join(name);
     let text = format!(
-        "[redis]\nurl = \"{}\"\n[stream]\nname = \"integration-bus\"\nmax_len = 5\n[retry]\nvisibility_timeout_seconds = 1\n[janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:{}\"\n[[pools]]\nname = \"p\"\nconcurrency = {{ min = 1, max = 2 }}\nscale_cooldown_seconds = 0.1\ntypes = [\"job\"]\nhandler = {{ kind = \"exec\", command = [\"true\"] }}\n",
+        "[redis]\nurl = \"{}\"\n[stream]\nname = \"integration-bus\"\nmax_len = 5\n[retry]\nvisibility_timeout_seconds = 1\n[janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:{}\"\n[[pools]]\nname = \"p\"\nconcurrency = {{ min = 1, max = 2 }}\nscale_cooldown_seconds = 0.1\ntypes = [\"job\"]\nhandler = {{ kind = \"exec\", command = [\"true\"] }}\n[[pools]]\nname = \"o\"\ntypes = [\"job\"]\norder_key = \"id\"\nhandler = {{ kind = \"exec\", command = [\"true\"] }}\n",
         server.url_as(user, password),
         "0"
     );
@@ -158,9 +158,27 @@ async fn users_have_exactly_the_rights_they_need() {
         group_pending(&redis, "integration-bus", "p").await == 0
     })
     .await;
+    // The ordered pool takes its lease (owner hash, epoch counter, members hash) and works.
+    wait_for(
+        "the ordered pool owns its lease and handled everything",
+        T,
+        || async {
+            !server
+                .cli(&["HGET", "integration-bus:owner:o", "consumer"])
+                .is_empty()
+                && group_pending(&redis, "integration-bus", "o").await == 0
+                && server
+                    .cli(&["XINFO", "GROUPS", "integration-bus"])
+                    .matches("entries-read\n11")
+                    .count()
+                    == 2
+        },
+    )
+    .await;
     wait_for("the monitor and telemetry hashes written", T, || async {
         server.cli(&["HGET", "integration-bus:monitor", "p:pending"]) == "0"
-            && server.cli(&["HGET", "integration-bus:telemetry:E0", "processed"]) == "1"
+            // Handled by both pools, `p` and the ordered `o`.
+            && server.cli(&["HGET", "integration-bus:telemetry:E0", "processed"]) == "2"
     })
     .await;
     // Length 11 > max_len 5: trimming runs (EVAL over XRANGE, XTRIM) every second from here on;
