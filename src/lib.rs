@@ -73,6 +73,8 @@
 //! - `preflight`: `weir check`'s findings (Redis reachable, durability, the ACL user's
 //!   permission for every command the engine sends, slots, clock skew); the durability rule
 //!   `weir run` also logs at start.
+//! - `trace`: contract §15's W3C trace context: a delivery's span (the child of the entry's
+//!   `traceparent`), handed to the handler and exported over OTLP/HTTP off the hot path.
 //! - `schema`, `envelope`, `timespec`: JSON Schema validation of `data`; decoding a raw entry
 //!   into an event; the CLI's TIME arguments (RFC 3339 with offsets, unix ms, IDs, `-2h`, `now`).
 //! - `align`: `[schemas] align`, entry fields that must carry the same value as the body
@@ -113,6 +115,7 @@ pub mod vocab;
 pub use app::{Engine, HttpAddr};
 pub use config::Config;
 pub use handler::{Delivery, Handler, Outcome};
+pub use trace::TraceContext;
 pub use publisher::{NewEvent, Publisher};
 pub use vocab::{DlqReason, RawEntry, StreamId};
 
@@ -134,6 +137,8 @@ pub mod redis;
 pub mod schema;
 #[doc(hidden)]
 pub mod telemetry;
+#[doc(hidden)]
+pub mod trace;
 #[doc(hidden)]
 pub mod timespec;
 

@@ -75,6 +75,18 @@ enum Command {
         /// (default: the --id).
         #[arg(long, conflicts_with = "ndjson")]
         key: Option<String>,
+        /// The caller's W3C trace context (`00-<trace id>-<span id>-<flags>`), written as the
+        /// `traceparent` field: the delivery's span continues that trace.
+        #[arg(long, value_name = "TRACEPARENT", conflicts_with = "ndjson")]
+        traceparent: Option<String>,
+        /// Vendors' trace state written beside --traceparent (`tracestate` field).
+        #[arg(
+            long,
+            value_name = "TRACESTATE",
+            requires = "traceparent",
+            conflicts_with = "ndjson"
+        )]
+        tracestate: Option<String>,
         /// One {"type","data","id"?,"fields"?,"key"?} per line; - for stdin.
         #[arg(long, value_name = "FILE|-")]
         ndjson: Option<String>,
@@ -388,6 +400,8 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
             id,
             fields,
             key,
+            traceparent,
+            tracestate,
             allow_unrouted,
             json,
             ..
@@ -402,6 +416,8 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
                 data,
                 id,
                 key,
+                traceparent,
+                tracestate,
                 allow_unrouted,
             };
             cli::publish::one(config, event, &fields, json).await

@@ -53,6 +53,10 @@ pub const TRIMMED: &str = "weir_entries_trimmed_total";
 pub const TRIM_MAX_LEN: &str = "max_len";
 pub const TRIM_MAX_AGE: &str = "max_age";
 
+/// Delivery spans not exported (contract §15): the export queue was full, or the collector
+/// refused, failed or did not answer in time.
+pub const TRACE_SPANS_DROPPED: &str = "weir_trace_spans_dropped_total";
+
 /// Which delivery settled an entry: 1 is first time.
 const ATTEMPT_BOUNDS: &[u64] = &[1, 2, 3, 4, 5, 8, 13, 21];
 
@@ -163,6 +167,11 @@ pub fn publish_rejected(reason: &str) {
 pub fn stream_lengths(stream: u64, dlq: u64) {
     gauge!(STREAM_LENGTH).set(stream as f64);
     gauge!(DLQ_LENGTH).set(dlq as f64);
+}
+
+/// Spans the exporter dropped (0 creates the series when export starts).
+pub fn trace_spans_dropped(n: u64) {
+    counter!(TRACE_SPANS_DROPPED).increment(n);
 }
 
 /// Creates the pool's counters at zero, so alerts on `increase()` and dashboards see a series

@@ -41,6 +41,26 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// The event with the caller's trace context (contract §15) in its `traceparent` and
+    /// `tracestate` fields, so the delivery's span continues the caller's trace. Take it from
+    /// an incoming request's headers with [`crate::TraceContext::parse`]; weir does not read
+    /// the `tracing` crate's current span (that needs an OpenTelemetry layer it does not
+    /// install).
+    pub fn with_trace_context(mut self, context: &crate::TraceContext) -> NewEvent {
+        self.fields
+            .insert(crate::vocab::TRACEPARENT.to_string(), context.traceparent());
+        match &context.tracestate {
+            Some(state) => {
+                self.fields
+                    .insert(crate::vocab::TRACESTATE.to_string(), state.clone());
+            }
+            None => {
+                self.fields.remove(crate::vocab::TRACESTATE);
+            }
+        }
+        self
+    }
+
     /// The entry field `name` this event will be written with (`type` and `id` included).
     pub fn field(&self, name: &str) -> Option<&str> {
         match name {

@@ -183,6 +183,12 @@ pub const REPLAY_GROUP: &str = "replay_group";
 /// Written on replayed entries: the replay job's ID.
 pub const REPLAY_JOB: &str = "replay_job";
 
+/// The publisher's W3C trace context (contract §15): `00-<trace id>-<span id>-<flags>`;
+/// weir continues it in the delivery's span and hands it on to the handler.
+pub const TRACEPARENT: &str = "traceparent";
+/// Vendors' trace state beside `traceparent`, passed on unchanged.
+pub const TRACESTATE: &str = "tracestate";
+
 /// DLQ field: ID of the entry in the main stream.
 pub const DLQ_SOURCE_ID: &str = "dlq_source_id";
 /// DLQ field: the pool (consumer group) in which it failed.

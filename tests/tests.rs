@@ -27,3 +27,5 @@ mod runbook;
 mod support;
 mod telemetry;
 mod tls;
+#[path = "tracing.rs"]
+mod trace_context;

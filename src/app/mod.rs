@@ -194,6 +194,14 @@ impl Engine {
 
         let (paused_tx, paused_rx) = watch::channel(Arc::new(HashSet::new()));
         let fatal = Arc::new(Fatal::default());
+        let stop = CancellationToken::new();
+        let (tracer, exporter) =
+            crate::trace::Tracer::new(&config.tracing, stop.clone()).map_err(|problem| {
+                ConfigError::Invalid {
+                    key: "tracing.otlp_endpoint".into(),
+                    problem,
+                }
+            })?;
         let shared = Shared {
             config: config.clone(),
             redis: redis.clone(),
@@ -201,12 +209,17 @@ impl Engine {
             activity,
             consumer: consumer_name(),
             paused: paused_rx,
-            stop: CancellationToken::new(),
+            stop,
             abandon: CancellationToken::new(),
             background: Tasks::new(fatal.clone()),
             feeders: Tasks::new(fatal.clone()),
             telemetry: Arc::new(Telemetry::new(&config)),
+            tracer: Arc::new(tracer),
         };
+        if let Some(exporter) = exporter {
+            crate::metrics::trace_spans_dropped(0);
+            shared.background.spawn("trace export", exporter.run());
+        }
         let mut pools = Vec::new();
         for (index, (pool_config, handler)) in config.pools.iter().zip(handlers).enumerate() {
             if self
@@ -260,6 +273,8 @@ struct Shared {
     feeders: Tasks,
     /// Counted by every pool's hooks, flushed by the telemetry loop and once at shutdown.
     telemetry: Arc<Telemetry>,
+    /// Every delivery's trace context and span (contract §15).
+    tracer: Arc<crate::trace::Tracer>,
 }
 
 impl Shared {
@@ -338,6 +353,7 @@ impl Shared {
                 ordered,
                 telemetry: self.telemetry.clone(),
                 log_each_entry: self.config.logging.each_entry,
+                tracer: self.tracer.clone(),
             });
             consumer::spawn_pool_tasks(&pool, acks_rx, &self.background);
             self.spawn_reader(pool.clone());

@@ -68,6 +68,19 @@ fn hint(rejection: &Rejection) -> &'static str {
     }
 }
 
+/// `--traceparent` (and `--tracestate`) as a trace context: a usage error when it is no
+/// valid W3C `traceparent`.
+fn trace_context(
+    traceparent: &str,
+    tracestate: Option<&str>,
+) -> Result<weir::TraceContext, Failure> {
+    weir::TraceContext::parse(traceparent, tracestate).ok_or_else(|| {
+        Failure::usage(format!(
+            "--traceparent `{traceparent}` is not a W3C traceparent: expected 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, lowercase, ids not all zero"
+        ))
+    })
+}
+
 /// `weir publish --type … --data …` as given on the command line.
 pub struct Event {
     pub event_type: String,
@@ -75,6 +88,9 @@ pub struct Event {
     pub data: String,
     pub id: Option<String>,
     pub key: Option<String>,
+    /// `--traceparent`/`--tracestate`: the caller's trace context, written as fields.
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
     /// Write it even when no pool takes its type.
     pub allow_unrouted: bool,
 }
@@ -89,6 +105,10 @@ pub async fn one(config: &Config, given: Event, fields: &[String], json: bool) -
             .iter()
             .map(|f| parse_field(f))
             .collect::<Result<_, _>>()?,
+    };
+    let event = match given.traceparent.as_deref() {
+        Some(tp) => event.with_trace_context(&trace_context(tp, given.tracestate.as_deref())?),
+        None => event,
     };
     let publisher = publisher(config, given.allow_unrouted).await?;
     let partition = publisher.partition(&event);

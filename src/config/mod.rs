@@ -25,6 +25,7 @@ pub use load::DEFAULT_CONFIG_PATH;
 pub use model::{
     Config, HandlerConfig, HealthConfig, HttpConfig, JanitorConfig, LogConfig, OrderKey,
     PoolConfig, RedisConfig, RetryPolicy, Scaling, Secret, StreamConfig, TelemetryConfig,
+    TracingConfig,
 };
 
 pub use crate::keys::Partition;

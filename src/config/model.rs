@@ -65,6 +65,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// What is logged about settled entries (`[logging]`).
     pub logging: LogConfig,
+    /// `[tracing]`: whether and where delivery spans are exported (contract §15).
+    pub tracing: TracingConfig,
     /// After the stop signal, how long in-flight handlers may finish before they are abandoned
     /// (their entries stay pending and are redelivered).
     pub shutdown_grace: Duration,
@@ -205,6 +207,30 @@ impl Default for LogConfig {
         LogConfig {
             each_entry: false,
             summary: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// `[tracing]` (contract §15). The keys win over `OTEL_EXPORTER_OTLP_ENDPOINT` and
+/// `OTEL_SERVICE_NAME`, which apply when they are absent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// Where spans are posted (`<endpoint>/v1/traces`); `None`: no export, handlers get the
+    /// entry's own `traceparent`.
+    pub otlp_endpoint: Option<String>,
+    /// The share of traces sampled (0 to 1), decided by the trace id; a parent that is not
+    /// sampled is respected.
+    pub sample_ratio: f64,
+    /// The `service.name` resource attribute of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for TracingConfig {
+    fn default() -> TracingConfig {
+        TracingConfig {
+            otlp_endpoint: None,
+            sample_ratio: 1.0,
+            service_name: "weir".into(),
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub logging: RawLog,
     #[serde(default)]
+    pub tracing: RawTracing,
+    #[serde(default)]
     pub pools: Vec<RawPool>,
 }
 
@@ -49,6 +51,7 @@ impl RawConfig {
         "health",
         "telemetry",
         "logging",
+        "tracing",
         "pools",
     ];
 }
@@ -62,6 +65,17 @@ pub struct RawLog {
     /// `summary_seconds`; failures, retries and dead letters are logged either way).
     pub each_entry: Option<bool>,
     pub summary_seconds: Option<f64>,
+}
+
+/// `[tracing]` (contract §15): OTLP export of the delivery spans.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// `http://host:4318`: spans are posted to `<otlp_endpoint>/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    /// The share of new traces sampled, 0 to 1.
+    pub sample_ratio: Option<f64>,
+    pub service_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -104,6 +104,8 @@ pub struct Pool {
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// `[logging] each_entry`: every success gets its `entry settled` line at INFO.
     pub log_each_entry: bool,
+    /// The engine's tracing (contract §15): each delivery's trace context and exported span.
+    pub tracer: Arc<crate::trace::Tracer>,
 }
 
 impl Pool {

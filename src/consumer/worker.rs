@@ -215,6 +215,7 @@ async fn handle(
         }
         Decision::Handle(event) => {
             let value = event.telemetry;
+            let (trace_context, span) = pool.tracer.start(&event.fields);
             let delivery = Delivery {
                 pool: pool.name.clone(),
                 entry_id: event.id,
@@ -224,6 +225,7 @@ async fn handle(
                 fields: event.fields,
                 attempt,
                 owner_epoch: epoch,
+                trace_context,
             };
             let _in_flight = InFlight::enter(&pool.in_flight);
             let started = Instant::now();
@@ -231,7 +233,11 @@ async fn handle(
             return match outcome {
                 Some(outcome) => {
                     let took = started.elapsed();
-                    let settled = Settled { value, counts };
+                    let settled = Settled {
+                        value,
+                        counts,
+                        span,
+                    };
                     settle_outcome(pool, entry, &delivery, outcome, took, settled).await
                 }
                 None => Done::Abandoned,
@@ -241,10 +247,12 @@ async fn handle(
     Done::Settled
 }
 
-/// Where a delivery's telemetry is counted: its value, and the counts of its batch.
+/// Where a delivery's telemetry is counted: its value, the counts of its batch, and its
+/// trace span when one is exported.
 struct Settled<'c> {
     value: Option<Found>,
     counts: &'c mut Counts,
+    span: Option<crate::trace::Started>,
 }
 
 /// Records the handler's answer and carries out what [`settle::decide`] makes of it.
@@ -269,6 +277,9 @@ async fn settle_outcome(
         pool.metrics.retried();
     }
     (telemetry.counts).settled(&pool.name, d, telemetry.value.as_ref(), &settlement);
+    if let Some(span) = telemetry.span {
+        trace_settled(pool, d, &settlement, span);
+    }
     match settlement {
         Settlement::Ack => return Done::Ack,
         // Ordered pools keep a failed entry (and its key) in-process; others hand it to the
@@ -288,6 +299,25 @@ async fn settle_outcome(
         }
     }
     Done::Settled
+}
+
+/// Ends the delivery's exported span with what became of the entry.
+fn trace_settled(pool: &Pool, d: &Delivery, settlement: &Settlement, span: crate::trace::Started) {
+    let (error, dead_lettered) = match settlement {
+        Settlement::Ack => (None, None),
+        Settlement::Retry { error, .. } => (Some(error.as_str()), None),
+        Settlement::DeadLetter { reason, error } => (Some(error.as_str()), Some(reason.as_str())),
+    };
+    let ending = crate::trace::Ending {
+        pool: &pool.name,
+        stream: &pool.stream.name,
+        entry_id: d.entry_id,
+        attempt: d.attempt,
+        outcome: settlement.label(),
+        error,
+        dead_lettered,
+    };
+    pool.tracer.finish(span, ending);
 }
 
 /// The handler's outcome, bounded by the pool's timeout; a panic counts as a retryable

@@ -50,6 +50,19 @@ impl ExecHandler {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // W3C trace context (contract §15); never one inherited from weir's own environment.
+        match &d.trace_context {
+            Some(context) => {
+                cmd.env("TRACEPARENT", context.traceparent());
+                match &context.tracestate {
+                    Some(state) => cmd.env("TRACESTATE", state),
+                    None => cmd.env_remove("TRACESTATE"),
+                };
+            }
+            None => {
+                cmd.env_remove("TRACEPARENT").env_remove("TRACESTATE");
+            }
+        }
         Some(cmd)
     }
 }
@@ -168,7 +181,40 @@ mod tests {
             fields: Vec::new(),
             attempt: 1,
             owner_epoch: None,
+            trace_context: None,
         }
+    }
+
+    #[tokio::test]
+    async fn the_trace_context_is_in_the_environment() {
+        let script = r#"cat >/dev/null; echo "tp=$TRACEPARENT ts=$TRACESTATE" >&2; exit 1"#;
+        let handler = ExecHandler::new(
+            vec!["sh".into(), "-c".into(), script.into()],
+            BTreeMap::new(),
+        );
+        let mut d = delivery("{}".into());
+        d.trace_context = Some(crate::trace::TraceContext {
+            trace_id: [0x4b; 16],
+            span_id: [0x01; 8],
+            flags: 1,
+            tracestate: Some("congo=t61".into()),
+        });
+        let Outcome::Retry { error, .. } = handler.handle(&d).await else {
+            panic!("exit 1 is a retry");
+        };
+        let expected = format!(
+            "tp={} ts=congo=t61",
+            d.trace_context
+                .as_ref()
+                .map(|c| c.traceparent())
+                .unwrap_or_default()
+        );
+        assert!(error.contains(&expected), "{error}");
+        d.trace_context = None;
+        let Outcome::Retry { error, .. } = handler.handle(&d).await else {
+            panic!("exit 1 is a retry");
+        };
+        assert!(error.contains("tp= ts="), "{error}");
     }
 
     #[tokio::test]

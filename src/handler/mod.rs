@@ -12,7 +12,10 @@ pub use exec::ExecHandler;
 pub use http::HttpHandler;
 pub use log::{LogHandler, NoopHandler};
 
+pub(crate) use http::tls_config;
+
 use crate::config::HandlerConfig;
+use crate::trace::TraceContext;
 use crate::vocab::StreamId;
 
 /// One delivery of an event to a pool's handler.
@@ -35,6 +38,11 @@ pub struct Delivery {
     /// Ordered pools: the owner epoch this delivery was handed out under, a fencing token
     /// (a downstream can refuse writes carrying an epoch older than one it has seen).
     pub owner_epoch: Option<u64>,
+    /// The trace context this delivery runs in (contract §15), for the handler's own spans
+    /// and outgoing calls: with `[tracing]` export on, the delivery's span (the child of the
+    /// entry's `traceparent`, or a new root); with export off, the entry's own
+    /// `traceparent`/`tracestate` unchanged, `None` when it has none (or an invalid one).
+    pub trace_context: Option<TraceContext>,
 }
 
 /// A handler's verdict. `settle` decides what it means in Redis.

@@ -72,6 +72,7 @@ fn delivery(seq: u64, ty: &str, data: &str) -> Delivery {
         fields: vec![("tenant".into(), "acme".into())],
         attempt: 1,
         owner_epoch: None,
+        trace_context: None,
     }
 }
 

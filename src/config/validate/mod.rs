@@ -1,12 +1,14 @@
 //! Phase two: from [`RawConfig`] to [`Config`]: defaults, durations, and every rule that
 //! needs more than a type. Pure: paths arrive resolved and are not looked at here (that is
-//! [`super::load`]'s job), so each rule can be tested from a TOML snippet alone.
+//! [`super::load`]'s job), so each rule can be tested from a TOML snippet alone. One
+//! exception: the standard `OTEL_EXPORTER_OTLP_ENDPOINT`/`OTEL_SERVICE_NAME` variables fill
+//! in absent `[tracing]` keys (their rule takes the lookup as an argument, for its tests).
 
 use std::time::Duration;
 
 use super::model::{
     Config, HealthConfig, HttpConfig, JanitorConfig, LogConfig, PoolConfig, RedisConfig,
-    StreamConfig, TelemetryConfig,
+    StreamConfig, TelemetryConfig, TracingConfig,
 };
 use super::raw::{RawConfig, RawRetry};
 use super::url::{is_cluster_url, key_slot, normalize_url, validate_url};
@@ -91,6 +93,7 @@ impl RawConfig {
         let pools = self.validate_pools()?;
         let telemetry = self.validate_telemetry()?;
         let logging = self.validate_log()?;
+        let tracing = self.validate_tracing(|name| std::env::var(name).ok())?;
         Ok(Config {
             redis,
             stream,
@@ -105,6 +108,7 @@ impl RawConfig {
             },
             telemetry,
             logging,
+            tracing,
             shutdown_grace,
             pools,
         })
@@ -130,6 +134,49 @@ impl RawConfig {
         Ok(LogConfig {
             each_entry: self.logging.each_entry.unwrap_or(defaults.each_entry),
             summary,
+        })
+    }
+
+    /// `[tracing]`: an http(s) endpoint, a ratio in 0..=1 and a service name; the standard
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`/`OTEL_SERVICE_NAME` (read through `env`) fill in keys
+    /// that are absent.
+    fn validate_tracing(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<TracingConfig, ConfigError> {
+        let raw = &self.tracing;
+        let defaults = TracingConfig::default();
+        let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        let endpoint =
+            set(raw.otlp_endpoint.clone()).or_else(|| set(env("OTEL_EXPORTER_OTLP_ENDPOINT")));
+        if let Some(endpoint) = &endpoint {
+            let scheme_ok = ["http://", "https://"]
+                .iter()
+                .any(|s| endpoint.starts_with(s));
+            if !scheme_ok || endpoint.parse::<http::Uri>().is_err() {
+                return Err(invalid(
+                    "tracing.otlp_endpoint",
+                    format!(
+                        "`{}` is not an OTLP/HTTP endpoint: use http://host:4318 or https://host:4318 (spans go to <endpoint>/v1/traces; gRPC export is not supported)",
+                        crate::config::url::redact_url(endpoint)
+                    ),
+                ));
+            }
+        }
+        let sample_ratio = raw.sample_ratio.unwrap_or(defaults.sample_ratio);
+        if !(0.0..=1.0).contains(&sample_ratio) {
+            return Err(invalid(
+                "tracing.sample_ratio",
+                format!("{sample_ratio} must be between 0 and 1 (1 samples every trace)"),
+            ));
+        }
+        let service_name = set(raw.service_name.clone())
+            .or_else(|| set(env("OTEL_SERVICE_NAME")))
+            .unwrap_or(defaults.service_name);
+        Ok(TracingConfig {
+            otlp_endpoint: endpoint,
+            sample_ratio,
+            service_name,
         })
     }
 

@@ -200,7 +200,7 @@ fn is_loopback(host: &str) -> bool {
 /// rustls (ring) trusting the CA certificates of `ca_file`, else the system's. Without any,
 /// an `https://` URL is refused at start (every request would fail); an `http://` one does
 /// not need them.
-fn tls_config(https: bool, ca_file: Option<&Path>) -> Result<ClientConfig, String> {
+pub(crate) fn tls_config(https: bool, ca_file: Option<&Path>) -> Result<ClientConfig, String> {
     let mut roots = RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -288,6 +288,13 @@ impl HttpHandler {
         put(&mut h, "x-weir-pool", &d.pool);
         if let Some(id) = &d.event_id {
             put(&mut h, "x-weir-event-id", id);
+        }
+        if let Some(context) = &d.trace_context {
+            // W3C trace context: the delivery's span, for the webhook's own spans.
+            put(&mut h, "traceparent", &context.traceparent());
+            if let Some(state) = &context.tracestate {
+                put(&mut h, "tracestate", state);
+            }
         }
         if let Some(epoch) = d.owner_epoch {
             h.insert(
