@@ -29,4 +29,10 @@ if [ -n "${WEIR_HTTP__ADMIN_TOKEN:-}" ]; then
   echo "run-local: dashboard at http://127.0.0.1:9464/ (sign in with \$WEIR_HTTP__ADMIN_TOKEN)" >&2
 fi
 
-exec cargo run --release --locked --quiet -- run -c streams.toml "$@"
+# The first build takes minutes on a small machine: say so, and let cargo show its progress
+# (one line per crate) instead of sitting silent; later runs build nothing and start at once.
+if [ ! -x target/release/weir ]; then
+  echo "run-local: building weir in release mode (first run only: a few minutes on 2 cores; progress below)" >&2
+fi
+cargo build --release --locked --bin weir
+exec target/release/weir run -c streams.toml "$@"
