@@ -431,3 +431,60 @@ fn check_slots(stream: &StreamConfig) -> Result<(), ConfigError> {
         ),
     ))
 }
+
+#[cfg(test)]
+mod tracing_tests {
+    use super::*;
+
+    fn raw(tracing: serde_json::Value) -> RawConfig {
+        serde_json::from_value(serde_json::json!({ "tracing": tracing })).expect("raw config")
+    }
+
+    #[test]
+    fn tracing_keys_win_over_the_otel_variables_which_fill_in_absent_ones() {
+        let env = |name: &str| match name {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://collector:4318".to_string()),
+            "OTEL_SERVICE_NAME" => Some("from-env".to_string()),
+            _ => None,
+        };
+        let off = raw(serde_json::json!({}))
+            .validate_tracing(|_| None)
+            .expect("valid");
+        assert_eq!(off, TracingConfig::default());
+        let from_env = raw(serde_json::json!({}))
+            .validate_tracing(env)
+            .expect("valid");
+        assert_eq!(
+            from_env.otlp_endpoint.as_deref(),
+            Some("http://collector:4318")
+        );
+        assert_eq!(from_env.service_name, "from-env");
+        let keys = raw(serde_json::json!({
+            "otlp_endpoint": "https://otel.example:4318", "service_name": "bus", "sample_ratio": 0.25
+        }));
+        let keys = keys.validate_tracing(env).expect("valid");
+        assert_eq!(
+            keys.otlp_endpoint.as_deref(),
+            Some("https://otel.example:4318")
+        );
+        assert_eq!(
+            (keys.service_name.as_str(), keys.sample_ratio),
+            ("bus", 0.25)
+        );
+    }
+
+    #[test]
+    fn a_ratio_outside_0_to_1_or_a_non_http_endpoint_is_refused() {
+        for bad in [
+            serde_json::json!({ "sample_ratio": 1.5 }),
+            serde_json::json!({ "sample_ratio": -0.1 }),
+            serde_json::json!({ "otlp_endpoint": "grpc://collector:4317" }),
+            serde_json::json!({ "otlp_endpoint": "collector:4318" }),
+        ] {
+            let error = raw(bad.clone())
+                .validate_tracing(|_| None)
+                .expect_err("refused");
+            assert!(error.to_string().contains("tracing."), "{bad}: {error}");
+        }
+    }
+}
