@@ -46,24 +46,16 @@ pub struct HttpHandler {
 }
 
 impl HttpHandler {
+    /// The handler for webhook `url` with extra `headers`, trusting `ca_file` (or the
+    /// system's roots) for `https://`, through the environment's proxy where one applies.
+    /// Every error names the URL redacted.
     pub fn new(
         url: &str,
         headers: &BTreeMap<String, String>,
         ca_file: Option<&Path>,
     ) -> Result<HttpHandler, String> {
         let shown = redact_webhook_url(url);
-        let mut map = HeaderMap::new();
-        for (name, value) in headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("`{name}` is not a valid HTTP header name"))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| format!("the value of header `{name}` is not valid"))?;
-            map.insert(name, value);
-        }
-        map.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        let mut map = header_map(headers)?;
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("`{shown}` is not a valid URL: {e}"))?;
@@ -72,43 +64,100 @@ impl HttpHandler {
             Some("https") => true,
             _ => return Err(format!("`{shown}` must start with http:// or https://")),
         };
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(https, ca_file)?)
-            .https_or_http()
-            .enable_http1();
         let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
             return Err(format!("`{shown}` names no host"));
         };
         // HTTP/1.1 needs the Host header; credentials in the URL are not sent (use headers).
-        let host = authority.as_str().rsplit('@').next().unwrap_or_default();
-        let host_header = HeaderValue::from_str(host)
+        let host = authority
+            .as_str()
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let host_header = HeaderValue::from_str(&host)
             .map_err(|_| format!("`{shown}`: the host is not a valid Host header"))?;
         map.insert(header::HOST, host_header);
         let origin_form = uri
             .path_and_query()
             .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
         check_proxy_variables(|name| std::env::var(name).ok())?;
-        let (connector, target, path) = match proxy_for(&Matcher::from_env(), &uri, &shown, https)?
-        {
+        let proxy = proxy_for(&Matcher::from_env(), &uri, &shown, https)?;
+        let route = Route {
+            uri,
+            host,
+            origin_form,
+            https,
+            shown: &shown,
+        };
+        let (connector, target, path) = route.connect(proxy, ca_file, &mut map)?;
+        Ok(HttpHandler {
+            client: client::Client::new(connector, target),
+            path,
+            url: shown,
+            headers: map,
+        })
+    }
+}
+
+/// The configured headers plus `Content-Type: application/json`.
+fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("`{name}` is not a valid HTTP header name"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("the value of header `{name}` is not valid"))?;
+        map.insert(name, value);
+    }
+    map.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(map)
+}
+
+/// Where a webhook's requests go: what [`Route::connect`] needs of its URL.
+struct Route<'a> {
+    uri: Uri,
+    host: String,
+    origin_form: Uri,
+    https: bool,
+    /// The URL redacted, for errors.
+    shown: &'a str,
+}
+
+impl Route<'_> {
+    /// The connector, the address it dials and the request target: straight to the webhook,
+    /// through a proxy's CONNECT tunnel (`https://`, TLS end to end), or to the proxy by the
+    /// whole URL (`http://`, with `Proxy-Authorization` added to `map`).
+    fn connect(
+        self,
+        proxy: Option<Intercept>,
+        ca_file: Option<&Path>,
+        map: &mut HeaderMap,
+    ) -> Result<(client::Connector, Uri, Uri), String> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(self.https, ca_file)?)
+            .https_or_http()
+            .enable_http1();
+        Ok(match proxy {
             None => (
                 client::Connector::Direct(tls.wrap_connector(http)),
-                uri,
-                origin_form,
+                self.uri,
+                self.origin_form,
             ),
-            // https:// keeps its TLS end to end: the proxy only relays the bytes.
-            Some(proxy) if https => {
+            Some(proxy) if self.https => {
                 let mut tunnel = Tunnel::new(proxy.uri().clone(), http);
                 if let Some(auth) = proxy.basic_auth() {
                     tunnel = tunnel.with_auth(auth.clone());
                 }
                 let connector = client::Connector::Tunnel(tls.wrap_connector(tunnel));
-                (connector, uri, origin_form)
+                (connector, self.uri, self.origin_form)
             }
-            // Plain http:// goes to the proxy, which forwards the request by its whole URL.
             Some(proxy) => {
                 if let Some(auth) = proxy.basic_auth() {
                     let mut auth = auth.clone();
@@ -117,19 +166,13 @@ impl HttpHandler {
                 }
                 let absolute = Uri::builder()
                     .scheme("http")
-                    .authority(host)
-                    .path_and_query(origin_form.to_string())
+                    .authority(self.host)
+                    .path_and_query(self.origin_form.to_string())
                     .build()
-                    .map_err(|e| format!("`{shown}` is not a valid URL: {e}"))?;
+                    .map_err(|e| format!("`{}` is not a valid URL: {e}", self.shown))?;
                 let connector = client::Connector::Direct(tls.wrap_connector(http));
                 (connector, proxy.uri().clone(), absolute)
             }
-        };
-        Ok(HttpHandler {
-            client: client::Client::new(connector, target),
-            path,
-            url: shown,
-            headers: map,
         })
     }
 }
