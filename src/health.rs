@@ -1,5 +1,6 @@
-//! `/healthz` and `/metrics`, plus the loops that keep their inputs fresh: the paused-pool set
-//! and the gauges (one XINFO GROUPS per interval, not per scrape).
+//! `/healthz`, `/readyz` and `/metrics`, plus the loops that keep their inputs fresh: the
+//! paused-pool set and the gauges (one XINFO GROUPS per interval, not per scrape). The stall
+//! detector behind `/readyz` is `crate::liveness`.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -19,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::consumer::{Activity, Pool};
+use crate::liveness::{Stall, Stalls};
 use crate::metrics;
 use crate::redis::Redis;
-use crate::status::{self, PoolStatus};
+use crate::status::{self, PoolStatus, UnreadCounts};
 
 /// A health check never waits longer than this on Redis.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -33,6 +35,11 @@ pub struct Health {
     pub pools: watch::Receiver<Vec<Arc<Pool>>>,
     pub activity: Arc<Activity>,
     pub prometheus: Option<PrometheusHandle>,
+    /// The engine's counts of undelivered entries where Redis has no lag: `/healthz`, the
+    /// gauges and the monitor hash share them.
+    pub unread: Arc<UnreadCounts>,
+    /// The stalled pools, kept by the stall detector.
+    pub stalls: Arc<Stalls>,
 }
 
 #[derive(Serialize)]
@@ -57,21 +64,27 @@ struct PoolReport {
     consumers: u64,
     pending: u64,
     lag: Option<u64>,
+    /// Undelivered plus pending, counted where Redis has no lag: `weir_pool_backlog`.
+    backlog: u64,
     in_flight: usize,
+    /// Stalled in this process (see `/readyz`).
+    stalled: bool,
     /// Ordered pools: the owner and epoch of each stream or partition.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     owners: Vec<crate::status::OwnerStatus>,
 }
 
 impl PoolReport {
-    fn new(view: PoolStatus, in_flight: usize) -> PoolReport {
+    fn new(view: PoolStatus, in_flight: usize, stalled: bool) -> PoolReport {
         PoolReport {
             name: view.name,
             paused: view.paused,
             consumers: view.consumers,
             pending: view.pending,
             lag: view.lag,
+            backlog: view.backlog,
             in_flight,
+            stalled,
             owners: view.owners,
         }
     }
@@ -96,12 +109,11 @@ impl Health {
         let stream = &self.config.stream;
         self.redis.ping(CHECK_TIMEOUT).await?;
         let check = async {
-            let totals = status::totals(&self.redis, stream).await?;
-            let (len, dlq, groups) = (totals.stream_length, totals.dlq_length, totals.groups);
+            let totals = status::totals_with(&self.redis, stream, &self.unread).await?;
             let paused = status::paused(&self.redis, stream).await?;
-            Ok::<_, crate::error::RedisError>((len, dlq, groups, paused))
+            Ok::<_, crate::error::RedisError>((totals, paused))
         };
-        let (len, dlq, groups, paused) = tokio::time::timeout(CHECK_TIMEOUT * 2, check)
+        let (totals, paused) = tokio::time::timeout(CHECK_TIMEOUT * 2, check)
             .await
             .map_err(|_| crate::error::RedisError {
                 command: "healthz",
@@ -109,6 +121,7 @@ impl Health {
                 kind: crate::error::RedisErrorKind::Connection,
             })??;
         let running = self.pools.borrow().clone();
+        let stalls = self.stalls.current();
         let mut owners = std::collections::HashMap::new();
         for p in self.config.pools.iter().filter(|p| p.order_key.is_some()) {
             let found = crate::status::owners(&self.redis, &self.config, &p.name).await?;
@@ -119,20 +132,22 @@ impl Health {
             .pools
             .iter()
             .map(|p| {
-                let mut view = PoolStatus::of(&p.name, &groups, &paused);
+                let mut view = PoolStatus::of(&p.name, &totals, &paused);
                 view.owners = owners.remove(&p.name).unwrap_or_default();
-                PoolReport::new(view, in_flight(&running, &p.name))
+                let stalled = stalls.iter().any(|s| s.name == p.name);
+                PoolReport::new(view, in_flight(&running, &p.name), stalled)
             })
             .collect();
+        let dlq = totals.dlq_length;
         let degraded = dlq > self.config.health.degraded_dlq_length
             || pools
                 .iter()
                 .any(|p| p.lag.unwrap_or(0) > self.config.health.degraded_lag);
         Ok(Report {
             status: if degraded { "degraded" } else { "healthy" },
-            stream_length: Some(len),
+            stream_length: Some(totals.stream_length),
             dlq_length: Some(dlq),
-            consumer_groups: Some(groups.len() as u64),
+            consumer_groups: Some(totals.groups.len() as u64),
             last_processed_at: self.activity.last_ms().map(rfc3339),
             pools,
             error: None,
@@ -160,6 +175,33 @@ async fn healthz(State(health): State<Arc<Health>>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, axum::Json(report)).into_response()
         }
     }
+}
+
+/// `/readyz`'s body: ready, stalled (naming the pools), or unhealthy (Redis unreachable).
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pools: Vec<Stall>,
+}
+
+/// 200 while every running pool makes progress; 503 naming the stalled pools, or when Redis
+/// is unreachable (contract §15).
+async fn readyz(State(health): State<Arc<Health>>) -> Response {
+    if health.redis.ping(CHECK_TIMEOUT).await.is_err() {
+        let body = Readiness {
+            status: "unhealthy",
+            pools: Vec::new(),
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
+    let pools = health.stalls.current();
+    let (code, status) = if pools.is_empty() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "stalled")
+    };
+    (code, axum::Json(Readiness { status, pools })).into_response()
 }
 
 async fn metrics_text(State(health): State<Arc<Health>>) -> Response {
@@ -195,6 +237,7 @@ pub async fn serve(
     }
     let mut app = Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(health);
     if let Some(api) = api {
@@ -241,11 +284,10 @@ pub(crate) async fn watch_loop(
 
 async fn refresh_gauges(health: &Health, paused: &HashSet<String>) {
     let stream = &health.config.stream;
-    let Ok(totals) = status::totals(&health.redis, stream).await else {
+    let Ok(totals) = status::totals_with(&health.redis, stream, &health.unread).await else {
         return;
     };
     metrics::stream_lengths(totals.stream_length, totals.dlq_length);
-    let groups = totals.groups;
     let running = health.pools.borrow().clone();
     let mut seen = HashSet::new();
     for pool in running.iter() {
@@ -253,7 +295,8 @@ async fn refresh_gauges(health: &Health, paused: &HashSet<String>) {
         if !seen.insert(pool.name.clone()) {
             continue;
         }
-        let view = PoolStatus::of(&pool.name, &groups, paused);
+        let view = PoolStatus::of(&pool.name, &totals, paused);
+        metrics::pool_backlog(&view.name, view.backlog);
         let oldest = view
             .oldest_pending(&health.redis, stream)
             .await

@@ -63,8 +63,10 @@
 //!   HTTP, with replay jobs run inside the engine.
 //! - `dashboard`: the operator web page (`index.html`, `app.js`, `app.css`) embedded with
 //!   `include_str!` and served at `/` beside the API, with a strict Content-Security-Policy.
-//! - `health`: `/healthz` and `/metrics`, and the loop that refreshes the paused set the
-//!   readers watch and the gauges.
+//! - `health`: `/healthz`, `/readyz` and `/metrics`, and the loop that refreshes the paused
+//!   set the readers watch and the gauges.
+//! - `liveness`: stall detection per pool (contract §15): heals a pool that stopped reading,
+//!   reports what stays stalled to `/readyz` and `weir_pool_stalled`.
 //! - `metrics`: every metric name and its recording helper; `histogram`: the fixed-bucket
 //!   histograms behind the per-entry metrics.
 //! - `telemetry`: the `<stream>:monitor` hash and the per-value `<stream>:telemetry:<value>`
@@ -155,6 +157,7 @@ pub(crate) mod health;
 mod histogram;
 pub(crate) mod janitor;
 pub(crate) mod keys;
+pub(crate) mod liveness;
 pub(crate) mod metrics;
 mod pem;
 pub(crate) mod settle;

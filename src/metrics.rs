@@ -38,6 +38,11 @@ pub const GROUP_PENDING: &str = "weir_group_pending";
 pub const GROUP_LAG: &str = "weir_group_lag";
 pub const IN_FLIGHT: &str = "weir_in_flight";
 pub const POOL_PAUSED: &str = "weir_pool_paused";
+/// Entries a pool has not handled yet: undelivered plus pending, counted by weir where
+/// Redis reports no lag (contract §15); what to autoscale on.
+pub const POOL_BACKLOG: &str = "weir_pool_backlog";
+/// 1 while a pool is stalled in this process (contract §15, `/readyz`), else 0.
+pub const POOL_STALLED: &str = "weir_pool_stalled";
 /// Handlers a pool lets run at once in this process: fixed, or where adaptive concurrency
 /// stands now.
 pub const POOL_CONCURRENCY: &str = "weir_pool_concurrency";
@@ -179,6 +184,17 @@ pub fn trace_spans_dropped(n: u64) {
 pub fn register_pool(pool: &str) {
     counter!(LOST, "pool" => pool.to_string()).increment(0);
     counter!(RECLAIMED, "pool" => pool.to_string()).increment(0);
+    pool_stalled(pool, false);
+}
+
+/// A pool's backlog (see [`POOL_BACKLOG`]).
+pub fn pool_backlog(pool: &str, backlog: u64) {
+    gauge!(POOL_BACKLOG, "pool" => pool.to_string()).set(backlog as f64);
+}
+
+/// Whether a pool is stalled in this process now.
+pub fn pool_stalled(pool: &str, stalled: bool) {
+    gauge!(POOL_STALLED, "pool" => pool.to_string()).set(if stalled { 1.0 } else { 0.0 });
 }
 
 pub fn group_consumers(pool: &str, consumers: u64) {

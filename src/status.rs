@@ -1,7 +1,9 @@
 //! A snapshot of the stream, the DLQ and every pool, for `weir status` and scripts. A few
 //! round trips per pool; nothing is loaded whole.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -10,7 +12,8 @@ pub use crate::concurrency::Reported;
 use crate::concurrency::read_reported;
 use crate::config::{Config, PoolConfig, StreamConfig};
 use crate::error::RedisError;
-use crate::redis::{GroupInfo, Redis};
+use crate::redis::{GroupInfo, Redis, StreamInfo};
+use crate::sync::lock;
 use crate::vocab::StreamId;
 
 /// What `weir status` prints: enough to tell at a glance whether events flow, pile up or fail.
@@ -52,6 +55,10 @@ pub struct PoolStatus {
     pub pending: u64,
     /// Entries not yet delivered to the group; `None` when Redis cannot tell.
     pub lag: Option<u64>,
+    /// Entries not yet handled: not yet delivered plus pending. Where Redis cannot tell the
+    /// lag (after XDEL or trimming) weir counts the undelivered entries itself: exact up to
+    /// 100,000 per stream or partition, a lower bound beyond.
+    pub backlog: u64,
     /// Age of the oldest unacknowledged entry, from its ID's timestamp.
     pub oldest_pending_age_seconds: Option<f64>,
     /// Handlers at once per process: the configured bounds and, for an adaptive pool, what
@@ -143,18 +150,20 @@ pub async fn owners(
 }
 
 impl PoolStatus {
-    /// Pool `name` as `groups` (from [`totals`]) and `paused` say; a pool whose group does not
-    /// exist yet shows zeros. The oldest pending entry costs round trips, so only `weir
-    /// status` asks for it (`oldest_pending`).
-    pub(crate) fn of(name: &str, groups: &[GroupInfo], paused: &HashSet<String>) -> PoolStatus {
-        let group = groups.iter().find(|g| g.name == name);
+    /// Pool `name` as `totals` and `paused` say; a pool whose group does not exist yet shows
+    /// zeros. The oldest pending entry costs round trips, so only `weir status` asks for it
+    /// (`oldest_pending`).
+    pub(crate) fn of(name: &str, totals: &Totals, paused: &HashSet<String>) -> PoolStatus {
+        let group = totals.groups.iter().find(|g| g.name == name);
+        let pending = group.map_or(0, |g| g.pending);
         PoolStatus {
             name: name.to_string(),
             exists: group.is_some(),
             paused: paused.contains(name),
             consumers: group.map_or(0, |g| g.consumers),
-            pending: group.map_or(0, |g| g.pending),
+            pending,
             lag: group.and_then(|g| g.lag),
+            backlog: pending + totals.unread.get(name).copied().unwrap_or(0),
             oldest_pending_age_seconds: None,
             concurrency: None,
             order_key: None,
@@ -196,14 +205,89 @@ pub struct Totals {
     /// Per group: consumers is the most any partition has (a process is one consumer in
     /// each), pending and lag are sums (lag `None` if any partition cannot tell).
     pub groups: Vec<GroupInfo>,
+    /// Per group, entries not yet delivered, summed over the partitions: Redis's lag, or
+    /// where it has none the count of [`UnreadCounts`].
+    pub unread: HashMap<String, u64>,
 }
 
-/// Sums the stream, the DLQ and the groups over the partitions: what every report starts from.
+/// The most undelivered entries weir counts itself for one group on one stream; past it
+/// the count is a lower bound (contract §15).
+pub const UNREAD_COUNT_LIMIT: u64 = 100_000;
+
+/// A count is redone at most this often per stream and group, however many reports ask.
+const RECOUNT_EVERY: Duration = Duration::from_secs(1);
+
+/// Undelivered entries that weir counted itself where XINFO GROUPS has no `lag` (after XDEL
+/// or trimming, Redis cannot tell), remembered per stream and group so that the reports of
+/// one engine (gauges, `/healthz`, the monitor hash, the API) share one count. A count stays
+/// exact while the stream and the group stand still (same length, same entries ever added,
+/// same last-delivered ID: nothing was added, deleted or read); once they moved it is
+/// redone, at most once per [`RECOUNT_EVERY`].
+#[derive(Debug, Default)]
+pub struct UnreadCounts {
+    counted: Mutex<HashMap<(String, String), Counted>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    /// Last-delivered ID, length, entries ever added: what the count was made for.
+    at: (StreamId, u64, u64),
+    when: Instant,
+    unread: u64,
+}
+
+impl UnreadCounts {
+    /// `group`'s undelivered entries on `stream`: its lag, or counted (see the type).
+    /// `info` is the stream's XINFO STREAM, fetched once per stream when first needed.
+    async fn unread(
+        &self,
+        redis: &Redis,
+        stream: &str,
+        group: &GroupInfo,
+        info: &mut Option<StreamInfo>,
+    ) -> Result<u64, RedisError> {
+        if let Some(lag) = group.lag {
+            return Ok(lag);
+        }
+        let info = match info {
+            Some(info) => info,
+            None => info.insert(redis.stream_info(stream).await?),
+        };
+        let at = (group.last_delivered, info.length, info.entries_added);
+        let key = (stream.to_string(), group.name.clone());
+        let known = lock(&self.counted).get(&key).copied();
+        if let Some(known) = known
+            && (known.at == at || known.when.elapsed() < RECOUNT_EVERY)
+        {
+            return Ok(known.unread);
+        }
+        let (unread, _exact) = redis
+            .count_after(stream, group.last_delivered, UNREAD_COUNT_LIMIT)
+            .await?;
+        let when = Instant::now();
+        lock(&self.counted).insert(key, Counted { at, when, unread });
+        Ok(unread)
+    }
+}
+
+/// Sums the stream, the DLQ and the groups over the partitions: what every report starts
+/// from. Undelivered entries Redis cannot tell are counted afresh; an engine passes its
+/// [`UnreadCounts`] to [`totals_with`] instead.
 pub async fn totals(redis: &Redis, stream: &StreamConfig) -> Result<Totals, RedisError> {
+    totals_with(redis, stream, &UnreadCounts::default()).await
+}
+
+/// [`totals`], counting undelivered entries through `counts`.
+pub async fn totals_with(
+    redis: &Redis,
+    stream: &StreamConfig,
+    counts: &UnreadCounts,
+) -> Result<Totals, RedisError> {
     let mut totals = Totals {
         stream_length: 0,
         dlq_length: 0,
         groups: Vec::new(),
+        unread: HashMap::new(),
     };
     for part in stream.partitions() {
         let len = redis.stream_len(&part.stream).await?;
@@ -212,7 +296,10 @@ pub async fn totals(redis: &Redis, stream: &StreamConfig) -> Result<Totals, Redi
         if len == 0 && !redis.exists(&part.stream).await? {
             continue;
         }
+        let mut info = None;
         for g in redis.groups(&part.stream).await? {
+            let unread = counts.unread(redis, &part.stream, &g, &mut info).await?;
+            *totals.unread.entry(g.name.clone()).or_default() += unread;
             match totals.groups.iter_mut().find(|t| t.name == g.name) {
                 None => totals.groups.push(g),
                 Some(t) => {
@@ -250,18 +337,26 @@ pub async fn oldest_pending(
     Ok(oldest)
 }
 
-/// The snapshot behind `weir status`: a few round trips per pool and partition, never a scan.
+/// The snapshot behind `weir status`: a few round trips per pool and partition, never a scan
+/// (but for counting undelivered entries where Redis cannot tell the lag: see
+/// [`UnreadCounts`]).
 pub async fn status(redis: &Redis, config: &Config) -> Result<Status, RedisError> {
+    status_with(redis, config, &UnreadCounts::default()).await
+}
+
+/// [`status`], counting undelivered entries through `counts` (an engine's, shared by its
+/// reports).
+pub async fn status_with(
+    redis: &Redis,
+    config: &Config,
+    counts: &UnreadCounts,
+) -> Result<Status, RedisError> {
     let stream = &config.stream;
-    let Totals {
-        stream_length,
-        dlq_length,
-        groups,
-    } = totals(redis, stream).await?;
+    let totals = totals_with(redis, stream, counts).await?;
     let paused = paused(redis, stream).await?;
     let mut pools = Vec::new();
     for pool in &config.pools {
-        let mut view = PoolStatus::of(&pool.name, &groups, &paused);
+        let mut view = PoolStatus::of(&pool.name, &totals, &paused);
         let oldest = view.oldest_pending(redis, stream).await?;
         view.oldest_pending_age_seconds = oldest.map(age_seconds);
         view.concurrency = Some(ConcurrencyStatus::of(redis, stream, pool).await?);
@@ -271,6 +366,12 @@ pub async fn status(redis: &Redis, config: &Config) -> Result<Status, RedisError
         }
         pools.push(view);
     }
+    let Totals {
+        stream_length,
+        dlq_length,
+        groups,
+        ..
+    } = totals;
     let other_groups = groups
         .iter()
         .filter(|g| config.pool(&g.name).is_none())

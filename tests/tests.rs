@@ -15,6 +15,7 @@ mod engine;
 mod faults;
 mod handlers;
 mod hostile;
+mod liveness;
 mod observability;
 mod openapi;
 mod ordered;

@@ -156,6 +156,8 @@ impl Engine {
             pools: pools_rx,
             activity: activity.clone(),
             prometheus: metrics::install(),
+            unread: Arc::default(),
+            stalls: Arc::default(),
         });
         let api = crate::api::Api::new(redis.clone(), config.clone(), health.pools.clone());
         let http_cancel = CancellationToken::new();
@@ -232,6 +234,16 @@ impl Engine {
         }
         pools_tx.send_replace(pools.clone());
         shared.spawn_background(&health, paused_tx, api.as_ref());
+        shared.background.spawn(
+            "stall detector",
+            crate::liveness::watch_loop(
+                pools.clone(),
+                redis.clone(),
+                config.janitor.interval,
+                health.stalls.clone(),
+                shared.stop.clone(),
+            ),
+        );
 
         tokio::select! {
             _ = shutdown => {}
@@ -299,6 +311,7 @@ impl Shared {
         let members = Arc::new(Membership::new(self.config.stream.partitions));
         let scale = Arc::new(consumer::scale::Scale::new(pool_config));
         let handler_runs_inline = handler.runs_inline();
+        let progress = Arc::new(consumer::Progress::default());
         if pool_config.order_key.is_some() {
             self.background.spawn(
                 "ordered members",
@@ -354,6 +367,7 @@ impl Shared {
                 telemetry: self.telemetry.clone(),
                 log_each_entry: self.config.logging.each_entry,
                 tracer: self.tracer.clone(),
+                progress: progress.clone(),
             });
             consumer::spawn_pool_tasks(&pool, acks_rx, &self.background);
             self.spawn_reader(pool.clone());
@@ -398,18 +412,9 @@ impl Shared {
     /// loop, or for an ordered pool the owner loop around it.
     fn spawn_reader(&self, reader: Arc<Pool>) {
         let redis = self.redis.clone();
-        self.feeders.spawn("reader", async move {
-            let Some(conn) = dedicated(&redis, &reader.stop).await else {
-                tracing::debug!(pool = %reader.name, "stopped before the reader connected");
-                return;
-            };
-            if reader.ordered.is_some() {
-                consumer::ownership::run(reader, conn.clone()).await;
-            } else {
-                consumer::read_loop(reader, conn.clone()).await;
-            }
-            conn.quit().await;
-        });
+        let feeders = self.feeders.clone();
+        self.feeders
+            .spawn("reader", supervise_reader(redis, reader, feeders));
     }
 
     /// Trimming, metric upkeep, the paused-set and gauge watcher, the API's history sampler,
@@ -457,6 +462,7 @@ impl Shared {
                 self.telemetry.clone(),
                 self.redis.clone(),
                 config.clone(),
+                health.unread.clone(),
                 self.consumer.clone(),
                 stop.clone(),
             ),
@@ -489,6 +495,52 @@ impl Shared {
         {
             tracing::warn!("background tasks did not stop within 10 s");
         }
+    }
+}
+
+/// Runs a pool's reader on one partition until shutdown, and starts it over when the stall
+/// detector finds the pool not reading (`crate::liveness`): a new connection and a new read
+/// loop, while the old loop ends after the read it has in flight (a read is never dropped
+/// once sent; on a dead connection it fails at its command timeout) and running handlers
+/// are left alone. An ordered pool keeps its owner loop (and its lease); its reader's
+/// connection is reset instead.
+async fn supervise_reader(redis: Redis, reader: Arc<Pool>, feeders: Tasks) {
+    loop {
+        let Some(conn) = dedicated(&redis, &reader.stop).await else {
+            tracing::debug!(pool = %reader.name, "stopped before the reader connected");
+            return;
+        };
+        let generation = reader.stop.child_token();
+        let mut read = Box::pin(read_on(reader.clone(), conn.clone(), generation.clone()));
+        loop {
+            tokio::select! {
+                _ = &mut read => {
+                    conn.quit().await;
+                    return;
+                }
+                _ = reader.progress.heal_requested() => {}
+            }
+            if reader.ordered.is_none() {
+                break;
+            }
+            conn.reset_connection();
+        }
+        generation.cancel();
+        feeders.spawn("reader", async move {
+            read.await;
+            conn.quit().await;
+        });
+        tracing::debug!(pool = %reader.name, stream = %reader.stream.name, "reader starting over on a new connection");
+    }
+}
+
+/// The read loop of `pool` on `conn` until `generation` is cancelled, or for an ordered
+/// pool the owner loop around it (until shutdown).
+async fn read_on(pool: Arc<Pool>, conn: Redis, generation: CancellationToken) {
+    if pool.ordered.is_some() {
+        consumer::ownership::run(pool, conn).await;
+    } else {
+        consumer::read_until(&pool, &conn, &generation).await;
     }
 }
 

@@ -320,6 +320,9 @@ pub struct PoolConfig {
     /// Set for an ordered pool (contract §9): entries with the same key are handled one at a
     /// time in stream order, by one owning process per stream or partition.
     pub order_key: Option<OrderKey>,
+    /// `stall_seconds`: a running pool with entries it could hand out that started no
+    /// handler this long is stalled (contract §15): healed, then reported by `/readyz`.
+    pub stall: Duration,
 }
 
 /// An adaptive pool's bounds below `max` and its pace (contract §12).

@@ -183,6 +183,8 @@ pub struct RawPool {
     pub read_count: Option<u32>,
     /// Per-key order: an entry field name, or a JSON pointer into `data` (`/payload/id`).
     pub order_key: Option<String>,
+    /// A pool with work that started no handler this long is stalled (`/readyz`).
+    pub stall_seconds: Option<f64>,
     // The `[retry]` keys a pool may override. Listed, not flattened: serde cannot combine
     // `flatten` with `deny_unknown_fields`.
     pub max_attempts: Option<u32>,

@@ -119,6 +119,8 @@ fn pool_cases() -> Vec<Case> {
         (pool("start = \"yesterday\""), none, "pools[0].start", "must be \"0\", \"$\" or a stream ID"),
         (pool("start = \"1700000000000-x\""), none, "pools[0].start", "a stream ID like 1700000000000-0"),
         (pool("timeout_seconds = 0"), none, "pools[0].timeout_seconds", "0 is not a number of seconds above 0"),
+        (pool("stall_seconds = 0"), none, "pools[0].stall_seconds", "0 is not a number of seconds above 0"),
+        (pool("stall_seconds = -5"), none, "pools[0].stall_seconds", "-5 is not a number of seconds above 0"),
         ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"exec\", command = [] }\n".into(), none, "pools[0].handler.command", "must list the program"),
         ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"http\", url = \"ftp://x\" }\n".into(), none, "pools[0].handler.url", "must start with http:// or https://"),
         ("[[pools]]\nname = \"p\"\ntypes = [\"a\"]\nhandler = { kind = \"http\", url = \"http://x\", ca_file = \"ca.pem\" }\n".into(), none, "pools[0].handler.ca_file", "is for https:// webhooks; `http://x` is not one"),

@@ -8,6 +8,7 @@ mod job;
 mod lease;
 pub(crate) mod ordered;
 pub(crate) mod ownership;
+mod progress;
 mod reader;
 pub(crate) mod scale;
 pub(crate) mod summary;
@@ -25,7 +26,8 @@ use tokio_util::task::TaskTracker;
 pub(crate) use job::{Job, enqueue, enqueue_as};
 pub use lease::Leases;
 pub use ordered::{Membership, Ordered};
-pub(crate) use reader::read_loop;
+pub use progress::Progress;
+pub(crate) use reader::read_until;
 pub(crate) use worker::worker_loop;
 
 use crate::config::{PoolConfig, StreamConfig};
@@ -106,6 +108,9 @@ pub struct Pool {
     pub log_each_entry: bool,
     /// The engine's tracing (contract §15): each delivery's trace context and exported span.
     pub tracer: Arc<crate::trace::Tracer>,
+    /// When the pool last took up work here, for the stall detector; shared by the
+    /// partitions.
+    pub progress: Arc<Progress>,
 }
 
 impl Pool {
@@ -113,7 +118,9 @@ impl Pool {
         self.paused.borrow().contains(&*self.name)
     }
 
+    /// A read batch ended at `id`: where a vanished group is recreated, and progress.
     pub fn note_delivered(&self, id: StreamId) {
+        self.progress.started(Instant::now());
         let mut last = lock(&self.last_delivered);
         if id > *last {
             *last = id;

@@ -21,11 +21,8 @@ use crate::vocab::RawEntry;
 /// Short enough that pausing and shutdown take effect within a second.
 const BLOCK: Duration = Duration::from_millis(500);
 
-pub(crate) async fn read_loop(pool: Arc<Pool>, conn: Redis) {
-    read_until(&pool, &conn, &pool.stop).await;
-}
-
-/// Reads and hands out entries until `stop` (shutdown, or an ordered pool losing its lease).
+/// Reads and hands out entries until `stop` (shutdown, an ordered pool losing its lease, or
+/// the stall detector starting the reader over).
 pub(crate) async fn read_until(pool: &Arc<Pool>, conn: &Redis, stop: &CancellationToken) {
     if pool.runs_inline() {
         return read_inline_until(pool, conn, stop).await;

@@ -229,6 +229,7 @@ async fn handle(
             };
             let _in_flight = InFlight::enter(&pool.in_flight);
             let started = Instant::now();
+            pool.progress.started(started);
             let outcome = run_handler(pool, &delivery).await;
             return match outcome {
                 Some(outcome) => {

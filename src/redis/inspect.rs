@@ -12,6 +12,11 @@ use crate::error::RedisError;
 use crate::vocab::{RawEntry, StreamId};
 
 static NTH_ID: Script = Script::new("EVAL", include_str!("lua/nth_id.lua"));
+static COUNT_AFTER: Script = Script::new("EVAL (count after)", include_str!("lua/count_after.lua"));
+
+/// Entries per call of `lua/count_after.lua`: each call holds Redis for about a millisecond
+/// per thousand entries, so other clients wait at most a few milliseconds behind one.
+const COUNT_PAGE: u64 = 5_000;
 
 /// One consumer group as XINFO GROUPS reports it.
 #[derive(Debug, Clone)]
@@ -152,6 +157,62 @@ impl Redis {
             .run_script(&NTH_ID, &[stream], |a| a.push(Value::from(count.as_str())))
             .await?;
         Ok(reply::id(&reply))
+    }
+
+    /// How many entries `stream` holds after `after` (exclusive), counting at most `limit`:
+    /// `(n, true)` when exact, `(limit, false)` when there are at least that many. Paged
+    /// ([`COUNT_PAGE`] per script call), and no entry body crosses the network.
+    pub async fn count_after(
+        &self,
+        stream: &str,
+        after: StreamId,
+        limit: u64,
+    ) -> Result<(u64, bool), RedisError> {
+        let mut counted = 0;
+        let mut from = after;
+        while counted < limit {
+            let page = COUNT_PAGE.min(limit - counted);
+            let (start, count) = (format!("({from}"), page.to_string());
+            let reply = self
+                .run_script(&COUNT_AFTER, &[stream], |a| {
+                    a.push(Value::from(start.as_str()));
+                    a.push(Value::from(count.as_str()));
+                })
+                .await?;
+            let items =
+                array(reply).ok_or_else(|| protocol("EVAL (count after)", "expected an array"))?;
+            let n = items.first().and_then(int).unwrap_or(0).max(0) as u64;
+            counted += n;
+            match items.get(1).and_then(reply::id) {
+                Some(last) if n == page => from = last,
+                _ => return Ok((counted, true)),
+            }
+        }
+        Ok((counted, false))
+    }
+
+    /// Whether `stream` holds an entry after `after`: one `XRANGE (after + COUNT 1`.
+    pub async fn any_after(&self, stream: &str, after: StreamId) -> Result<bool, RedisError> {
+        let start = format!("({after}");
+        Ok(!self.range(stream, &start, "+", 1).await?.is_empty())
+    }
+
+    /// Whether `group` has a pending entry idle at least `min_idle`: one `XPENDING … IDLE
+    /// ms - + 1`.
+    pub async fn any_idle_pending(
+        &self,
+        stream: &str,
+        group: &str,
+        min_idle: std::time::Duration,
+    ) -> Result<bool, RedisError> {
+        let idle = min_idle.as_millis().to_string();
+        let reply = self
+            .call(
+                "XPENDING",
+                args([stream, group, "IDLE", &idle, "-", "+", "1"]),
+            )
+            .await?;
+        Ok(array(reply).is_some_and(|items| !items.is_empty()))
     }
 
     /// The ID of the newest entry, if any.

@@ -383,6 +383,7 @@ pub(crate) async fn run(
     telemetry: Arc<Telemetry>,
     redis: Redis,
     config: Arc<Config>,
+    counts: Arc<crate::status::UnreadCounts>,
     writer: String,
     stop: CancellationToken,
 ) {
@@ -402,7 +403,7 @@ pub(crate) async fn run(
             _ = stop.cancelled() => break,
         }
         if config.telemetry.monitor {
-            monitor_log.note(monitor::refresh(&redis, &config, &writer).await);
+            monitor_log.note(monitor::refresh(&redis, &config, &counts, &writer).await);
         }
         flush_log.note(telemetry.flush(&redis).await);
     }

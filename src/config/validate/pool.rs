@@ -122,6 +122,11 @@ impl RawPool {
             start,
             read_count,
             inline_read_count,
+            stall: seconds(
+                &key("stall_seconds"),
+                self.stall_seconds.unwrap_or(60.0),
+                true,
+            )?,
             retry: self
                 .retry_overrides()
                 .resolve(defaults, &format!("pools[{index}]"))?,
