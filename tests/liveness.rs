@@ -439,3 +439,42 @@ async fn the_backlog_is_exact_when_xinfo_reports_no_lag_after_xdel() {
     assert_eq!(redis.groups(&stream).await.unwrap()[0].lag, None);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn undelivered_entries_are_counted_across_pages_and_capped_as_a_lower_bound() {
+    let server = RedisServer::start();
+    let stream = stream_name("count-after");
+    let redis = server.client().await;
+    let mut ids = Vec::new();
+    for i in 0..2_345 {
+        ids.push(publish(&redis, &stream, "t.any", &format!("{{\"n\":{i}}}")).await);
+    }
+    let zero = weir::StreamId::ZERO;
+    assert_eq!(
+        redis.count_after(&stream, zero, 100_000).await.unwrap(),
+        (2_345, true)
+    );
+    assert_eq!(
+        redis.count_after(&stream, ids[999], 100_000).await.unwrap(),
+        (1_345, true)
+    );
+    assert_eq!(
+        redis
+            .count_after(&stream, ids[2_344], 100_000)
+            .await
+            .unwrap(),
+        (0, true)
+    );
+    assert_eq!(
+        redis.count_after(&stream, zero, 1_500).await.unwrap(),
+        (1_500, false)
+    );
+    assert_eq!(
+        redis.count_after(&stream, zero, 2_345).await.unwrap(),
+        (2_345, false)
+    );
+    assert_eq!(
+        redis.count_after(&stream, zero, 2_346).await.unwrap(),
+        (2_345, true)
+    );
+}
