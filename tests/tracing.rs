@@ -526,3 +526,31 @@ async fn publish_writes_the_callers_context_and_copies_keep_it() {
     assert_eq!(back.len(), 1);
     assert_eq!(field(&back[0], "traceparent"), PARENT);
 }
+
+#[tokio::test]
+async fn the_span_of_a_handler_that_ends_during_shutdown_is_still_exported() {
+    let server = RedisServer::start();
+    let stream = stream_name("trace-drain");
+    let (otlp_port, spans) = collector().await;
+    let tracing = format!("[tracing]\notlp_endpoint = \"http://127.0.0.1:{otlp_port}\"\n");
+    let pools = "[[pools]]\nname = \"slow\"\ntypes = [\"job\"]\n";
+    let slow = Recorder::ok().slow(Duration::from_millis(500));
+    let engine = Engine::new(config(&toml(&server, &stream, &tracing, pools)))
+        .with_handler("slow", slow.clone());
+    let running = run(engine);
+    let redis = server.client().await;
+    let id = add(
+        &redis,
+        &stream,
+        &[("type", "job"), ("data", "{}"), ("traceparent", PARENT)],
+    )
+    .await;
+    wait_for("the handler started", T, || async { slow.count() == 1 }).await;
+    running.stop().await;
+    let spans = spans.lock().unwrap().clone();
+    assert_eq!(spans.len(), 1, "the drained delivery's span: {spans:?}");
+    assert_eq!(
+        attribute(&spans[0].1, "messaging.message.id"),
+        id.to_string()
+    );
+}

@@ -196,13 +196,12 @@ impl Engine {
 
         let (paused_tx, paused_rx) = watch::channel(Arc::new(HashSet::new()));
         let fatal = Arc::new(Fatal::default());
-        let stop = CancellationToken::new();
-        let (tracer, exporter) =
-            crate::trace::Tracer::new(&config.tracing, stop.clone()).map_err(|problem| {
-                ConfigError::Invalid {
-                    key: "tracing.otlp_endpoint".into(),
-                    problem,
-                }
+        // The exporter outlives the drain: it posts what the last handlers finish, then stops.
+        let trace_stop = CancellationToken::new();
+        let (tracer, exporter) = crate::trace::Tracer::new(&config.tracing, trace_stop.clone())
+            .map_err(|problem| ConfigError::Invalid {
+                key: "tracing.otlp_endpoint".into(),
+                problem,
             })?;
         let shared = Shared {
             config: config.clone(),
@@ -211,12 +210,13 @@ impl Engine {
             activity,
             consumer: consumer_name(),
             paused: paused_rx,
-            stop,
+            stop: CancellationToken::new(),
             abandon: CancellationToken::new(),
             background: Tasks::new(fatal.clone()),
             feeders: Tasks::new(fatal.clone()),
             telemetry: Arc::new(Telemetry::new(&config)),
             tracer: Arc::new(tracer),
+            trace_stop,
         };
         if let Some(exporter) = exporter {
             crate::metrics::trace_spans_dropped(0);
@@ -287,6 +287,8 @@ struct Shared {
     telemetry: Arc<Telemetry>,
     /// Every delivery's trace context and span (contract §15).
     tracer: Arc<crate::trace::Tracer>,
+    /// Cancelled once the pools have drained: the span exporter's last post, then its end.
+    trace_stop: CancellationToken,
 }
 
 impl Shared {
@@ -488,6 +490,7 @@ impl Shared {
         if let Err(e) = self.telemetry.flush(&self.redis).await {
             tracing::warn!(error = %e, "telemetry: the final flush failed; the counts of the last interval are lost");
         }
+        self.trace_stop.cancel();
         self.background.tracker.close();
         if tokio::time::timeout(Duration::from_secs(10), self.background.tracker.wait())
             .await

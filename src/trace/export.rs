@@ -25,6 +25,8 @@ pub const QUEUE: usize = 4096;
 pub const BATCH: usize = 512;
 /// How long spans wait for a fuller batch.
 const INTERVAL: Duration = Duration::from_secs(1);
+/// Batches posted at shutdown at most.
+const LAST_POSTS: usize = 4;
 /// A post that takes longer is abandoned and its spans dropped: a hanging collector costs
 /// this much per batch, while the queue fills and drops.
 const POST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,29 +81,29 @@ impl Exporter {
         Ok((tx, exporter))
     }
 
-    /// Posts batches until `stop`, then once more what is queued.
+    /// Posts batches until `stop`, then what is still queued (at most [`LAST_POSTS`]
+    /// batches: a hanging collector must not hold shutdown up for long).
     pub async fn run(mut self) {
         let mut streak = FailureStreak::default();
         let mut batch = Vec::with_capacity(BATCH);
         let stop = self.stop.clone();
         loop {
-            let stopping = tokio::select! {
-                _ = self.fill(&mut batch) => false,
-                _ = stop.cancelled() => true,
-            };
-            if stopping {
-                while batch.len() < BATCH
-                    && let Ok(span) = self.spans.try_recv()
-                {
-                    batch.push(span);
-                }
+            tokio::select! {
+                _ = self.fill(&mut batch) => {}
+                _ = stop.cancelled() => break,
             }
-            if !batch.is_empty() {
-                self.post(&mut batch, &mut streak).await;
+            self.post(&mut batch, &mut streak).await;
+        }
+        for _ in 0..LAST_POSTS {
+            while batch.len() < BATCH
+                && let Ok(span) = self.spans.try_recv()
+            {
+                batch.push(span);
             }
-            if stopping {
+            if batch.is_empty() {
                 return;
             }
+            self.post(&mut batch, &mut streak).await;
         }
     }
 
