@@ -20,6 +20,14 @@ pub fn replay_job(stream: &str, job: &str) -> String {
     format!("{stream}:replay:{job}")
 }
 
+/// The state of recurring schedule `name` (contract §13): a hash with `last_tick` (unix ms),
+/// `since` (first start or last resume, unix ms) and `paused`. `stream` is the stream the
+/// schedule publishes to (with partitions, its partition's), so the hash, the stream and
+/// the events' dedup keys share a slot and one script can touch them all.
+pub fn schedule(stream: &str, name: &str) -> String {
+    format!("{stream}:schedule:{name}")
+}
+
 /// The string (with a TTL) that makes `weir publish --id <id>` idempotent on `stream`.
 pub fn dedup(stream: &str, id: &str) -> String {
     format!("{stream}:dedup:{id}")

@@ -77,6 +77,8 @@
 //!   `weir run` also logs at start.
 //! - `trace`: contract §15's W3C trace context: a delivery's span (the child of the entry's
 //!   `traceparent`), handed to the handler and exported over OTLP/HTTP off the hot path.
+//! - `schedule`: contract §13: `cron.rs` (when a recurring schedule's ticks are, DST and
+//!   `catch_up`: pure) and `recurring.rs` (the scheduler and `weir schedules`' operations).
 //! - `schema`, `envelope`, `timespec`: JSON Schema validation of `data`; decoding a raw entry
 //!   into an event; the CLI's TIME arguments (RFC 3339 with offsets, unix ms, IDs, `-2h`, `now`).
 //! - `align`: `[schemas] align`, entry fields that must carry the same value as the body
@@ -117,8 +119,8 @@ pub mod vocab;
 pub use app::{Engine, HttpAddr};
 pub use config::Config;
 pub use handler::{Delivery, Handler, Outcome};
-pub use publisher::{NewEvent, Publisher};
 pub use trace::TraceContext;
+pub use publisher::{NewEvent, Publisher};
 pub use vocab::{DlqReason, RawEntry, StreamId};
 
 // Internal modules that the binary, the integration tests or the benches reach into. Not
@@ -138,15 +140,18 @@ pub mod redis;
 #[doc(hidden)]
 pub mod schema;
 #[doc(hidden)]
+pub mod schedule;
+#[doc(hidden)]
 pub mod telemetry;
 #[doc(hidden)]
-pub mod timespec;
-#[doc(hidden)]
 pub mod trace;
+#[doc(hidden)]
+pub mod timespec;
 
 // Internal modules.
 pub(crate) mod api;
 pub(crate) mod app;
+pub(crate) mod streak;
 pub(crate) mod clock;
 pub(crate) mod concurrency;
 pub(crate) mod consumer;
@@ -160,7 +165,6 @@ pub(crate) mod liveness;
 pub(crate) mod metrics;
 mod pem;
 pub(crate) mod settle;
-pub(crate) mod streak;
 mod sync;
 pub(crate) mod task;
 

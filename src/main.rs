@@ -134,6 +134,15 @@ enum Command {
     },
     /// Copy a time range of the main stream back onto it (resumable).
     Replay(cli::replay::Args),
+    /// Recurring schedules ([[schedules]]): each one's last and next tick, and whether it is
+    /// paused; `pause NAME` / `resume NAME` stop and restart one.
+    Schedules {
+        #[command(subcommand)]
+        command: Option<cli::schedules::Command>,
+        /// Print one JSON document instead of human text (for scripts).
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Stream and DLQ length; per pool: consumers, pending, lag, oldest pending, paused.
     Status {
         /// Print one JSON document instead of human text (for scripts).
@@ -425,6 +434,7 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
         Command::Pause { pool, json } => cli::pause(config, &pool, true, json).await,
         Command::Resume { pool, json } => cli::pause(config, &pool, false, json).await,
         Command::Status { json } => cli::status(config, json).await,
+        Command::Schedules { command, json } => cli::schedules::run(config, command, json).await,
         Command::Dlq { command } => dlq(config, command).await,
         Command::Replay(args) => cli::replay::replay(config, args).await,
         Command::Run { .. }

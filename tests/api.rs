@@ -206,6 +206,9 @@ async fn read_endpoints_answer_page_and_match_the_openapi_document() {
         ("/telemetry", "get"),
         ("/pools/{name}/pause", "post"),
         ("/pools/{name}/resume", "post"),
+        ("/schedules", "get"),
+        ("/schedules/{schedule}/pause", "post"),
+        ("/schedules/{schedule}/resume", "post"),
         ("/openapi.json", "get"),
     ];
     for (path, method) in routes {

@@ -7,6 +7,7 @@
 //! - [`read`]: status, recent events, DLQ listing, stats and detail.
 //! - [`telemetry`]: the monitor and telemetry hashes the engine writes to Redis.
 //! - [`write`]: reprocess, forget, pause and resume.
+//! - [`schedules`]: recurring schedules: list, pause, resume.
 //! - [`jobs`]: replay jobs run inside the engine, cancellable, stopped cleanly on shutdown.
 //! - [`history`]: processed/failed per pool over the last 15 minutes, sampled in memory.
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers' annotations.
@@ -21,6 +22,7 @@ mod input;
 mod jobs;
 pub mod openapi;
 mod read;
+mod schedules;
 pub mod server;
 mod telemetry;
 pub mod tls;
@@ -96,6 +98,9 @@ impl Api {
             .route("/telemetry", get(telemetry::show))
             .route("/pools/{name}/pause", post(write::pause))
             .route("/pools/{name}/resume", post(write::resume))
+            .route("/schedules", get(schedules::list))
+            .route("/schedules/{schedule}/pause", post(schedules::pause))
+            .route("/schedules/{schedule}/resume", post(schedules::resume))
             .route("/openapi.json", get(openapi::show))
             .fallback(error::not_found)
             .layer(axum::middleware::from_fn(error::timeout))

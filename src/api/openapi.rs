@@ -21,7 +21,7 @@ use axum::extract::State;
 use serde_json::{Map, Value, json};
 
 use super::input::MAX_LIMIT;
-use super::{Api, MAX_IDS, error, history, jobs, read, telemetry, write};
+use super::{Api, MAX_IDS, error, history, jobs, read, schedules, telemetry, write};
 use crate::config::Config;
 use crate::vocab::DlqReason;
 
@@ -33,7 +33,8 @@ use crate::vocab::DlqReason;
         read::status, read::events, read::dlq_list, read::dlq_stats, read::dlq_show,
         write::reprocess, write::purge, write::forget, write::pause, write::resume,
         jobs::start, jobs::show, jobs::cancel, jobs::resume,
-        history::show, telemetry::show, show,
+        history::show, telemetry::show, schedules::list, schedules::pause,
+        schedules::resume, show,
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&Bearer),

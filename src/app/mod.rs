@@ -146,8 +146,13 @@ impl Engine {
         let handlers = self.handlers()?;
         let config = Arc::new(self.config.clone());
         let schemas = Arc::new(Schemas::load(config.schemas_dir.as_deref())?);
-        let router = Arc::new(Router::new(&config, schemas));
+        let router = Arc::new(Router::new(&config, schemas.clone()));
         let redis = Redis::new(&config.redis)?;
+        // A schedule whose event the publisher would refuse is a config error (exit 2).
+        crate::schedule::recurring::check_events(
+            &config,
+            &crate::Publisher::new(redis.clone(), &config, schemas),
+        )?;
         let activity = Arc::new(Activity::default());
         let (pools_tx, pools_rx) = watch::channel(Vec::new());
         let health = Arc::new(Health {
@@ -458,6 +463,10 @@ impl Shared {
             self.background
                 .spawn("api history", api.clone().sample_loop(stop.clone()));
         }
+        self.background.spawn(
+            "schedules",
+            crate::schedule::recurring::run(self.redis.clone(), config.clone(), stop.clone()),
+        );
         self.background.spawn(
             "telemetry",
             telemetry::run(

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod init;
 pub mod publish;
 pub mod replay;
+pub mod schedules;
 
 use std::path::Path;
 use std::process::ExitCode;

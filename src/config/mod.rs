@@ -24,8 +24,8 @@ mod tests;
 pub use load::DEFAULT_CONFIG_PATH;
 pub use model::{
     Config, HandlerConfig, HealthConfig, HttpConfig, JanitorConfig, LogConfig, OrderKey,
-    PoolConfig, RedisConfig, RetryPolicy, Scaling, Secret, StreamConfig, TelemetryConfig,
-    TracingConfig,
+    PoolConfig, RedisConfig, RetryPolicy, Scaling, ScheduleConfig, Secret, StreamConfig,
+    TelemetryConfig, TracingConfig,
 };
 
 pub use crate::keys::Partition;

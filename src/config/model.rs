@@ -72,6 +72,26 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// One consumer group each; an event goes to every pool whose `types` match it.
     pub pools: Vec<PoolConfig>,
+    /// `[[schedules]]`: events published on a timetable by whichever `weir run` claims each
+    /// tick first (contract §13).
+    pub schedules: Vec<ScheduleConfig>,
+}
+
+/// A recurring schedule: one event per tick of its timetable.
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// Names the state hash, the events' `schedule` field and their ids (`<name>@<tick>`).
+    pub name: String,
+    /// When it ticks: cron in a zone, or `every`.
+    pub timetable: crate::schedule::cron::Timetable,
+    /// The IANA zone `cron` is read in, as written (`UTC` by default, and for `every`).
+    pub timezone: String,
+    /// The events' type: some pool takes it (checked by validation).
+    pub event_type: String,
+    /// The events' JSON body; checked against the schemas when the engine starts.
+    pub data: String,
+    /// What happens to ticks missed while no engine ran.
+    pub catch_up: crate::schedule::cron::CatchUp,
 }
 
 /// How to reach Redis: defined beside the connection code that reads it, so the Redis layer
@@ -369,5 +389,10 @@ impl Config {
     /// Each partition's stream and DLQ keys (see [`StreamConfig::partitions`]).
     pub fn partitions(&self) -> &[Partition] {
         self.stream.partitions()
+    }
+
+    /// The schedule named `name`, if configured.
+    pub fn schedule(&self, name: &str) -> Option<&ScheduleConfig> {
+        self.schedules.iter().find(|s| s.name == name)
     }
 }

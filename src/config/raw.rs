@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub tracing: RawTracing,
     #[serde(default)]
     pub pools: Vec<RawPool>,
+    #[serde(default)]
+    pub schedules: Vec<RawSchedule>,
 }
 
 impl RawConfig {
@@ -53,6 +55,7 @@ impl RawConfig {
         "logging",
         "tracing",
         "pools",
+        "schedules",
     ];
 }
 
@@ -265,4 +268,23 @@ impl<'de> serde::de::Visitor<'de> for ConcurrencyVisitor {
         }
         Ok(RawConcurrency::Range { min, max })
     }
+}
+
+/// `[[schedules]]`: a recurring schedule (contract §13): an event on a timetable.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    pub name: Option<String>,
+    /// 5 fields, or 6 with seconds first.
+    pub cron: Option<String>,
+    /// A DURATION (`15m`): ticks on its multiples since the Unix epoch.
+    pub every: Option<String>,
+    /// An IANA zone name for `cron` (default UTC).
+    pub timezone: Option<String>,
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    /// JSON text (default `{}`).
+    pub data: Option<String>,
+    /// `none`, `last` (default) or `all`.
+    pub catch_up: Option<String>,
 }

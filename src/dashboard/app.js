@@ -21,8 +21,9 @@ import overview from "./overview.js";
 import dlq from "./dlq.js";
 import replay from "./replay.js";
 import events from "./events.js";
+import schedules from "./schedules.js";
 
-const SECTIONS = [overview, dlq, replay, events];
+const SECTIONS = [overview, dlq, replay, schedules, events];
 
 let timers = [];
 

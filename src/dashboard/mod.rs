@@ -26,13 +26,14 @@ const ICON: &str = include_str!("icon.svg");
 /// `import … from "./shared.js"` against `/assets/app.js`). `app.js` is the entry point and
 /// holds the section registry: a new panel is its markup in index.html, its module (an
 /// entry here) and one line in `app.js`'s `SECTIONS`.
-const MODULES: [(&str, &str); 6] = [
+const MODULES: &[(&str, &str)] = &[
     ("app.js", include_str!("app.js")),
     ("shared.js", include_str!("shared.js")),
     ("overview.js", include_str!("overview.js")),
     ("dlq.js", include_str!("dlq.js")),
     ("replay.js", include_str!("replay.js")),
     ("events.js", include_str!("events.js")),
+    ("schedules.js", include_str!("schedules.js")),
 ];
 
 /// The page served: the DLQ reason filter lists every [`DlqReason`], in the contract's

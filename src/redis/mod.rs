@@ -13,6 +13,7 @@
 //! - `preflight`: what `weir check` asks: may this user send a command, the server clock.
 //! - `telemetry`: the monitor hash (replaced whole, with an expiry) and the per-value
 //!   telemetry counters (one pipeline per flush).
+//! - `schedule`: recurring schedules' state hashes, the claim-and-publish script, pause.
 //! - `reply`: typed parsing of replies, never panicking.
 //! - `tls`: rustls setup for `rediss://`.
 //! - `lua/*.lua`: the scripts, one per file, each with a KEYS/ARGV header.
@@ -25,6 +26,7 @@ mod inspect;
 mod lease;
 mod preflight;
 mod reply;
+mod schedule;
 mod telemetry;
 mod tls;
 mod write;
@@ -36,5 +38,6 @@ pub use dead_letter::{IdleSweep, Reprocessing, SweepResult, SweptEntry};
 pub use group::{AutoClaim, ConsumerInfo};
 pub use inspect::{GroupInfo, StreamInfo};
 pub use lease::LeaseClaim;
+pub use schedule::{Fired, ScheduleState, TickClaim};
 pub use telemetry::HashDelta;
 pub use write::{JobOwner, LedEntry};

@@ -17,6 +17,7 @@ use crate::keys;
 
 mod pointer;
 mod pool;
+mod schedule;
 
 use pointer::{event_id_pointer, json_pointer, order_key};
 
@@ -91,6 +92,7 @@ impl RawConfig {
             false,
         )?;
         let pools = self.validate_pools()?;
+        let schedules = schedule::validate(&self.schedules, &pools)?;
         let telemetry = self.validate_telemetry()?;
         let logging = self.validate_log()?;
         let tracing = self.validate_tracing(|name| std::env::var(name).ok())?;
@@ -111,6 +113,7 @@ impl RawConfig {
             tracing,
             shutdown_grace,
             pools,
+            schedules,
         })
     }
 
