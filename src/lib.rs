@@ -119,8 +119,8 @@ pub mod vocab;
 pub use app::{Engine, HttpAddr};
 pub use config::Config;
 pub use handler::{Delivery, Handler, Outcome};
-pub use trace::TraceContext;
 pub use publisher::{NewEvent, Publisher};
+pub use trace::TraceContext;
 pub use vocab::{DlqReason, RawEntry, StreamId};
 
 // Internal modules that the binary, the integration tests or the benches reach into. Not
@@ -138,20 +138,19 @@ pub mod preflight;
 #[doc(hidden)]
 pub mod redis;
 #[doc(hidden)]
-pub mod schema;
-#[doc(hidden)]
 pub mod schedule;
+#[doc(hidden)]
+pub mod schema;
 #[doc(hidden)]
 pub mod telemetry;
 #[doc(hidden)]
-pub mod trace;
-#[doc(hidden)]
 pub mod timespec;
+#[doc(hidden)]
+pub mod trace;
 
 // Internal modules.
 pub(crate) mod api;
 pub(crate) mod app;
-pub(crate) mod streak;
 pub(crate) mod clock;
 pub(crate) mod concurrency;
 pub(crate) mod consumer;
@@ -165,6 +164,7 @@ pub(crate) mod liveness;
 pub(crate) mod metrics;
 mod pem;
 pub(crate) mod settle;
+pub(crate) mod streak;
 mod sync;
 pub(crate) mod task;
 
