@@ -49,6 +49,10 @@ struct Report {
     stream_length: Option<u64>,
     dlq_length: Option<u64>,
     consumer_groups: Option<u64>,
+    /// Delayed events waiting (contract §13), every partition's.
+    scheduled: Option<u64>,
+    /// How late the most overdue delayed event is (0 when none is).
+    scheduled_overdue_seconds: Option<f64>,
     last_processed_at: Option<String>,
     pools: Vec<PoolReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,15 +115,16 @@ impl Health {
         let check = async {
             let totals = status::totals_with(&self.redis, stream, &self.unread).await?;
             let paused = status::paused(&self.redis, stream).await?;
-            Ok::<_, crate::error::RedisError>((totals, paused))
+            let scheduled = crate::schedule::delayed::summary(&self.redis, stream).await?;
+            Ok::<_, crate::error::RedisError>((totals, paused, scheduled))
         };
-        let (totals, paused) = tokio::time::timeout(CHECK_TIMEOUT * 2, check)
+        let (totals, paused, scheduled) = tokio::time::timeout(CHECK_TIMEOUT * 2, check)
             .await
             .map_err(|_| crate::error::RedisError {
-                command: "healthz",
-                message: "Redis did not answer in time".into(),
-                kind: crate::error::RedisErrorKind::Connection,
-            })??;
+            command: "healthz",
+            message: "Redis did not answer in time".into(),
+            kind: crate::error::RedisErrorKind::Connection,
+        })??;
         let running = self.pools.borrow().clone();
         let stalls = self.stalls.current();
         let mut owners = std::collections::HashMap::new();
@@ -148,6 +153,8 @@ impl Health {
             stream_length: Some(totals.stream_length),
             dlq_length: Some(dlq),
             consumer_groups: Some(totals.groups.len() as u64),
+            scheduled: Some(scheduled.scheduled),
+            scheduled_overdue_seconds: Some(scheduled.overdue_seconds),
             last_processed_at: self.activity.last_ms().map(rfc3339),
             pools,
             error: None,
@@ -164,6 +171,8 @@ async fn healthz(State(health): State<Arc<Health>>) -> Response {
                 stream_length: None,
                 dlq_length: None,
                 consumer_groups: None,
+                scheduled: None,
+                scheduled_overdue_seconds: None,
                 last_processed_at: health.activity.last_ms().map(rfc3339),
                 pools: Vec::new(),
                 error: Some(format!(
@@ -288,6 +297,9 @@ async fn refresh_gauges(health: &Health, paused: &HashSet<String>) {
         return;
     };
     metrics::stream_lengths(totals.stream_length, totals.dlq_length);
+    if let Ok(s) = crate::schedule::delayed::summary(&health.redis, stream).await {
+        metrics::scheduled(s.scheduled, s.overdue_seconds);
+    }
     let running = health.pools.borrow().clone();
     let mut seen = HashSet::new();
     for pool in running.iter() {

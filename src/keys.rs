@@ -33,6 +33,13 @@ pub fn dedup(stream: &str, id: &str) -> String {
     format!("{stream}:dedup:{id}")
 }
 
+/// The sorted set of delayed events of `stream` (a partition's stream, when partitioned),
+/// scored by due time in unix ms; each member is one event as a JSON object of strings
+/// (contract §13).
+pub fn scheduled(stream: &str) -> String {
+    format!("{stream}:scheduled")
+}
+
 /// The ownership lease of ordered pool `pool` on `stream` (a partition's stream, when
 /// partitioned): a hash with `consumer`, `epoch`, `since`.
 pub fn owner(stream: &str, pool: &str) -> String {
@@ -122,6 +129,11 @@ impl Partition {
     pub fn dedup_key(&self, id: &str) -> String {
         dedup(&self.stream, id)
     }
+
+    /// This partition's set of delayed events.
+    pub fn scheduled_key(&self) -> String {
+        scheduled(&self.stream)
+    }
 }
 
 /// The DLQ of a partitioned stream is neither under the stream's hash tag nor its name, so
@@ -185,6 +197,7 @@ mod tests {
         assert_eq!(paused("bus"), "bus:paused");
         assert_eq!(replay_job("bus", "j1"), "bus:replay:j1");
         assert_eq!(dedup("bus", "EV-1"), "bus:dedup:EV-1");
+        assert_eq!(scheduled("{bus}:events"), "{bus}:events:scheduled");
         assert_eq!(owner("bus", "bus-incident"), "bus:owner:bus-incident");
         assert_eq!(monitor("bus"), "bus:monitor");
         assert_eq!(telemetry("bus", "aws-config"), "bus:telemetry:aws-config");

@@ -87,7 +87,21 @@ enum Command {
             conflicts_with = "ndjson"
         )]
         tracestate: Option<String>,
-        /// One {"type","data","id"?,"fields"?,"key"?} per line; - for stdin.
+        /// Hold the event this long before it reaches the stream (a number and a unit: 250ms,
+        /// 1.5s, 15m, 2h, 1d), by Redis's clock; it waits in <stream>:scheduled.
+        #[arg(long, value_name = "DURATION", conflicts_with_all = ["ndjson", "at"])]
+        delay: Option<String>,
+        /// Hold the event until TIME (RFC 3339, unix ms, a stream ID, now); a time past is
+        /// due at once.
+        #[arg(
+            long,
+            value_name = "TIME",
+            conflicts_with = "ndjson",
+            allow_hyphen_values = true
+        )]
+        at: Option<String>,
+        /// One {"type","data","id"?,"fields"?,"key"?,"traceparent"?,"tracestate"?,
+        /// "delay"?|"at"?} per line; - for stdin.
         #[arg(long, value_name = "FILE|-")]
         ndjson: Option<String>,
         /// Write events of a type no pool takes (they are dead-lettered `unrouted`); without
@@ -112,6 +126,11 @@ enum Command {
         /// Print one JSON document instead of human text (for scripts).
         #[arg(long)]
         json: bool,
+    },
+    /// See and cancel delayed events (publish --delay/--at), waiting in <stream>:scheduled.
+    Scheduled {
+        #[command(subcommand)]
+        command: ScheduledCommand,
     },
     /// Stop a pool reading (adds it to <stream>:paused).
     Pause {
@@ -210,6 +229,30 @@ impl Select {
             conditions: self.conditions,
         }
     }
+}
+
+#[derive(Subcommand)]
+enum ScheduledCommand {
+    /// Delayed events, soonest first, with their due times (NDJSON with --json).
+    List {
+        /// Only this type (repeatable).
+        #[arg(long = "type", value_name = "T")]
+        types: Vec<String>,
+        /// At most this many events.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print one JSON object per event (NDJSON) instead of human text (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel delayed events by their event id (exit 2 naming the ids not scheduled).
+    Cancel {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Print one JSON document instead of human text (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -411,6 +454,8 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
             key,
             traceparent,
             tracestate,
+            delay,
+            at,
             allow_unrouted,
             json,
             ..
@@ -427,6 +472,8 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
                 key,
                 traceparent,
                 tracestate,
+                delay,
+                at,
                 allow_unrouted,
             };
             cli::publish::one(config, event, &fields, json).await
@@ -436,6 +483,14 @@ async fn operate(config: &Config, command: Command) -> cli::Outcome {
         Command::Status { json } => cli::status(config, json).await,
         Command::Schedules { command, json } => cli::schedules::run(config, command, json).await,
         Command::Dlq { command } => dlq(config, command).await,
+        Command::Scheduled { command } => match command {
+            ScheduledCommand::List { types, limit, json } => {
+                cli::scheduled::list(config, &types, limit, json).await
+            }
+            ScheduledCommand::Cancel { ids, json } => {
+                cli::scheduled::cancel(config, &ids, json).await
+            }
+        },
         Command::Replay(args) => cli::replay::replay(config, args).await,
         Command::Run { .. }
         | Command::Validate { .. }

@@ -57,6 +57,14 @@ pub const DELIVERY_ATTEMPTS: &str = "weir_delivery_attempts";
 pub const TRIMMED: &str = "weir_entries_trimmed_total";
 pub const TRIM_MAX_LEN: &str = "max_len";
 pub const TRIM_MAX_AGE: &str = "max_age";
+/// Delayed events waiting in the scheduled sets (contract §13), every partition's.
+pub const SCHEDULED: &str = "weir_scheduled";
+/// How late the most overdue delayed event is, by Redis's clock (0 when none is): above a
+/// second or so, no mover runs or it cannot keep up.
+pub const SCHEDULED_OVERDUE: &str = "weir_scheduled_overdue_seconds";
+/// Delayed events this process's mover took out of the scheduled sets, by `outcome`:
+/// `moved` (to the stream) or `dead_lettered` (no event: `malformed`).
+pub const SCHEDULED_MOVED: &str = "weir_scheduled_moved_total";
 
 /// Delivery spans not exported (contract §15): the export queue was full, or the collector
 /// refused, failed or did not answer in time.
@@ -177,6 +185,18 @@ pub fn stream_lengths(stream: u64, dlq: u64) {
 /// Spans the exporter dropped (0 creates the series when export starts).
 pub fn trace_spans_dropped(n: u64) {
     counter!(TRACE_SPANS_DROPPED).increment(n);
+}
+
+/// The delayed events waiting and how late the most overdue is.
+pub fn scheduled(members: u64, overdue_seconds: f64) {
+    gauge!(SCHEDULED).set(members as f64);
+    gauge!(SCHEDULED_OVERDUE).set(overdue_seconds);
+}
+
+/// What one round of the mover took out of a scheduled set.
+pub fn scheduled_moved(moved: u64, dead_lettered: u64) {
+    counter!(SCHEDULED_MOVED, "outcome" => "moved").increment(moved);
+    counter!(SCHEDULED_MOVED, "outcome" => "dead_lettered").increment(dead_lettered);
 }
 
 /// Creates the pool's counters at zero, so alerts on `increase()` and dashboards see a series

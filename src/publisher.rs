@@ -10,9 +10,9 @@ use crate::dispatch::Routes;
 use crate::envelope::{DATA, EVENT_ID, TYPE};
 use crate::error::RedisError;
 use crate::metrics;
-use crate::redis::{LedEntry, Redis};
+use crate::redis::{Due, LedEntry, Redis, ScheduledOnce};
 use crate::schema::{Invalid, Schemas};
-use crate::vocab::StreamId;
+use crate::vocab::{SCHEDULED_FOR, StreamId};
 
 /// An entry's field/value pairs as they are written.
 type Fields = Vec<(String, String)>;
@@ -73,8 +73,9 @@ impl NewEvent {
 
 /// `data` as written on the line: a JSON value verbatim (no tree is built and nothing is
 /// re-serialized, so key order and number spelling are the publisher's), a string as its
-/// content.
-fn json_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+/// content. Public for the binary's NDJSON lines, which carry more than a [`NewEvent`].
+#[doc(hidden)]
+pub fn json_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
     if raw.get().starts_with('"') {
         serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)
@@ -137,7 +138,40 @@ pub enum Published {
     Added(StreamId),
     /// `id` was published before, within the dedup window: nothing written.
     Duplicate(StreamId),
+    /// `id` was scheduled as a delayed event, due at this unix ms (and moved to the stream
+    /// then, or waiting still): nothing written.
+    DuplicateScheduled(u64),
 }
+
+/// What scheduling a delayed event did ([`Publisher::publish_at`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scheduled {
+    /// Added to the scheduled set: due at `due_ms` (unix ms, Redis's clock), with `id` (the
+    /// event's, or one generated for it).
+    Added {
+        /// When the mover puts it on the stream.
+        due_ms: u64,
+        /// The event id: how to cancel it.
+        id: String,
+    },
+    /// `id` was published before, within the dedup window, as this entry: nothing added.
+    Duplicate(StreamId),
+    /// `id` is already scheduled (or was, due at this unix ms, within the dedup window):
+    /// nothing added.
+    DuplicateScheduled(u64),
+}
+
+/// What a dedup key holds: the entry ID of an earlier publish, or `scheduled:<due ms>` for
+/// an event scheduled under that id.
+fn earlier(seen: &str) -> Option<Result<StreamId, u64>> {
+    match seen.strip_prefix(SCHEDULED_MARK) {
+        Some(due) => due.parse().ok().map(Err),
+        None => StreamId::parse(seen).map(Ok),
+    }
+}
+
+/// The prefix of a dedup key's value for a scheduled event (see `lua/schedule_add.lua`).
+const SCHEDULED_MARK: &str = "scheduled:";
 
 /// Field names publishers may not set: they mean something to weir.
 const RESERVED: &[&str] = &[TYPE, DATA, EVENT_ID];
@@ -322,7 +356,7 @@ impl Publisher {
         let stream = self.stream(partition);
         let published = match &self.dedup_id(event) {
             Some(id) => {
-                let (entry, added) = self
+                let (seen, added) = self
                     .redis
                     .add_once(
                         stream,
@@ -331,10 +365,19 @@ impl Publisher {
                         &fields,
                     )
                     .await?;
-                if added {
-                    Published::Added(entry)
-                } else {
-                    Published::Duplicate(entry)
+                match earlier(&seen) {
+                    Some(Ok(entry)) if added => Published::Added(entry),
+                    Some(Ok(entry)) => Published::Duplicate(entry),
+                    Some(Err(due)) if !added => Published::DuplicateScheduled(due),
+                    _ => {
+                        return Err(RedisError {
+                            command: "EVAL",
+                            message: format!(
+                                "unexpected reply: `{seen}` for the dedup key of `{id}`"
+                            ),
+                            kind: crate::error::RedisErrorKind::Protocol,
+                        });
+                    }
                 }
             }
             None => Published::Added(self.redis.add_many(stream, &[fields]).await?[0]),
@@ -343,6 +386,137 @@ impl Publisher {
             self.published.record(&event.event_type, 1);
         }
         Ok(Ok(published))
+    }
+
+    /// Validates `event` as [`Publisher::publish`] does (schema, alignment, routing, size)
+    /// and adds it to its partition's scheduled set, due at `due_ms` (unix ms; a time past is
+    /// due at once). Publish dedup covers it: an id published or scheduled within the dedup
+    /// window is not added again, and stays taken until the due time plus the window. An
+    /// event without an id gets a generated one (members are a set: two identical events
+    /// would otherwise be one).
+    pub async fn publish_at(
+        &self,
+        event: &NewEvent,
+        due_ms: u64,
+    ) -> Result<Result<Scheduled, Rejection>, RedisError> {
+        self.schedule_to(event, Due::At(due_ms), self.partition(event))
+            .await
+    }
+
+    /// [`Publisher::publish_at`] `delay` after now by Redis's clock (not this host's).
+    pub async fn publish_after(
+        &self,
+        event: &NewEvent,
+        delay: Duration,
+    ) -> Result<Result<Scheduled, Rejection>, RedisError> {
+        self.schedule_to(event, Due::After(delay), self.partition(event))
+            .await
+    }
+
+    /// Every reason a delayed `event` would be refused: those of [`Publisher::check`], and
+    /// `scheduled_for`, which the mover writes.
+    pub fn check_scheduled(&self, event: &NewEvent) -> Result<(), Rejection> {
+        if event.fields.contains_key(SCHEDULED_FOR) {
+            return Err(Rejection::Bad(format!(
+                "field `{SCHEDULED_FOR}` is reserved: weir writes the due time there when the event moves to the stream"
+            )));
+        }
+        self.check(event)
+    }
+
+    /// [`Publisher::publish_at`] or [`Publisher::publish_after`] to a partition chosen
+    /// beforehand with [`Publisher::partition`].
+    pub async fn schedule_to(
+        &self,
+        event: &NewEvent,
+        due: Due,
+        partition: usize,
+    ) -> Result<Result<Scheduled, Rejection>, RedisError> {
+        if let Err(rejection) = self.check_scheduled(event) {
+            metrics::publish_rejected(rejection.reason());
+            return Ok(Err(rejection));
+        }
+        let stream = self.stream(partition);
+        let key = crate::keys::scheduled(stream);
+        let id = event
+            .id
+            .clone()
+            .unwrap_or_else(crate::schedule::delayed::generated_id);
+        let member = self.member(event, &id);
+        let scheduled = match self.dedup_id(event) {
+            Some(dedup) => {
+                let once = self
+                    .redis
+                    .schedule_once(
+                        &key,
+                        &Self::dedup_key(stream, &dedup),
+                        self.dedup_window,
+                        due,
+                        &member,
+                    )
+                    .await?;
+                match once {
+                    ScheduledOnce::Added(due_ms) => Scheduled::Added { due_ms, id },
+                    ScheduledOnce::Seen(seen) => match earlier(&seen) {
+                        Some(Ok(entry)) => Scheduled::Duplicate(entry),
+                        Some(Err(due)) => Scheduled::DuplicateScheduled(due),
+                        None => {
+                            return Err(RedisError {
+                                command: "EVAL",
+                                message: format!(
+                                    "unexpected reply: `{seen}` for the dedup key of `{dedup}`"
+                                ),
+                                kind: crate::error::RedisErrorKind::Protocol,
+                            });
+                        }
+                    },
+                }
+            }
+            None => {
+                let dues = self.redis.schedule_many(&key, &[(due, member)]).await?;
+                Scheduled::Added {
+                    due_ms: dues.first().copied().unwrap_or_default(),
+                    id,
+                }
+            }
+        };
+        if let Scheduled::Added { .. } = scheduled {
+            self.published.record(&event.event_type, 1);
+        }
+        Ok(Ok(scheduled))
+    }
+
+    /// Adds already-checked delayed events whose dedup id is `None` (ids generated where
+    /// missing): each partition's share as one script. Returns how many were added.
+    pub async fn schedule_batch(&self, events: Vec<(NewEvent, Due)>) -> Result<usize, RedisError> {
+        let mut shares: Vec<Vec<(Due, String)>> = vec![Vec::new(); self.streams.len()];
+        let mut types = Vec::with_capacity(events.len());
+        for (event, due) in events {
+            let partition = self.partition(&event);
+            let id = event
+                .id
+                .clone()
+                .unwrap_or_else(crate::schedule::delayed::generated_id);
+            shares[partition].push((due, self.member(&event, &id)));
+            types.push(event.event_type);
+        }
+        let mut added = 0;
+        for (stream, share) in self.streams.iter().zip(shares) {
+            added += self
+                .redis
+                .schedule_many(&crate::keys::scheduled(stream), &share)
+                .await?
+                .len();
+        }
+        for ty in types {
+            self.published.record(&ty, 1);
+        }
+        Ok(added)
+    }
+
+    /// The scheduled set member of `event` under `id`.
+    fn member(&self, event: &NewEvent, id: &str) -> String {
+        crate::schedule::delayed::member(&event.event_type, &event.data, id, &event.fields)
     }
 
     /// Writes already-checked events without ids: each partition's share as one script, in

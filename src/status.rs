@@ -30,6 +30,10 @@ pub struct Status {
     pub dlq: String,
     /// Entries waiting for an operator, over all partitions.
     pub dlq_length: u64,
+    /// Delayed events waiting in the scheduled sets, over all partitions (contract §13).
+    pub scheduled: u64,
+    /// How late the most overdue delayed event is, by Redis's clock; 0 when none is.
+    pub scheduled_overdue_seconds: f64,
     /// Every configured pool, in config order.
     pub pools: Vec<PoolStatus>,
     /// Groups on the stream that no configured pool owns (other consumers, old pools).
@@ -400,12 +404,15 @@ pub async fn status_with(
             warnings.push(format!("maxmemory-policy is {policy}: Redis may evict streams and groups under memory pressure"));
         }
     }
+    let delayed = crate::schedule::delayed::summary(redis, stream).await?;
     Ok(Status {
         stream: stream.name.clone(),
         partitions: stream.partitions,
         stream_length,
         dlq: stream.dlq.clone(),
         dlq_length,
+        scheduled: delayed.scheduled,
+        scheduled_overdue_seconds: delayed.overdue_seconds,
         pools,
         other_groups,
         warnings,

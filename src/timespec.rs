@@ -83,6 +83,51 @@ fn rfc3339_ms(text: &str) -> Option<u64> {
     u64::try_from(timestamp.as_millisecond()).ok()
 }
 
+/// A DURATION (contract §13: `--delay`, `every`, `per`, NDJSON `delay`): a decimal number
+/// and a unit, `ms`, `s`, `m`, `h` or `d` (`1.5s`, `15m`, `250ms`). Whole milliseconds;
+/// a fraction below one is dropped.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let bad = || {
+        format!(
+            "`{text}` is not a duration: use a number and a unit, ms, s, m, h or d (250ms, 1.5s, 15m, 2h, 1d)"
+        )
+    };
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let well_formed = !number.is_empty()
+        && !number.starts_with('.')
+        && !number.ends_with('.')
+        && number.matches('.').count() <= 1;
+    let n: f64 = number
+        .parse()
+        .ok()
+        .filter(|_| well_formed)
+        .ok_or_else(bad)?;
+    let unit_ms: f64 = match unit {
+        "ms" => 1.0,
+        "s" => 1_000.0,
+        "m" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return Err(bad()),
+    };
+    let ms = n * unit_ms;
+    // Far beyond any schedule (~270 years), and exact in the f64 a Redis score is.
+    if !ms.is_finite() || ms > 100_000.0 * 86_400_000.0 {
+        return Err(format!("`{text}` is too long a duration (at most 100000d)"));
+    }
+    Ok(Duration::from_millis(ms as u64))
+}
+
+/// A due time (`--at`, NDJSON `at`) in unix ms: a TIME as the CLI reads it (RFC 3339,
+/// unix ms, a stream ID's time, `now`, `-2h`); a time in the past is due at once.
+pub fn due_at(text: &str) -> Result<u64, String> {
+    parse(text, Bound::Since).map(|id| id.ms)
+}
+
 pub fn parse(text: &str, bound: Bound) -> Result<StreamId, String> {
     parse_at(text, bound, clock::now_ms())
 }
@@ -202,6 +247,24 @@ mod tests {
         ] {
             assert!(parse_at(bad, Since, now).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn durations_are_a_decimal_and_a_unit() {
+        let ms = |t: &str| duration(t).map(|d| d.as_millis() as u64);
+        assert_eq!(ms("250ms"), Ok(250));
+        assert_eq!(ms("1.5s"), Ok(1_500));
+        assert_eq!(ms("15m"), Ok(900_000));
+        assert_eq!(ms("2h"), Ok(7_200_000));
+        assert_eq!(ms("1d"), Ok(86_400_000));
+        assert_eq!(ms("0s"), Ok(0));
+        assert_eq!(ms(" 30s "), Ok(30_000));
+        for bad in [
+            "", "s", "10", "1.s", ".5s", "1..5s", "-1s", "1e3s", "5 s", "5sec", "1.2.3m", "100001d",
+        ] {
+            assert!(duration(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(duration("5x").unwrap_err().contains("ms, s, m, h or d"));
     }
 
     #[test]

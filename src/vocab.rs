@@ -184,6 +184,9 @@ pub const REPLAY_GROUP: &str = "replay_group";
 pub const REPLAY_JOB: &str = "replay_job";
 /// Written on entries that waited in a scheduled set (contract §13): the due time, unix ms.
 pub const SCHEDULED_FOR: &str = "scheduled_for";
+/// DLQ field of a scheduled member that was no event (not a JSON object of strings with
+/// `type`): the member's raw text.
+pub const SCHEDULED_MEMBER: &str = "scheduled_member";
 /// Written on the events of a recurring schedule (contract §13): the schedule's name.
 pub const SCHEDULE: &str = "schedule";
 

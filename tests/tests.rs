@@ -24,6 +24,7 @@ mod process;
 mod props;
 mod replay;
 mod runbook;
+mod schedule;
 mod schedules;
 #[allow(dead_code)]
 mod support;

@@ -7,6 +7,7 @@
 //! - [`read`]: status, recent events, DLQ listing, stats and detail.
 //! - [`telemetry`]: the monitor and telemetry hashes the engine writes to Redis.
 //! - [`write`]: reprocess, forget, pause and resume.
+//! - [`scheduled`]: delayed events: list, schedule one, cancel by id.
 //! - [`schedules`]: recurring schedules: list, pause, resume.
 //! - [`jobs`]: replay jobs run inside the engine, cancellable, stopped cleanly on shutdown.
 //! - [`history`]: processed/failed per pool over the last 15 minutes, sampled in memory.
@@ -22,6 +23,7 @@ mod input;
 mod jobs;
 pub mod openapi;
 mod read;
+mod scheduled;
 mod schedules;
 pub mod server;
 mod telemetry;
@@ -58,6 +60,8 @@ pub struct Api {
     pools: watch::Receiver<Vec<Arc<Pool>>>,
     jobs: jobs::Jobs,
     history: history::History,
+    /// The publisher of `POST /scheduled`, built on first use (it compiles the schemas).
+    publisher: std::sync::OnceLock<crate::publisher::Publisher>,
 }
 
 impl Api {
@@ -76,6 +80,7 @@ impl Api {
             config,
             pools,
             jobs: jobs::Jobs::default(),
+            publisher: std::sync::OnceLock::new(),
         }))
     }
 
@@ -91,6 +96,8 @@ impl Api {
             .route("/dlq/reprocess", post(write::reprocess))
             .route("/dlq/purge", post(write::purge))
             .route("/dlq/{id}", get(read::dlq_show).delete(write::forget))
+            .route("/scheduled", get(scheduled::list).post(scheduled::schedule))
+            .route("/scheduled/{id}", axum::routing::delete(scheduled::cancel))
             .route("/replay", post(jobs::start))
             .route("/replay/{job}", get(jobs::show).delete(jobs::cancel))
             .route("/replay/{job}/resume", post(jobs::resume))

@@ -21,7 +21,7 @@ use axum::extract::State;
 use serde_json::{Map, Value, json};
 
 use super::input::MAX_LIMIT;
-use super::{Api, MAX_IDS, error, history, jobs, read, schedules, telemetry, write};
+use super::{Api, MAX_IDS, error, history, jobs, read, scheduled, schedules, telemetry, write};
 use crate::config::Config;
 use crate::vocab::DlqReason;
 
@@ -33,6 +33,7 @@ use crate::vocab::DlqReason;
         read::status, read::events, read::dlq_list, read::dlq_stats, read::dlq_show,
         write::reprocess, write::purge, write::forget, write::pause, write::resume,
         jobs::start, jobs::show, jobs::cancel, jobs::resume,
+        scheduled::list, scheduled::schedule, scheduled::cancel,
         history::show, telemetry::show, schedules::list, schedules::pause,
         schedules::resume, show,
     ),
@@ -72,7 +73,7 @@ pub fn document(config: &Config) -> Value {
                 continue;
             };
             for (method, operation) in item.iter_mut() {
-                grammar.parameters(operation);
+                grammar.parameters(path, operation);
                 statuses(path, method, operation);
             }
         }
@@ -116,6 +117,8 @@ struct Grammar {
     pools: Vec<Value>,
     /// A dead-letter ID (pattern, without anchors): bare, or qualified with a partition.
     letter_id: String,
+    /// An event type some pool takes (`POST /scheduled` refuses others).
+    routed_type: Value,
 }
 
 fn anchored(pattern: &str) -> String {
@@ -132,7 +135,21 @@ impl Grammar {
         let partitions: Vec<String> = (0..config.partitions().len().max(1))
             .map(|p| p.to_string())
             .collect();
+        let routed: Vec<Value> = config
+            .pools
+            .iter()
+            .flat_map(|p| p.types.iter())
+            .map(|t| json!(t))
+            .collect();
+        let any_type = config
+            .pools
+            .iter()
+            .any(|p| p.types.iter().any(|t| t == "*"));
         Grammar {
+            routed_type: match any_type {
+                true => json!({"type": "string", "minLength": 1}),
+                false => json!({"type": "string", "enum": routed}),
+            },
             pools: config.pools.iter().map(|p| json!(p.name)).collect(),
             letter_id: format!(
                 "(({})/)?[0-9]{{1,19}}(-[0-9]{{1,19}})?",
@@ -169,7 +186,7 @@ impl Grammar {
         })
     }
 
-    fn parameters(&self, operation: &mut Value) {
+    fn parameters(&self, path: &str, operation: &mut Value) {
         let Some(params) = operation
             .get_mut("parameters")
             .and_then(Value::as_array_mut)
@@ -179,7 +196,11 @@ impl Grammar {
         for param in params {
             let name = param["name"].as_str().unwrap_or_default().to_string();
             let place = param["in"].as_str().unwrap_or_default().to_string();
-            if let Some(schema) = self.parameter(&name, &place) {
+            let own = match path.starts_with("/scheduled") {
+                true => scheduled_parameter(&name, &place),
+                false => None,
+            };
+            if let Some(schema) = own.or_else(|| self.parameter(&name, &place)) {
                 param["schema"] = schema;
             }
         }
@@ -244,7 +265,79 @@ impl Grammar {
                 body["anyOf"] = selections(name == "ReprocessBody");
             }
         }
+        if let Some(body) = schemas.get_mut("ScheduleBody") {
+            let time = json!({"type": "string", "pattern": anchored(TIME)});
+            schedule_body(body, &self.routed_type, &time);
+        }
     }
+}
+
+/// A DURATION as [`crate::timespec::duration`] reads it, up to 99999 hours or 9999 days.
+const DURATION: &str = "[0-9]{1,5}(\\.[0-9]{1,3})?(ms|s|m|h)|[0-9]{1,4}(\\.[0-9]{1,3})?d";
+/// A cursor of `GET /scheduled`: `<due ms>-<seen>`.
+const SCHEDULED_CURSOR: &str = "[0-9]{1,19}-[0-9]{1,19}";
+/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z).
+const LAST_MS: u64 = 253_402_300_799_999;
+
+/// The parameters of `/scheduled…` that differ from the same names elsewhere.
+fn scheduled_parameter(name: &str, place: &str) -> Option<Value> {
+    Some(match (place, name) {
+        ("query", "cursor") => json!({"type": "string", "pattern": or_empty(SCHEDULED_CURSOR)}),
+        ("path", "id") => json!({"type": "string", "minLength": 1}),
+        _ => return None,
+    })
+}
+
+/// `POST /scheduled`'s body: `type` one some pool takes, `data` any JSON but a string,
+/// `at` or `delay` (exactly one), fields that are not weir's own.
+fn schedule_body(body: &mut Value, event_type: &Value, time: &Value) {
+    body["additionalProperties"] = json!(false);
+    body["required"] = json!(["type", "data"]);
+    let Some(props) = body.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let mut set = |field: &str, schema: Value| {
+        if let Some(p) = props.get_mut(field) {
+            let description = p.get("description").cloned();
+            *p = schema;
+            if let Some(d) = description {
+                p["description"] = d;
+            }
+        }
+    };
+    set("type", event_type.clone());
+    set(
+        "data",
+        json!({"type": ["object", "array", "number", "boolean", "null"]}),
+    );
+    set(
+        "at",
+        json!({"oneOf": [{"type": "null"}, time,
+            {"type": "integer", "minimum": 0, "maximum": LAST_MS}]}),
+    );
+    set(
+        "delay",
+        json!({"oneOf": [{"type": "null"}, {"type": "string", "pattern": anchored(DURATION)}]}),
+    );
+    set(
+        "id",
+        json!({"oneOf": [{"type": "null"}, {"type": "string", "minLength": 1}]}),
+    );
+    set(
+        "fields",
+        json!({"oneOf": [{"type": "null"}, {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "propertyNames": {"not": {"anyOf": [
+                {"enum": ["type", "data", "id", "scheduled_for"]},
+                {"pattern": "^dlq_"},
+            ]}},
+        }]}),
+    );
+    body["oneOf"] = json!([
+        {"required": ["at"], "properties": {"at": {"not": {"type": "null"}}, "delay": {"type": "null"}}},
+        {"required": ["delay"], "properties": {"delay": {"type": "string"}, "at": {"type": "null"}}},
+    ]);
 }
 
 /// "Say what": `ids` alone (reprocess only), or `all: true`, or at least one filter field
@@ -335,12 +428,13 @@ fn statuses(path: &str, method: &str, operation: &mut Value) {
             .entry("413")
             .or_insert(error_response("The body is larger than 1 MiB"));
     }
-    if path.contains("{id}") {
+    let letter = path.starts_with("/dlq");
+    if letter && path.contains("{id}") {
         responses
             .entry("400")
             .or_insert(error_response("Not a dead-letter ID"));
     }
-    if path.contains("{id}") || path == "/dlq/reprocess" {
+    if (letter && path.contains("{id}")) || path == "/dlq/reprocess" {
         responses.entry("409").or_insert(error_response(
             "A bare ID that several partitions' DLQs hold; `candidates` lists the qualified IDs",
         ));

@@ -425,7 +425,8 @@ impl Shared {
     }
 
     /// Trimming, metric upkeep, the paused-set and gauge watcher, the API's history sampler,
-    /// the telemetry writer.
+    /// the scheduled events' mover (every process runs it, whatever pools it runs or has
+    /// paused), the telemetry writer.
     fn spawn_background(
         &self,
         health: &Arc<Health>,
@@ -467,6 +468,11 @@ impl Shared {
             "schedules",
             crate::schedule::recurring::run(self.redis.clone(), config.clone(), stop.clone()),
         );
+        let (mover_redis, mover_config, mover_stop) =
+            (self.redis.clone(), config.clone(), stop.clone());
+        self.background.spawn("scheduled mover", async move {
+            crate::schedule::mover::run(mover_redis, &mover_config, mover_stop).await;
+        });
         self.background.spawn(
             "telemetry",
             telemetry::run(

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod init;
 pub mod publish;
 pub mod replay;
+pub mod scheduled;
 pub mod schedules;
 
 use std::path::Path;
@@ -285,8 +286,17 @@ pub async fn status(config: &Config, json: bool) -> Outcome {
         return Ok(());
     }
     println!(
-        "stream {}: {} entries   dlq {}: {} entries",
-        s.stream, s.stream_length, s.dlq, s.dlq_length
+        "stream {}: {} entries   dlq {}: {} entries   scheduled: {} delayed event(s){}",
+        s.stream,
+        s.stream_length,
+        s.dlq,
+        s.dlq_length,
+        s.scheduled,
+        match s.scheduled_overdue_seconds {
+            late if late >= 1.0 =>
+                format!(", the most overdue {late:.1}s late (is a weir run up?)"),
+            _ => String::new(),
+        }
     );
     println!(
         "{:<20} {:>6} {:>11} {:>9} {:>9} {:>9} {:>14}",

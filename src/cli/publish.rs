@@ -7,7 +7,8 @@ use std::io::Read;
 use std::sync::Arc;
 
 use weir::Config;
-use weir::publisher::{NewEvent, Published, Publisher, Rejection};
+use weir::publisher::{NewEvent, Published, Publisher, Rejection, Scheduled};
+use weir::redis::Due;
 
 use super::{Failure, Outcome, connect, print_json};
 
@@ -91,11 +92,32 @@ pub struct Event {
     /// `--traceparent`/`--tracestate`: the caller's trace context, written as fields.
     pub traceparent: Option<String>,
     pub tracestate: Option<String>,
+    /// `--delay DURATION`: a delayed event, due that long after now (Redis's clock).
+    pub delay: Option<String>,
+    /// `--at TIME`: a delayed event, due then.
+    pub at: Option<String>,
     /// Write it even when no pool takes its type.
     pub allow_unrouted: bool,
 }
 
+/// When a delayed event given as `--delay` or `--at` is due; `None` for neither.
+pub fn due(delay: Option<&str>, at: Option<&str>) -> Result<Option<Due>, String> {
+    match (delay, at) {
+        (Some(d), _) => weir::timespec::duration(d).map(|d| Some(Due::After(d))),
+        (None, Some(t)) => weir::timespec::due_at(t).map(|ms| Some(Due::At(ms))),
+        (None, None) => Ok(None),
+    }
+}
+
 pub async fn one(config: &Config, given: Event, fields: &[String], json: bool) -> Outcome {
+    let due = due(given.delay.as_deref(), given.at.as_deref()).map_err(|e| {
+        let flag = if given.delay.is_some() {
+            "--delay"
+        } else {
+            "--at"
+        };
+        Failure::usage(format!("{flag}: {e}"))
+    })?;
     let event = NewEvent {
         event_type: given.event_type,
         data: read_source(&given.data)?,
@@ -112,6 +134,9 @@ pub async fn one(config: &Config, given: Event, fields: &[String], json: bool) -
     };
     let publisher = publisher(config, given.allow_unrouted).await?;
     let partition = publisher.partition(&event);
+    if let Some(due) = due {
+        return scheduled(&publisher, &event, due, partition, json).await;
+    }
     let result = publisher
         .publish_to(&event, partition)
         .await
@@ -121,6 +146,9 @@ pub async fn one(config: &Config, given: Event, fields: &[String], json: bool) -
     let (entry, duplicate) = match published {
         Published::Added(id) => (id, false),
         Published::Duplicate(id) => (id, true),
+        Published::DuplicateScheduled(due_ms) => {
+            return duplicate_scheduled(&dedup_id, due_ms, json);
+        }
     };
     if json {
         print_json(
@@ -138,4 +166,63 @@ pub async fn one(config: &Config, given: Event, fields: &[String], json: bool) -
         );
     }
     Ok(())
+}
+
+/// `id` was scheduled as a delayed event: nothing written.
+fn duplicate_scheduled(id: &str, due_ms: u64, json: bool) -> Outcome {
+    let due_at = weir::schedule::delayed::rfc3339(due_ms);
+    if json {
+        print_json(&serde_json::json!({"duplicate": true, "id": id, "scheduledFor": due_at}));
+    } else {
+        println!(
+            "duplicate: id {id} was scheduled for {due_at} within the dedup window; nothing written (weir scheduled list shows it while it waits)"
+        );
+    }
+    Ok(())
+}
+
+/// `weir publish --delay|--at`: the event goes to its partition's scheduled set.
+async fn scheduled(
+    publisher: &Publisher,
+    event: &NewEvent,
+    due: Due,
+    partition: usize,
+    json: bool,
+) -> Outcome {
+    let result = publisher
+        .schedule_to(event, due, partition)
+        .await
+        .map_err(super::redis_failure)?;
+    let dedup_id = publisher.dedup_id(event).unwrap_or_default();
+    let set = weir::schedule::delayed::scheduled_key(publisher.stream(partition));
+    match result.map_err(|r| rejected(&r, "event"))? {
+        Scheduled::Added { due_ms, id } => {
+            let due_at = weir::schedule::delayed::rfc3339(due_ms);
+            if json {
+                print_json(&serde_json::json!({
+                    "scheduled": true, "duplicate": false, "id": id, "type": event.event_type,
+                    "dueAt": due_at, "dueMs": due_ms, "set": set,
+                }));
+            } else {
+                println!(
+                    "scheduled {id} ({}) for {due_at} in {set}; cancel with: weir scheduled cancel {id}",
+                    event.event_type
+                );
+            }
+            Ok(())
+        }
+        Scheduled::Duplicate(entry) => {
+            if json {
+                print_json(
+                    &serde_json::json!({"scheduled": false, "duplicate": true, "id": dedup_id, "entryId": entry.to_string()}),
+                );
+            } else {
+                println!(
+                    "duplicate: id {dedup_id} was already published as {entry} within the dedup window; nothing scheduled"
+                );
+            }
+            Ok(())
+        }
+        Scheduled::DuplicateScheduled(due_ms) => duplicate_scheduled(&dedup_id, due_ms, json),
+    }
 }

@@ -21,9 +21,10 @@ import overview from "./overview.js";
 import dlq from "./dlq.js";
 import replay from "./replay.js";
 import events from "./events.js";
+import scheduled from "./scheduled.js";
 import schedules from "./schedules.js";
 
-const SECTIONS = [overview, dlq, replay, schedules, events];
+const SECTIONS = [overview, dlq, replay, scheduled, schedules, events];
 
 let timers = [];
 

@@ -33,6 +33,7 @@ const MODULES: &[(&str, &str)] = &[
     ("dlq.js", include_str!("dlq.js")),
     ("replay.js", include_str!("replay.js")),
     ("events.js", include_str!("events.js")),
+    ("scheduled.js", include_str!("scheduled.js")),
     ("schedules.js", include_str!("schedules.js")),
 ];
 

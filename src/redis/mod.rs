@@ -11,6 +11,8 @@
 //! - `write`: appends (one, many, at most once, with progress), deletes, trims, hashes, sets.
 //! - `inspect`: XINFO, lengths, ranges, plain keys, durability settings.
 //! - `preflight`: what `weir check` asks: may this user send a command, the server clock.
+//! - `scheduled`: delayed events' sorted sets: add (with dedup), move what is due, page,
+//!   cancel by id, count (contract §13).
 //! - `telemetry`: the monitor hash (replaced whole, with an expiry) and the per-value
 //!   telemetry counters (one pipeline per flush).
 //! - `schedule`: recurring schedules' state hashes, the claim-and-publish script, pause.
@@ -27,6 +29,7 @@ mod lease;
 mod preflight;
 mod reply;
 mod schedule;
+mod scheduled;
 mod telemetry;
 mod tls;
 mod write;
@@ -39,5 +42,6 @@ pub use group::{AutoClaim, ConsumerInfo};
 pub use inspect::{GroupInfo, StreamInfo};
 pub use lease::LeaseClaim;
 pub use schedule::{Fired, ScheduleState, TickClaim};
+pub use scheduled::{Due, MoveKeys, MovedBatch, ScheduledOnce, ScheduledSummary};
 pub use telemetry::HashDelta;
 pub use write::{JobOwner, LedEntry};

@@ -193,15 +193,16 @@ impl Redis {
 
     /// XADD unless `dedup_key` exists; then remembers the new ID under `dedup_key` for
     /// `ttl`. Atomic (one script, `lua/add_once.lua`), so a failed XADD never reserves the
-    /// key. Returns the entry ID and whether it was added now (`false`: an earlier publish
-    /// with this key).
+    /// key. Returns the key's value and whether the entry was added now: the new entry ID,
+    /// or (`false`) what an earlier publish left there — its entry ID, or
+    /// `scheduled:<due ms>` for an event scheduled with that id (`lua/schedule_add.lua`).
     pub async fn add_once(
         &self,
         stream: &str,
         dedup_key: &str,
         ttl: Duration,
         fields: &[(String, String)],
-    ) -> Result<(StreamId, bool), RedisError> {
+    ) -> Result<(String, bool), RedisError> {
         let ttl = ttl.as_millis().max(1).to_string();
         let reply = self
             .run_script(&ADD_ONCE, &[stream, dedup_key], |a| {
@@ -210,11 +211,11 @@ impl Redis {
             })
             .await?;
         let items = array(reply).ok_or_else(|| protocol("EVAL", "expected [id, added]"))?;
-        let id = items
+        let seen = items
             .first()
-            .and_then(reply::id)
+            .and_then(reply::text)
             .ok_or_else(|| protocol("EVAL", "no ID"))?;
-        Ok((id, items.get(1).and_then(int) == Some(1)))
+        Ok((seen, items.get(1).and_then(int) == Some(1)))
     }
 
     /// Appends `entries` to `stream`, then sets `progress` on the hash `job`, in one script

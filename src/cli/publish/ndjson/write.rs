@@ -10,9 +10,10 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use weir::error::{RedisError, RedisErrorKind};
-use weir::publisher::{NewEvent, Published, Publisher};
+use weir::publisher::{NewEvent, Published, Publisher, Scheduled};
+use weir::redis::Due;
 
-use super::check::parse;
+use super::check::{Parsed, parse};
 use super::input::{Lines, content};
 use super::{CHUNK, IN_FLIGHT};
 use crate::cli::publish::hint;
@@ -43,7 +44,11 @@ pub(super) async fn write_all(
         let Some((n, line)) = line else { break };
         let Some(text) = content(line) else { continue };
         match parse(text) {
-            Ok(event) => writer.add(n, event).await?,
+            Ok(Parsed { event, due: None }) => writer.add(n, event).await?,
+            Ok(Parsed {
+                event,
+                due: Some(due),
+            }) => writer.add_delayed(n, event, due).await?,
             Err(e) => {
                 let why = format!("changed since it was checked, now not an event line: {e}");
                 return Err(writer.stop(n, &why).await);
@@ -76,6 +81,11 @@ pub(super) struct Writer<'a> {
     pending_from: usize,
     /// The line of the last pending event.
     pending_to: usize,
+    /// Delayed events without a dedup id waiting for a full batch, and the lines of the
+    /// first and the last. Never pending at the same time as `pending`: each kind is written
+    /// before the other is queued, so the file's order holds.
+    delayed: Vec<(NewEvent, Due)>,
+    delayed_lines: (usize, usize),
     in_flight: VecDeque<Flight<'a>>,
     pub(super) published: usize,
     pub(super) duplicates: usize,
@@ -94,14 +104,62 @@ impl<'a> Writer<'a> {
             pending: Vec::with_capacity(CHUNK),
             pending_from: 0,
             pending_to: 0,
+            delayed: Vec::new(),
+            delayed_lines: (0, 0),
             in_flight: VecDeque::with_capacity(IN_FLIGHT),
             published: 0,
             duplicates: 0,
         }
     }
 
+    /// Adds line `n`'s delayed event: with others in one script, or alone through the
+    /// dedup script when it has a dedup id.
+    pub(super) async fn add_delayed(&mut self, n: usize, event: NewEvent, due: Due) -> Outcome {
+        self.send().await?;
+        self.drain().await?;
+        if self.publisher.dedup_id(&event).is_none() {
+            if self.delayed.is_empty() {
+                self.delayed_lines.0 = n;
+            }
+            self.delayed_lines.1 = n;
+            self.delayed.push((event, due));
+            if self.delayed.len() >= CHUNK {
+                self.send_delayed().await?;
+            }
+            return Ok(());
+        }
+        self.send_delayed().await?;
+        let partition = self.publisher.partition(&event);
+        match self.publisher.schedule_to(&event, due, partition).await {
+            Ok(Ok(Scheduled::Added { .. })) => self.published += 1,
+            Ok(Ok(_)) => self.duplicates += 1,
+            Ok(Err(r)) => return Err(self.stop(n, &format!("{r}{}", hint(&r))).await),
+            Err(e) => return Err(self.failed(n..=n, e).await),
+        }
+        self.bar.inc(1);
+        Ok(())
+    }
+
+    /// Writes the pending delayed events (one script per partition).
+    pub(super) async fn send_delayed(&mut self) -> Outcome {
+        if self.delayed.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::take(&mut self.delayed);
+        let (from, to) = self.delayed_lines;
+        match self.publisher.schedule_batch(events).await {
+            Ok(added) => {
+                self.published += added;
+                self.bar.inc(added as u64);
+                Ok(())
+            }
+            Err(e) => Err(self.failed(from..=to, e).await),
+        }
+    }
+
     /// Adds line `n`'s event.
     pub(super) async fn add(&mut self, n: usize, event: NewEvent) -> Outcome {
+        self.send_delayed().await?;
         if self.publisher.dedup_id(&event).is_none() {
             if self.pending.is_empty() {
                 self.pending_from = n;
@@ -117,7 +175,9 @@ impl<'a> Writer<'a> {
         self.drain().await?;
         match self.publisher.publish(&event).await {
             Ok(Ok(Published::Added(_))) => self.published += 1,
-            Ok(Ok(Published::Duplicate(_))) => self.duplicates += 1,
+            Ok(Ok(Published::Duplicate(_) | Published::DuplicateScheduled(_))) => {
+                self.duplicates += 1
+            }
             Ok(Err(r)) => return Err(self.stop(n, &format!("{r}{}", hint(&r))).await),
             Err(e) => return Err(self.failed(n..=n, e).await),
         }
@@ -183,6 +243,7 @@ impl<'a> Writer<'a> {
     }
 
     pub(super) async fn finish(&mut self) -> Outcome {
+        self.send_delayed().await?;
         self.send().await?;
         self.drain().await
     }
@@ -230,12 +291,15 @@ impl<'a> Writer<'a> {
     /// Stops at line `n` for `why` (a line that changed since pass 1): waits for the writes
     /// on the connection, then says what was written and where to resume.
     pub(super) async fn stop(&mut self, n: usize, why: &str) -> Failure {
-        let from = if self.pending.is_empty() {
-            n
-        } else {
+        let from = if !self.delayed.is_empty() {
+            self.delayed_lines.0
+        } else if !self.pending.is_empty() {
             self.pending_from
+        } else {
+            n
         };
         self.pending.clear();
+        self.delayed.clear();
         if let Err(f) = self.drain().await {
             return f;
         }
