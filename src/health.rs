@@ -76,6 +76,12 @@ struct PoolReport {
     /// Ordered pools: the owner and epoch of each stream or partition.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     owners: Vec<crate::status::OwnerStatus>,
+    /// Rate-limited pools (contract §14): the limit, and entries waiting for a start token
+    /// in this process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<crate::status::RateStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_waiting: Option<u64>,
 }
 
 impl PoolReport {
@@ -90,6 +96,8 @@ impl PoolReport {
             in_flight,
             stalled,
             owners: view.owners,
+            rate_limit: view.rate_limit,
+            rate_waiting: view.rate_waiting,
         }
     }
 }
@@ -139,6 +147,8 @@ impl Health {
             .map(|p| {
                 let mut view = PoolStatus::of(&p.name, &totals, &paused);
                 view.owners = owners.remove(&p.name).unwrap_or_default();
+                view.rate_limit = p.rate.as_ref().map(crate::status::RateStatus::of);
+                view.rate_waiting = crate::flow::waiting(&running, &p.name);
                 let stalled = stalls.iter().any(|s| s.name == p.name);
                 PoolReport::new(view, in_flight(&running, &p.name), stalled)
             })

@@ -45,6 +45,8 @@
 //!   (`ordered.rs`) the key lanes and the ownership lease with its fencing epoch;
 //!   `scale/`: adaptive concurrency, a slot gate for the workers and a controller per pool
 //!   whose rule (`decide.rs`) is a pure function of one window's numbers.
+//! - `flow/`: flow control (contract §14) the workers ask before a handler starts:
+//!   `rate.rs`, rate limits shared through Redis (a token bucket taken in batches).
 //! - `dispatch`: which pool is responsible for an entry and whether it can be handled — pure.
 //! - `handler/`: the [`Handler`] trait and the built-in `http`, `exec`, `log`, `noop`.
 //! - `settle/`: `decide(outcome, attempt, &policy) -> Settlement` (pure), `policy.rs` (backoff
@@ -155,6 +157,7 @@ pub(crate) mod clock;
 pub(crate) mod concurrency;
 pub(crate) mod consumer;
 pub(crate) mod dashboard;
+pub(crate) mod flow;
 pub(crate) mod handler;
 pub(crate) mod health;
 mod histogram;

@@ -52,6 +52,10 @@ pub const OLDEST_PENDING_AGE: &str = "weir_oldest_pending_age_seconds";
 pub const ORDERED_WAITING: &str = "weir_ordered_waiting";
 /// Ordered pools: streams or partitions whose ownership lease this process holds.
 pub const POOL_OWNED: &str = "weir_pool_owned_partitions";
+/// Rate-limited pools (contract §14): entries waiting for a start token in this process.
+pub const RATE_WAITING: &str = "weir_rate_waiting";
+/// Rate-limited pools: times an entry had to wait for a start token.
+pub const RATE_LIMITED: &str = "weir_rate_limited_total";
 pub const DELIVERY_ATTEMPTS: &str = "weir_delivery_attempts";
 /// Entries trimmed from the main stream, by `rule`: [`TRIM_MAX_LEN`] or [`TRIM_MAX_AGE`].
 pub const TRIMMED: &str = "weir_entries_trimmed_total";
@@ -235,6 +239,22 @@ pub fn pool_state(pool: &str, pending: u64, lag: Option<u64>, in_flight: usize, 
 pub fn ordered(pool: &str, waiting: usize, owned: usize) {
     gauge!(ORDERED_WAITING, "pool" => pool.to_string()).set(waiting as f64);
     gauge!(POOL_OWNED, "pool" => pool.to_string()).set(owned as f64);
+}
+
+/// A rate-limited pool: `delta` entries more (or fewer) wait for a start token.
+pub fn rate_waiting(pool: &str, delta: f64) {
+    gauge!(RATE_WAITING, "pool" => pool.to_string()).increment(delta);
+}
+
+/// A rate-limited pool: an entry had to wait for a start token.
+pub fn rate_limited(pool: &str) {
+    counter!(RATE_LIMITED, "pool" => pool.to_string()).increment(1);
+}
+
+/// A rate-limited pool's series at zero from the start.
+pub fn register_rate(pool: &str) {
+    gauge!(RATE_WAITING, "pool" => pool.to_string()).set(0.0);
+    counter!(RATE_LIMITED, "pool" => pool.to_string()).increment(0);
 }
 
 /// A pool's concurrency in this process (adaptive pools: after each change).

@@ -75,6 +75,37 @@ pub struct PoolStatus {
     /// Ordered pools: who owns each stream or partition, from `<stream>:owner:<pool>`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub owners: Vec<OwnerStatus>,
+    /// Rate-limited pools (contract §14): the configured limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateStatus>,
+    /// Rate-limited pools: entries waiting for a start token in the engine that answers
+    /// (`/healthz`, the API); absent from `weir status`, which runs no engine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_waiting: Option<u64>,
+}
+
+/// A pool's `rate` and `rate_key` (contract §14).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateStatus {
+    /// Handler starts per `per`, across all processes.
+    pub limit: u32,
+    /// The period, ms.
+    pub per_ms: u64,
+    /// `rate_key`: the limit holds per value of this field or pointer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl RateStatus {
+    /// The status of a configured limit.
+    pub fn of(rate: &crate::config::RateLimit) -> RateStatus {
+        RateStatus {
+            limit: rate.limit,
+            per_ms: rate.per.as_millis() as u64,
+            key: rate.key.as_ref().map(|k| k.as_str().to_string()),
+        }
+    }
 }
 
 /// A pool's concurrency (contract §12): fixed (`min` = `max`), or adaptive between them.
@@ -172,6 +203,8 @@ impl PoolStatus {
             concurrency: None,
             order_key: None,
             owners: Vec::new(),
+            rate_limit: None,
+            rate_waiting: None,
         }
     }
 
@@ -378,6 +411,7 @@ pub async fn status_with(
         let oldest = view.oldest_pending(redis, stream).await?;
         view.oldest_pending_age_seconds = oldest.map(age_seconds);
         view.concurrency = Some(ConcurrencyStatus::of(redis, stream, pool).await?);
+        view.rate_limit = pool.rate.as_ref().map(RateStatus::of);
         if let Some(key) = &pool.order_key {
             view.order_key = Some(key.as_str().to_string());
             view.owners = owners(redis, config, &pool.name).await?;

@@ -13,6 +13,7 @@ mod dashboard;
 mod dlq;
 mod engine;
 mod faults;
+mod flow;
 mod handlers;
 mod hostile;
 mod liveness;

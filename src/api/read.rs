@@ -25,7 +25,12 @@ const EVENTS_SCAN_CAP: usize = 10_000;
 #[utoipa::path(get, path = "/status", operation_id = "status", tag = "status",
     responses((status = 200, body = Status), (status = 503, body = super::error::ErrorBody)))]
 pub async fn status(State(api): State<Arc<Api>>) -> Result<Json<Status>, ApiError> {
-    Ok(Json(crate::status::status(&api.redis, &api.config).await?))
+    let mut status = crate::status::status(&api.redis, &api.config).await?;
+    let running = api.pools.borrow().clone();
+    for pool in &mut status.pools {
+        pool.rate_waiting = crate::flow::waiting(&running, &pool.name);
+    }
+    Ok(Json(status))
 }
 
 /// One entry of the main stream.

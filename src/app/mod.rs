@@ -318,6 +318,16 @@ impl Shared {
         let members = Arc::new(Membership::new(self.config.stream.partitions));
         let scale = Arc::new(consumer::scale::Scale::new(pool_config));
         let handler_runs_inline = handler.runs_inline();
+        let rate = pool_config.rate.as_ref().map(|limit| {
+            metrics::register_rate(&pool_config.name);
+            Arc::new(crate::flow::RateLimiter::new(
+                self.redis.clone(),
+                &self.config.stream.name,
+                &pool_config.name,
+                limit,
+                pool_config.concurrency,
+            ))
+        });
         let progress = Arc::new(consumer::Progress::default());
         if pool_config.order_key.is_some() {
             self.background.spawn(
@@ -374,6 +384,7 @@ impl Shared {
                 telemetry: self.telemetry.clone(),
                 log_each_entry: self.config.logging.each_entry,
                 tracer: self.tracer.clone(),
+                rate: rate.clone(),
                 progress: progress.clone(),
             });
             consumer::spawn_pool_tasks(&pool, acks_rx, &self.background);

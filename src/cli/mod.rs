@@ -331,6 +331,26 @@ pub async fn status(config: &Config, json: bool) -> Outcome {
             println!("{}", adaptive_line(&p.name, c));
         }
     }
+    for p in &s.pools {
+        if let Some(r) = &p.rate_limit {
+            let key = r
+                .key
+                .as_deref()
+                .map(|k| format!(" per value of {k}"))
+                .unwrap_or_default();
+            let waiting = match p.rate_waiting {
+                Some(n) => format!("{n} waiting"),
+                None => {
+                    "waiting entries: rateWaiting in each process's /healthz, weir_rate_waiting"
+                        .into()
+                }
+            };
+            println!(
+                "rate-limited pool {}: at most {} starts per {}ms{key}, across all processes; {waiting}",
+                p.name, r.limit, r.per_ms
+            );
+        }
+    }
     for p in s.pools.iter().filter(|p| p.order_key.is_some()) {
         for o in &p.owners {
             println!(

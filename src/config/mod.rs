@@ -24,7 +24,7 @@ mod tests;
 pub use load::DEFAULT_CONFIG_PATH;
 pub use model::{
     Config, HandlerConfig, HealthConfig, HttpConfig, JanitorConfig, LogConfig, OrderKey,
-    PoolConfig, RedisConfig, RetryPolicy, Scaling, ScheduleConfig, Secret, StreamConfig,
+    PoolConfig, RateLimit, RedisConfig, RetryPolicy, Scaling, ScheduleConfig, Secret, StreamConfig,
     TelemetryConfig, TracingConfig,
 };
 

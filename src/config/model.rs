@@ -340,9 +340,24 @@ pub struct PoolConfig {
     /// Set for an ordered pool (contract §9): entries with the same key are handled one at a
     /// time in stream order, by one owning process per stream or partition.
     pub order_key: Option<OrderKey>,
+    /// `rate` (contract §14): at most `limit` handler starts per `per` across all processes,
+    /// per value of its `key` when set.
+    pub rate: Option<RateLimit>,
     /// `stall_seconds`: a running pool with entries it could hand out that started no
     /// handler this long is stalled (contract §15): healed, then reported by `/readyz`.
     pub stall: Duration,
+}
+
+/// A pool's `rate` and `rate_key` (contract §14).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    /// Handler starts allowed per `per`: at least 1.
+    pub limit: u32,
+    /// The period, at least 1 ms.
+    pub per: Duration,
+    /// `rate_key`: the limit holds per value of this field or pointer; an entry without it
+    /// counts against the pool's own limit.
+    pub key: Option<OrderKey>,
 }
 
 /// An adaptive pool's bounds below `max` and its pace (contract §12).

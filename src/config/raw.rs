@@ -186,6 +186,10 @@ pub struct RawPool {
     pub read_count: Option<u32>,
     /// Per-key order: an entry field name, or a JSON pointer into `data` (`/payload/id`).
     pub order_key: Option<String>,
+    /// `rate = { limit, per }`: handler starts per duration, across all processes (§14).
+    pub rate: Option<RawRate>,
+    /// The limit holds per value of this entry field or JSON pointer into `data`.
+    pub rate_key: Option<String>,
     /// A pool with work that started no handler this long is stalled (`/readyz`).
     pub stall_seconds: Option<f64>,
     // The `[retry]` keys a pool may override. Listed, not flattened: serde cannot combine
@@ -195,6 +199,15 @@ pub struct RawPool {
     pub backoff_exp: Option<f64>,
     pub max_backoff_seconds: Option<f64>,
     pub visibility_timeout_seconds: Option<f64>,
+}
+
+/// `rate = { limit = 50, per = "1s" }` (contract §14).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRate {
+    pub limit: Option<i64>,
+    /// A DURATION: `1s`, `250ms`, `1.5m`.
+    pub per: Option<String>,
 }
 
 impl RawPool {

@@ -108,6 +108,9 @@ pub struct Pool {
     pub log_each_entry: bool,
     /// The engine's tracing (contract §15): each delivery's trace context and exported span.
     pub tracer: Arc<crate::trace::Tracer>,
+    /// `rate` (contract §14): the pool's limiter, shared by its partitions; `None` without a
+    /// limit (the workers' one check).
+    pub rate: Option<Arc<crate::flow::RateLimiter>>,
     /// When the pool last took up work here, for the stall detector; shared by the
     /// partitions.
     pub progress: Arc<Progress>,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::job::Job;
 use super::ordered::{Ordered, retry_later};
-use super::worker::{Batch, Done, run_here};
+use super::worker::{Batch, Done, requeue_after, run_here};
 use super::{Pool, enqueue};
 use crate::error::{RedisError, RedisErrorKind};
 use crate::redis::Redis;
@@ -207,16 +207,24 @@ async fn run_inline_ordered(
         if !ordered.may_run(epoch) {
             continue; // fenced: the lease was lost; it stays pending for the next owner
         }
-        if let Done::RetryAfter(after) = batch.handle(pool, &entry, 1, epoch).await {
-            let Ok(permit) = pool.permits.clone().acquire_owned().await else {
-                handed = false;
-                break;
-            };
-            let lane = ordered.lane_of(&entry);
-            if let Some(lane) = lane {
-                ordered.hold(lane);
-            }
-            retry_later(pool, Job::new(pool, entry, 1, permit, lane, epoch), after);
+        let (after, rate_wait) = match batch.handle(pool, &entry, 1, epoch).await {
+            Done::RetryAfter(after) => (after, false),
+            // Waiting for a rate token is not an attempt: queued again as it is.
+            Done::RateLater(after) => (after, true),
+            _ => continue,
+        };
+        let Ok(permit) = pool.permits.clone().acquire_owned().await else {
+            handed = false;
+            break;
+        };
+        let lane = ordered.lane_of(&entry);
+        if let Some(lane) = lane {
+            ordered.hold(lane);
+        }
+        let job = Job::new(pool, entry, 1, permit, lane, epoch);
+        match rate_wait {
+            true => requeue_after(job, after),
+            false => retry_later(pool, job, after),
         }
     }
     batch.finish(pool);

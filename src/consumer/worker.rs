@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::Pool;
 use super::job::Job;
 use crate::dispatch::Decision;
+use crate::flow::Admit;
 use crate::handler::{Delivery, Outcome};
 use crate::pointer::Found;
 use crate::settle::{self, Settlement};
@@ -103,6 +104,9 @@ pub(super) enum Done {
     RetryAfter(Duration),
     /// Shutdown abandoned it: it stays pending.
     Abandoned,
+    /// Its rate key's waiting slots were all taken (contract §14): queue it again after
+    /// this long, still leased, not an attempt.
+    RateLater(Duration),
 }
 
 /// Handles `job`, acknowledges it and counts it (at once, or into `batch`, which the caller
@@ -131,8 +135,27 @@ async fn process(job: Job, batch: Option<&mut Batch>) {
         (Some(ordered), Done::Settled | Done::Ack) => {
             super::ordered::settled(&pool, ordered, job.lane)
         }
+        (_, Done::RateLater(after)) => requeue_after(job, after),
         _ => {}
     }
+}
+
+/// Queues `job` again after `after`, off the workers (a rate key whose waiting slots are
+/// taken): it keeps its lease and its read-ahead permit, and counts as waiting meanwhile.
+/// At shutdown it stays pending.
+pub(super) fn requeue_after(job: Job, after: Duration) {
+    let pool = job.pool.clone();
+    pool.workers.spawn(async move {
+        let pool = job.pool.clone();
+        let Some(rate) = pool.rate.clone() else {
+            return;
+        };
+        let _waiting = rate.enter_waiting();
+        tokio::select! {
+            _ = tokio::time::sleep(after) => super::job::send(&pool, job),
+            _ = pool.stop.cancelled() => {}
+        }
+    });
 }
 
 /// [`handle`], where a panic on the way (dispatch, settle, a handler's future dropped at its
@@ -214,6 +237,13 @@ async fn handle(
             Box::pin(pool.dead_letter_counting(entry, attempt, reason, &error, counts)).await;
         }
         Decision::Handle(event) => {
+            if let Some(rate) = &pool.rate {
+                match rate.admit(entry, pool.jobs.len(), &pool.stop).await {
+                    Admit::Go => {}
+                    Admit::Later(after) => return Done::RateLater(after),
+                    Admit::Stopped => return Done::Abandoned,
+                }
+            }
             let value = event.telemetry;
             let (trace_context, span) = pool.tracer.start(&event.fields);
             let delivery = Delivery {

@@ -75,12 +75,23 @@ function concurrency(c) {
   return now.length ? range + " (now " + now.join(", ") + ")" : range;
 }
 
+// A rate-limited pool (contract §14): " · 50/1s per /connectorKey (3 waiting)"; "" without.
+function rate(pool) {
+  const r = pool.rateLimit;
+  if (!r) return "";
+  const per = r.perMs % 1000 === 0 ? r.perMs / 1000 + "s" : r.perMs + "ms";
+  const key = r.key ? " per " + r.key : "";
+  const waiting = typeof pool.rateWaiting === "number" ? " (" + pool.rateWaiting + " waiting)" : "";
+  return " · " + r.limit + "/" + per + key + waiting;
+}
+
 function renderPool(pool, inFlight, series, history) {
   const { row, cells: c, chart } = poolRow(pool.name);
   const paused = !!pool.paused;
   setText(c.state, paused ? "paused" : "running");
   c.state.dataset.state = paused ? "paused" : "running";
-  setText(c.concurrency, concurrency(pool.concurrency));
+  const limited = rate(pool);
+  setText(c.concurrency, limited ? (concurrency(pool.concurrency) || "–") + limited : concurrency(pool.concurrency));
   setText(c.consumers, pool.consumers);
   setText(c.inFlight, pool.inFlight !== undefined ? pool.inFlight : inFlight);
   setText(c.pending, pool.pending);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::pointer::order_key;
 use super::{at_most, invalid, seconds};
-use crate::config::model::{HandlerConfig, PoolConfig, RetryPolicy, Scaling};
+use crate::config::model::{HandlerConfig, PoolConfig, RateLimit, RetryPolicy, Scaling};
 use crate::config::raw::{RawConcurrency, RawPool, RawRetry};
 use crate::config::url::redact_webhook_url;
 use crate::error::ConfigError;
@@ -107,8 +107,10 @@ impl RawPool {
             .as_deref()
             .map(|k| order_key(&key("order_key"), k))
             .transpose()?;
+        let rate = self.validate_rate(&key, &name)?;
         Ok(PoolConfig {
             order_key,
+            rate,
             name,
             concurrency,
             scaling,
@@ -183,6 +185,67 @@ impl RawPool {
             true,
         )?;
         Ok((max, Some(Scaling { min, cooldown })))
+    }
+
+    /// `rate = { limit, per }` and `rate_key` (contract §14), errors naming pool `name`.
+    fn validate_rate(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        name: &str,
+    ) -> Result<Option<RateLimit>, ConfigError> {
+        let Some(rate) = &self.rate else {
+            if self.rate_key.is_some() {
+                return Err(invalid(
+                    key("rate_key"),
+                    format!(
+                        "pool `{name}`: rate_key needs a limit: add rate = {{ limit = 50, per = \"1s\" }}"
+                    ),
+                ));
+            }
+            return Ok(None);
+        };
+        let limit = match rate.limit {
+            None => {
+                return Err(invalid(
+                    key("rate.limit"),
+                    format!("pool `{name}`: is required: write rate = {{ limit = 50, per = \"1s\" }}"),
+                ));
+            }
+            Some(n) => u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                invalid(
+                    key("rate.limit"),
+                    format!("pool `{name}`: {n} is not a limit: handler starts per `per`, a whole number of at least 1 (remove `rate` for no limit)"),
+                )
+            })?,
+        };
+        let per_text = rate.per.as_deref().ok_or_else(|| {
+            invalid(
+                key("rate.per"),
+                format!("pool `{name}`: is required: a duration like \"1s\", \"250ms\" or \"1m\""),
+            )
+        })?;
+        let per = crate::timespec::duration(per_text)
+            .map_err(|e| invalid(key("rate.per"), format!("pool `{name}`: {e}")))?;
+        if per.is_zero() {
+            return Err(invalid(
+                key("rate.per"),
+                format!("pool `{name}`: `{per_text}` is shorter than 1ms"),
+            ));
+        }
+        let rate_key = match self.rate_key.as_deref() {
+            None => None,
+            Some(k) => Some(order_key(&key("rate_key"), k).map_err(|e| match e {
+                ConfigError::Invalid { key, problem } => {
+                    invalid(key, format!("pool `{name}`: {problem}"))
+                }
+                other => other,
+            })?),
+        };
+        Ok(Some(RateLimit {
+            limit,
+            per,
+            key: rate_key,
+        }))
     }
 
     fn validate_name(&self, key: &str) -> Result<String, ConfigError> {

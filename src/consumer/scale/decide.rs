@@ -40,6 +40,9 @@ pub struct Window {
     pub overloads: u64,
     /// The best (lowest) mean latency of recent windows: what "latency holds" compares to.
     pub baseline: Option<Duration>,
+    /// Entries that waited for a rate token in the window (contract §14): the limit, not
+    /// the workers, sets the pace, and more workers would only wait too.
+    pub rate_waited: u64,
 }
 
 impl Window {
@@ -94,6 +97,9 @@ pub enum Reason {
     BacklogGone { entries: u64, busy: f64 },
     /// A backlog, but no call finished in the window: nothing to estimate from.
     NoCallsFinished { entries: u64 },
+    /// A backlog, but `waited` entries waited for the pool's rate limit: more workers
+    /// would not start more handlers.
+    RateLimited { waited: u64 },
     /// Already at the bound the rule points to.
     AtBound,
     /// Neither growing nor shrinking is called for.
@@ -124,6 +130,10 @@ impl fmt::Display for Reason {
             Reason::NoCallsFinished { entries } => {
                 write!(f, "backlog {entries} but no handler call finished")
             }
+            Reason::RateLimited { waited } => write!(
+                f,
+                "rate limited ({waited} entries waited for the pool's rate limit)"
+            ),
             Reason::AtBound => f.write_str("at its bound"),
             Reason::Steady => f.write_str("steady"),
         }
@@ -162,6 +172,14 @@ pub fn decide(w: &Window) -> (Step, Reason) {
     };
     let clearable = w.clearable(mean);
     if entries > clearable {
+        if w.rate_waited > 0 {
+            return (
+                Step::Hold,
+                Reason::RateLimited {
+                    waited: w.rate_waited,
+                },
+            );
+        }
         let to = (w.current + w.step()).min(w.max);
         return match to > w.current {
             true => (Step::Grow { to }, Reason::Backlog { entries, clearable }),
@@ -206,7 +224,35 @@ mod tests {
             busy: 40 * 50 * MS,
             overloads: 0,
             baseline: Some(50 * MS),
+            rate_waited: 0,
         }
+    }
+
+    #[test]
+    fn a_rate_limited_pool_does_not_grow_on_its_backlog() {
+        let limited = Window {
+            backlog: 10_000,
+            rate_waited: 3,
+            ..window()
+        };
+        assert_eq!(
+            decide(&limited),
+            (Step::Hold, Reason::RateLimited { waited: 3 })
+        );
+        // Without waits the same backlog grows the pool.
+        let free = Window {
+            rate_waited: 0,
+            ..limited
+        };
+        assert!(matches!(decide(&free).0, Step::Grow { .. }));
+        // Idle workers are still given back.
+        let idle = Window {
+            backlog: 0,
+            completed: 4,
+            busy: 4 * 50 * MS,
+            ..limited
+        };
+        assert!(matches!(decide(&idle).0, Step::Shrink { .. }));
     }
 
     #[test]

@@ -235,6 +235,10 @@ pub(crate) async fn control_loop(
             busy,
             overloads,
             baseline: baseline.best(),
+            rate_waited: first
+                .rate
+                .as_ref()
+                .map_or(0, |rate| rate.take_waited() as u64),
         };
         since = Instant::now();
         let (step, reason) = decide(&window);
@@ -375,6 +379,7 @@ mod tests {
             busy: Duration::from_millis(ms * completed),
             overloads: 0,
             baseline: None,
+            rate_waited: 0,
         };
         b.note(&w(10, 2));
         assert_eq!(b.best(), None, "two calls say too little");
