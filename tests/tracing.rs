@@ -470,8 +470,17 @@ async fn publish_writes_the_callers_context_and_copies_keep_it() {
     .await;
     assert_eq!(code, Some(2), "an invalid --traceparent is a usage error");
     assert!(stderr.contains("--traceparent"), "{stderr}");
+    let ndjson = dir.path().join("events.ndjson");
+    std::fs::write(
+        &ndjson,
+        format!("{{\"type\":\"b\",\"data\":{{}},\"traceparent\":\"{PARENT}\"}}\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) =
+        weir_cli(&path, &["publish", "--ndjson", ndjson.to_str().unwrap()]).await;
+    assert_eq!(code, Some(0), "{stderr}");
     let written = redis.range(&stream, "-", "+", 10).await.unwrap();
-    assert_eq!(written.len(), 1);
+    assert_eq!(written.len(), 2);
     assert!(written.iter().all(|e| field(e, "traceparent") == PARENT));
     assert_eq!(field(&written[0], "tracestate"), "k=v");
 
@@ -497,7 +506,7 @@ async fn publish_writes_the_callers_context_and_copies_keep_it() {
         .into_iter()
         .filter(|e| !field(e, "replay_of").is_empty())
         .collect();
-    assert_eq!(copies.len(), 1);
+    assert_eq!(copies.len(), 2);
     assert!(copies.iter().all(|e| field(e, "traceparent") == PARENT));
 
     // A reprocessed dead letter keeps it too.
