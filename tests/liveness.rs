@@ -279,13 +279,21 @@ async fn a_write_pause_of_redis_delays_reading_but_nothing_is_stalled_or_lost() 
     publish_n(&redis, &stream, 2).await;
     wait_for("2 handled", T, || async { recorder.count() == 2 }).await;
 
-    let during = server.client().await;
     assert_eq!(server.cli(&["CLIENT", "PAUSE", "60000", "WRITE"]), "OK");
-    // Published while writes are paused: the XADDs wait for the pause to end.
-    let publisher = {
-        let stream = stream.clone();
-        tokio::spawn(async move { publish_n(&during, &stream, 3).await })
-    };
+    // Published while writes are paused: the XADDs wait for the pause to end. By redis-cli,
+    // which waits as long as it takes (the engine's client would give up on a connection
+    // silent for 3 s, and a loaded machine can stretch the pause past that).
+    let publishers: Vec<std::process::Child> = (0..3)
+        .map(|i| {
+            std::process::Command::new("redis-cli")
+                .args(server.cli_target())
+                .args(["XADD", &stream, "*", "type", "t.any", "data"])
+                .arg(format!("{{\"n\":{i}}}"))
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-cli")
+        })
+        .collect();
     // The pause outlasts stall_seconds twice over. With nothing undelivered no pool waits,
     // so no pool is stalled; the engine's shared connection may stop answering (a paused
     // write holds up what follows it on the connection): then Redis counts as unreachable.
@@ -304,7 +312,9 @@ async fn a_write_pause_of_redis_delays_reading_but_nothing_is_stalled_or_lost() 
     }
     eprintln!("/readyz during the write pause: {answers:?}");
     assert_eq!(server.cli(&["CLIENT", "UNPAUSE"]), "OK");
-    publisher.await.unwrap();
+    for mut p in publishers {
+        assert!(p.wait().expect("redis-cli").success());
+    }
     wait_for("3 published during the pause handled", T, || async {
         recorder.count() == 5
     })
