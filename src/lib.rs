@@ -20,15 +20,26 @@
 //! # Layout
 //!
 //! The flow goes one way: `config → redis → consumer → dispatch → handler → settle`; the
-//! janitor, replay, the DLQ operations and the publisher sit beside it on the same Redis layer.
+//! janitor, replay, the DLQ operations, the publisher and the scheduler sit beside it on the
+//! same Redis layer, and `app` (the composition root) and the edges (`cli/`, `api`,
+//! `dashboard`, `health`) sit on top. Every import points down those layers: no two files
+//! import each other and no module cycle exists (`consumer/job.rs` and `concurrency` exist
+//! to keep it so). Check with any import-graph tool over `src/`.
 //!
 //! - `app`: the composition root, [`Engine::run`]: builds pools, starts readers, workers,
 //!   janitors and the HTTP server, and shuts them down as stop → drain → abandon.
+//! - `task`: the engine's long-running tasks in trackers that turn a panic into a clean
+//!   shutdown and exit code 70, never a silent stall.
 //! - `streak`: the one "retry a failing loop with capped backoff and throttled logs" helper.
-//! - `clock`: the wall clock in unix ms, read in one place.
+//! - `clock`: the wall clock in unix ms for everything the engine decides by; a few edges
+//!   read the system clock themselves for what is only shown or sent (the DLQ sweep's
+//!   `dlq_failed_at`, the webhook `Retry-After` date, span timestamps, TLS checks).
+//! - `concurrency`: the `<stream>:concurrency:<pool>` hash adaptive pools publish and
+//!   `weir status` reads.
 //! - [`config`]: `streams.toml` in two phases — `config/raw.rs` (serde form, unknown keys are
 //!   errors), `model.rs` (the validated [`Config`]), `load.rs` (file, environment, filesystem
-//!   checks), `validate.rs` (pure rules, errors keyed like `pools[0].concurrency`), `url.rs`.
+//!   checks), `validate/` (pure rules, errors keyed like `pools[0].concurrency`: `pool.rs`,
+//!   `schedule.rs`, `pointer.rs`), `url.rs` (Redis and webhook URLs, their redaction).
 //! - `keys`: the Redis key layout (partitions, DLQ, paused set, replay jobs, dedup, owner
 //!   leases) and the cluster slot check.
 //! - [`vocab`]: the contract's words: [`StreamId`], [`RawEntry`], [`DlqReason`] and every field
@@ -40,8 +51,10 @@
 //!   leases of ordered pools), `reply.rs` (reply parsing without panics),
 //!   `tls.rs`; each Lua script is a file in `redis/lua/` with a
 //!   KEYS/ARGV header, run by SHA.
-//! - `consumer/`: one pool on one partition: its reader (blocking XREADGROUP), workers,
-//!   leases (visibility timeout and retry schedule), batched acks, and for ordered pools
+//! - `consumer/`: one pool on one partition: its reader (blocking XREADGROUP), the job an
+//!   entry travels as (`job.rs`), workers, leases (visibility timeout and retry schedule),
+//!   batched acks, each pool's summary log line (`summary.rs`), the progress the stall
+//!   detector reads (`progress.rs`), and for ordered pools
 //!   (`ordered.rs`) the key lanes and the ownership lease with its fencing epoch;
 //!   `scale/`: adaptive concurrency, a slot gate for the workers and a controller per pool
 //!   whose rule (`decide.rs`) is a pure function of one window's numbers.
@@ -107,6 +120,20 @@
 //!   `config/model.rs`).
 //! - How backoff or "attempts used up" works: `settle/policy.rs`.
 //! - A new Redis command: the family file under `redis/` (a script: a `.lua` file beside it).
+//! - A new API endpoint: the operation in the library (`dlq/`, `replay/`, `schedule/`…), a
+//!   thin handler in `api/` (read.rs, write.rs or a file per area) with its `utoipa::path`
+//!   annotation, its route in `api/mod.rs` and its path in `api/openapi.rs`; CI checks the
+//!   served document with openapi-spec-validator and schemathesis (`tests/openapi.rs`), and
+//!   `tests/api.rs` lists every route.
+//! - A new dashboard panel: its markup in `dashboard/index.html`, one ES module in
+//!   `dashboard/` (text-only DOM helpers from `shared.js`; never `innerHTML`), one line in
+//!   `SECTIONS` (`app.js`) and one in `MODULES` (`dashboard/mod.rs`).
+//! - A new metric: a constant and a recording helper in `metrics.rs`; a `type` label goes
+//!   through `metrics::TypeLabels` so publishers cannot grow it.
+//! - A new recurring schedule or scheduled-event rule: `schedule/` (`cron.rs` is pure);
+//!   its scripts in `redis/schedule.rs`.
+//! - A rate limit or other "may this entry start now?" rule: `flow/`, asked by the worker
+//!   right before the handler.
 
 // The supported API: documented, and changed only with a version bump.
 pub mod conditions;
