@@ -266,6 +266,19 @@ impl fmt::Display for DlqReason {
     }
 }
 
+/// Keeps the first `max` bytes of `text` on a character boundary: the size cap of `dlq_error`
+/// ([`DLQ_ERROR_LIMIT`]), of logged errors and of span status messages.
+pub fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,6 @@ pub use exec::ExecHandler;
 pub use http::HttpHandler;
 pub use log::{LogHandler, NoopHandler};
 
-pub(crate) use http::tls_config;
-
 use crate::config::HandlerConfig;
 use crate::trace::TraceContext;
 use crate::vocab::StreamId;
@@ -134,16 +132,4 @@ pub fn from_config(config: &HandlerConfig) -> Result<Arc<dyn Handler>, String> {
         HandlerConfig::Log => Arc::new(LogHandler),
         HandlerConfig::Noop => Arc::new(NoopHandler),
     })
-}
-
-/// Keeps the first `max` bytes of `text` on a character boundary: the size cap of `dlq_error`.
-pub fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }

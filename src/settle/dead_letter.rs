@@ -7,12 +7,11 @@ use bytes::Bytes;
 
 use crate::clock;
 use crate::envelope;
-use crate::handler::truncate;
 use crate::metrics;
 use crate::redis::Redis;
 use crate::vocab::{
     DLQ_ATTEMPTS, DLQ_ERROR, DLQ_ERROR_LIMIT, DLQ_FAILED_AT, DLQ_GROUP, DLQ_PREFIX, DLQ_REASON,
-    DLQ_SOURCE_ID, DlqReason, RawEntry, StreamId,
+    DLQ_SOURCE_ID, DlqReason, RawEntry, StreamId, truncate,
 };
 
 /// A DLQ move is retried this often before the entry is left to the janitor.

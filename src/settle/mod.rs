@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 pub use dead_letter::{DlqTarget, dead_letter, first_ids, lost, report_lost};
 
 use crate::config::RetryPolicy;
-use crate::handler::{Delivery, Outcome, truncate};
+use crate::handler::{Delivery, Outcome};
 use crate::vocab::DlqReason;
+use crate::vocab::truncate;
 
 /// What becomes of an entry once its handler has answered.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -63,7 +63,7 @@ impl Exporter {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(2)));
-        let tls = crate::handler::tls_config(https, None)?;
+        let tls = crate::pem::client_config(https, None)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()

@@ -149,7 +149,7 @@ impl Tracer {
             outcome: ending.outcome,
             error: ending
                 .error
-                .map(|e| crate::handler::truncate(e, ERROR_MAX).to_string()),
+                .map(|e| crate::vocab::truncate(e, ERROR_MAX).to_string()),
             dead_lettered: ending.dead_lettered,
             start_ns: started.start_ns,
             end_ns: now_ns().max(started.start_ns),

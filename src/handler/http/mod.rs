@@ -13,7 +13,6 @@ mod client;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -23,11 +22,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::proxy::matcher::{Intercept, Matcher};
-use rustls::crypto::ring;
-use rustls::{ClientConfig, RootCertStore};
 
-use super::{Delivery, Handler, Outcome, truncate};
+use super::{Delivery, Handler, Outcome};
 use crate::config::url::redact_webhook_url;
+use crate::pem::client_config as tls_config;
+use crate::vocab::truncate;
 
 const BODY_LIMIT: usize = 1024;
 /// An error response's body is read up to this much (its first [`BODY_LIMIT`] bytes become
@@ -238,40 +237,6 @@ fn check_proxy_variables(var: impl Fn(&str) -> Option<String>) -> Result<(), Str
 fn is_loopback(host: &str) -> bool {
     let ip = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost") || ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// rustls (ring) trusting the CA certificates of `ca_file`, else the system's. Without any,
-/// an `https://` URL is refused at start (every request would fail); an `http://` one does
-/// not need them.
-pub(crate) fn tls_config(https: bool, ca_file: Option<&Path>) -> Result<ClientConfig, String> {
-    let mut roots = RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let read =
-                crate::pem::certificates(path).map_err(|e| format!("handler.ca_file {e}"))?;
-            let (added, _) = roots.add_parsable_certificates(read);
-            if added == 0 {
-                return Err(format!(
-                    "handler.ca_file {}: none of its certificates can serve as a CA",
-                    path.display()
-                ));
-            }
-        }
-        // An http:// webhook has no use for the system's store.
-        None if https => {
-            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        }
-        None => {}
-    }
-    if https && roots.is_empty() {
-        return Err("no system CA certificates found for the https:// webhook; install ca-certificates, or point SSL_CERT_FILE at the CA that signed the endpoint's certificate".into());
-    }
-    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS for the webhook: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
 }
 
 /// `Retry-After` as seconds or an HTTP date. Any value is taken, however absurd (a number
