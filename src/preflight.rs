@@ -211,6 +211,7 @@ fn engine_commands(config: &Config) -> Vec<Probe> {
             ]);
         }
         probes.push(probe(d, &["TYPE", d]));
+        probes.extend(mover_commands(part));
     }
     for pool in &config.pools {
         let key = keys::concurrency(name, &pool.name);
@@ -230,6 +231,35 @@ fn engine_commands(config: &Config) -> Vec<Probe> {
 /// An ordered pool's members hash, and per partition the lease scripts
 /// (`owner_acquire.lua`, `owner_renew.lua`) with the commands they run inside: a script's
 /// commands are checked against the same user's ACL.
+/// The scheduled events' mover on one partition (contract §13): its script over the set, the
+/// stream and the DLQ, and the commands inside it and the summary script.
+fn mover_commands(part: &keys::Partition) -> Vec<Probe> {
+    let (s, d) = (part.stream.as_str(), part.dlq.as_str());
+    let z = part.scheduled_key();
+    let z = z.as_str();
+    vec![
+        probe(z, &["EVAL", "return 1", "3", z, s, d]),
+        probe(z, &["EVAL", "return 1", "1", z]),
+        probe(z, &["TIME"]),
+        probe(
+            z,
+            &[
+                "ZRANGEBYSCORE",
+                z,
+                "-inf",
+                "0",
+                "WITHSCORES",
+                "LIMIT",
+                "0",
+                "1",
+            ],
+        ),
+        probe(z, &["ZRANGE", z, "0", "0", "WITHSCORES"]),
+        probe(z, &["ZREM", z, "m"]),
+        probe(z, &["ZCARD", z]),
+    ]
+}
+
 fn ordered_commands(config: &Config, pool: &str) -> Vec<Probe> {
     let members = keys::members(&config.stream.name, pool);
     let mut probes = vec![

@@ -296,8 +296,17 @@ async fn delayed_events_are_listed_soonest_first_and_cancelled_from_the_cli_and_
         Some(json!({"delay": "4h", "type": "t", "data": {"n": 4}, "id": "d", "fields": {"tenant": "x"}})),
     )
     .await;
-    assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["scheduled"], true);
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["id"], "d");
+    assert!(answer["dueAt"].as_str().unwrap().ends_with('Z'));
+    // The same id again: 409, nothing added.
+    let (status, answer) = api(
+        reqwest::Method::POST,
+        &format!("{base}/scheduled"),
+        Some(json!({"delay": "1h", "type": "t", "data": {}, "id": "d"})),
+    )
+    .await;
+    assert_eq!(status, 409, "{answer}");
     // Validation as for publish: an unrouted type, bad data, both times.
     for (body, field) in [
         (json!({"delay": "1s", "type": "nobody", "data": {}}), "type"),

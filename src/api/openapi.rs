@@ -308,7 +308,7 @@ fn schedule_body(body: &mut Value, event_type: &Value, time: &Value) {
     set("type", event_type.clone());
     set(
         "data",
-        json!({"type": ["object", "array", "number", "boolean", "null"]}),
+        json!({"type": ["object", "array", "number", "boolean"]}),
     );
     set(
         "at",

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -60,7 +61,8 @@ pub struct ScheduleBody {
     /// The event type: one some pool takes.
     #[serde(rename = "type")]
     pub event_type: Option<String>,
-    /// The event body: a JSON value (not a string), checked against the type's schema.
+    /// The event body: a JSON object, array, number or boolean (not a string, not null),
+    /// checked against the type's schema.
     #[schema(value_type = Option<Object>)]
     pub data: Option<serde_json::Value>,
     /// The event id: deduplicated as `weir publish --id`, and how to cancel it; generated
@@ -109,6 +111,12 @@ impl ScheduleBody {
             }
             Some(value) => value.to_string(),
         };
+        if self.id.as_deref() == Some("") {
+            return Err(ApiError::input(
+                "id",
+                "`id` must not be empty; leave it out to have one generated",
+            ));
+        }
         let event = NewEvent {
             event_type,
             data,
@@ -120,21 +128,19 @@ impl ScheduleBody {
     }
 }
 
-/// What scheduling did.
+/// A delayed event just scheduled.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleAnswer {
-    /// True when added now.
-    pub scheduled: bool,
-    /// True when the id was published or scheduled before within the dedup window:
-    /// nothing added.
-    pub duplicate: bool,
-    /// The event id (generated when the body had none); with `duplicate`, the id given.
+    /// The event id (generated when the body had none): how to cancel it.
     pub id: String,
-    /// When it is due (RFC 3339): the new event's, or the earlier scheduled one's.
-    pub due_at: Option<String>,
-    /// With `duplicate`: the entry the id was published as, when it was published.
-    pub entry_id: Option<String>,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When it is due, RFC 3339.
+    pub due_at: String,
+    /// When it is due, unix ms.
+    pub due_ms: u64,
 }
 
 /// The refusal of an event as a 400 naming its field.
@@ -149,15 +155,18 @@ fn refused(rejection: Rejection) -> ApiError {
 }
 
 /// Schedules one delayed event (as `weir publish --delay|--at`): validated as a publish is
-/// (schema, alignment, routing, size), deduplicated by id.
+/// (schema, alignment, routing, size), deduplicated by id: an id published or scheduled
+/// within the dedup window answers 409 and adds nothing.
 #[utoipa::path(post, path = "/scheduled", operation_id = "scheduleEvent", tag = "scheduled", request_body = ScheduleBody,
-    responses((status = 200, body = ScheduleAnswer), (status = 400, body = super::error::ErrorBody),
+    responses((status = 201, body = ScheduleAnswer, description = "Scheduled"),
+        (status = 400, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody, description = "The id was published or scheduled within the dedup window: nothing added"),
         (status = 403, body = super::error::ErrorBody), (status = 503, body = super::error::ErrorBody)))]
 pub async fn schedule(
     State(api): State<Arc<Api>>,
     Extension(access): Extension<Access>,
     bytes: Result<Bytes, BytesRejection>,
-) -> Result<Json<ScheduleAnswer>, ApiError> {
+) -> Result<(StatusCode, Json<ScheduleAnswer>), ApiError> {
     let request: ScheduleBody = body(bytes)?;
     let (event, due) = request.event()?;
     let publisher = api.publisher()?;
@@ -167,36 +176,26 @@ pub async fn schedule(
         .schedule_to(&event, due, partition)
         .await?
         .map_err(refused)?;
-    let answer = match done {
-        Scheduled::Added { due_ms, id } => ScheduleAnswer {
-            scheduled: true,
-            duplicate: false,
-            id,
-            due_at: Some(rfc3339(due_ms)),
-            entry_id: None,
-        },
-        Scheduled::Duplicate(entry) => ScheduleAnswer {
-            scheduled: false,
-            duplicate: true,
-            id: dedup,
-            due_at: None,
-            entry_id: Some(entry.to_string()),
-        },
-        Scheduled::DuplicateScheduled(due_ms) => ScheduleAnswer {
-            scheduled: false,
-            duplicate: true,
-            id: dedup,
-            due_at: Some(rfc3339(due_ms)),
-            entry_id: None,
-        },
-    };
-    audit(
-        access,
-        "scheduled.add",
-        &answer.id,
-        u64::from(answer.scheduled),
-    );
-    Ok(Json(answer))
+    let added = matches!(done, Scheduled::Added { .. });
+    audit(access, "scheduled.add", &dedup, u64::from(added));
+    match done {
+        Scheduled::Added { due_ms, id } => Ok((
+            StatusCode::CREATED,
+            Json(ScheduleAnswer {
+                id,
+                event_type: event.event_type,
+                due_at: rfc3339(due_ms),
+                due_ms,
+            }),
+        )),
+        Scheduled::Duplicate(entry) => Err(ApiError::conflict(format!(
+            "id `{dedup}` was already published as {entry} within the dedup window; nothing scheduled"
+        ))),
+        Scheduled::DuplicateScheduled(due_ms) => Err(ApiError::conflict(format!(
+            "id `{dedup}` is already scheduled (for {}) within the dedup window; nothing scheduled",
+            rfc3339(due_ms)
+        ))),
+    }
 }
 
 /// What a cancel did.
@@ -239,7 +238,7 @@ impl Api {
         let schemas =
             crate::schema::Schemas::load(self.config.schemas_dir.as_deref()).map_err(|e| {
                 ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    StatusCode::SERVICE_UNAVAILABLE,
                     format!("cannot load the schemas to validate the event: {e}"),
                 )
             })?;
