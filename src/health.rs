@@ -148,7 +148,7 @@ impl Health {
                 let mut view = PoolStatus::of(&p.name, &totals, &paused);
                 view.owners = owners.remove(&p.name).unwrap_or_default();
                 view.rate_limit = p.rate.as_ref().map(crate::status::RateStatus::of);
-                view.rate_waiting = crate::flow::waiting(&running, &p.name);
+                view.rate_waiting = crate::consumer::rate_waiting(&running, &p.name);
                 let stalled = stalls.iter().any(|s| s.name == p.name);
                 PoolReport::new(view, in_flight(&running, &p.name), stalled)
             })

@@ -28,7 +28,7 @@ pub async fn status(State(api): State<Arc<Api>>) -> Result<Json<Status>, ApiErro
     let mut status = crate::status::status(&api.redis, &api.config).await?;
     let running = api.pools.borrow().clone();
     for pool in &mut status.pools {
-        pool.rate_waiting = crate::flow::waiting(&running, &pool.name);
+        pool.rate_waiting = crate::consumer::rate_waiting(&running, &pool.name);
     }
     Ok(Json(status))
 }

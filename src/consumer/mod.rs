@@ -267,6 +267,13 @@ impl Pool {
     }
 }
 
+/// Entries of pool `name` waiting for a rate token in this process (flow control); `None`
+/// when it has no limit (or does not run here).
+pub(crate) fn rate_waiting(running: &[Arc<Pool>], name: &str) -> Option<u64> {
+    let pool = running.iter().find(|p| *p.name == *name)?;
+    pool.rate.as_ref().map(|rate| rate.waiting() as u64)
+}
+
 /// Start the per-pool background tasks and return their tracker.
 pub(crate) fn spawn_pool_tasks(
     pool: &Arc<Pool>,

@@ -5,14 +5,3 @@
 mod rate;
 
 pub use rate::{Admit, RateLimiter};
-
-use std::sync::Arc;
-
-use crate::consumer::Pool;
-
-/// Entries of pool `name` waiting for a rate token in this process; `None` when it has no
-/// limit (or does not run here).
-pub fn waiting(running: &[Arc<Pool>], name: &str) -> Option<u64> {
-    let pool = running.iter().find(|p| *p.name == *name)?;
-    pool.rate.as_ref().map(|rate| rate.waiting() as u64)
-}
