@@ -90,10 +90,10 @@
 //! - `preflight`: `weir check`'s findings (Redis reachable, durability, the ACL user's
 //!   permission for every command the engine sends, slots, clock skew); the durability rule
 //!   `weir run` also logs at start.
-//! - `trace`: contract §15's W3C trace context: a delivery's span (the child of the entry's
-//!   `traceparent`), handed to the handler and exported over OTLP/HTTP off the hot path.
 //! - `schedule`: contract §13: `cron.rs` (when a recurring schedule's ticks are, DST and
 //!   `catch_up`: pure) and `recurring.rs` (the scheduler and `weir schedules`' operations).
+//! - `trace`: contract §15's W3C trace context: a delivery's span (the child of the entry's
+//!   `traceparent`), handed to the handler and exported over OTLP/HTTP off the hot path.
 //! - `schema`, `envelope`, `timespec`: JSON Schema validation of `data`; decoding a raw entry
 //!   into an event; the CLI's TIME arguments (RFC 3339 with offsets, unix ms, IDs, `-2h`, `now`).
 //! - `align`: `[schemas] align`, entry fields that must carry the same value as the body

@@ -186,11 +186,6 @@ pub fn stream_lengths(stream: u64, dlq: u64) {
     gauge!(DLQ_LENGTH).set(dlq as f64);
 }
 
-/// Spans the exporter dropped (0 creates the series when export starts).
-pub fn trace_spans_dropped(n: u64) {
-    counter!(TRACE_SPANS_DROPPED).increment(n);
-}
-
 /// The delayed events waiting and how late the most overdue is.
 pub fn scheduled(members: u64, overdue_seconds: f64) {
     gauge!(SCHEDULED).set(members as f64);
@@ -201,6 +196,11 @@ pub fn scheduled(members: u64, overdue_seconds: f64) {
 pub fn scheduled_moved(moved: u64, dead_lettered: u64) {
     counter!(SCHEDULED_MOVED, "outcome" => "moved").increment(moved);
     counter!(SCHEDULED_MOVED, "outcome" => "dead_lettered").increment(dead_lettered);
+}
+
+/// Spans the exporter dropped (0 creates the series when export starts).
+pub fn trace_spans_dropped(n: u64) {
+    counter!(TRACE_SPANS_DROPPED).increment(n);
 }
 
 /// Creates the pool's counters at zero, so alerts on `increase()` and dashboards see a series

@@ -184,11 +184,11 @@ pub const REPLAY_GROUP: &str = "replay_group";
 pub const REPLAY_JOB: &str = "replay_job";
 /// Written on entries that waited in a scheduled set (contract §13): the due time, unix ms.
 pub const SCHEDULED_FOR: &str = "scheduled_for";
+/// Written on the events of a recurring schedule (contract §13): the schedule's name.
+pub const SCHEDULE: &str = "schedule";
 /// DLQ field of a scheduled member that was no event (not a JSON object of strings with
 /// `type`): the member's raw text.
 pub const SCHEDULED_MEMBER: &str = "scheduled_member";
-/// Written on the events of a recurring schedule (contract §13): the schedule's name.
-pub const SCHEDULE: &str = "schedule";
 
 /// The publisher's W3C trace context (contract §15): `00-<trace id>-<span id>-<flags>`;
 /// weir continues it in the delivery's span and hands it on to the handler.
