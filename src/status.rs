@@ -263,7 +263,7 @@ const RECOUNT_SPACING: u32 = 50;
 /// one engine (gauges, `/healthz`, the monitor hash, the API) share one count. A count stays
 /// exact while the stream and the group stand still (same length, same entries ever added,
 /// same last-delivered ID: nothing was added, deleted or read); once they moved it is
-/// redone, at most once per [`RECOUNT_EVERY`] and [`RECOUNT_SPACING`] times its cost.
+/// redone, at most once per `RECOUNT_EVERY` and `RECOUNT_SPACING` times its cost.
 #[derive(Debug, Default)]
 pub struct UnreadCounts {
     counted: Mutex<HashMap<(String, String), Counted>>,

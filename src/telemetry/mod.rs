@@ -23,7 +23,7 @@
 //! - `dead_lettered`: entries moved to the DLQ by a worker (the janitor's sweep of entries
 //!   whose last worker died moves them without reading their bodies and is not counted).
 //! - `kind:<type>`: `total_received` by event type, under the type's bounded label (the rule of
-//!   `/metrics`, [`TypeLabels`]: listed types, with a `"*"` pool at most 100 more, then
+//!   `/metrics`, `metrics::TypeLabels`: listed types, with a `"*"` pool at most 100 more, then
 //!   `(other)`; `(unrouted)`, `(missing)`), so inventing types cannot grow a hash.
 //!
 //! The `last_*` fields describe the last delivery this process counted (last writer wins
@@ -46,7 +46,7 @@
 //!   (SPOP + DEL; logged at WARN). A value evicted or expired starts again from zero when it
 //!   is next counted. Between processes this is best effort: a member may briefly outlive
 //!   its hash or the other way round; an orphaned hash still expires.
-//! - readers scan the index a page at a time ([`view`]: at most [`VIEW_SCAN`] members), never
+//! - readers scan the index a page at a time (`view`: at most `VIEW_SCAN` members), never
 //!   SMEMBERS.
 
 mod monitor;
