@@ -17,7 +17,7 @@ fn config(
 ) -> std::path::PathBuf {
     let path = dir.join(name);
     let text = format!(
-        "[redis]\nurl = \"{}\"\n[stream]\nname = \"integration-bus\"\nmax_len = 5\n[retry]\nvisibility_timeout_seconds = 1\n[janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:{}\"\n[[pools]]\nname = \"p\"\nconcurrency = {{ min = 1, max = 2 }}\nscale_cooldown_seconds = 0.1\ntypes = [\"job\"]\nhandler = {{ kind = \"exec\", command = [\"true\"] }}\n[[pools]]\nname = \"o\"\ntypes = [\"job\"]\norder_key = \"id\"\nhandler = {{ kind = \"exec\", command = [\"true\"] }}\n",
+        "[redis]\nurl = \"{}\"\n[stream]\nname = \"integration-bus\"\nmax_len = 5\n[retry]\nvisibility_timeout_seconds = 1\n[janitor]\ninterval_seconds = 0.05\n[http]\nlisten = \"127.0.0.1:{}\"\n[[pools]]\nname = \"p\"\nconcurrency = {{ min = 1, max = 2 }}\nscale_cooldown_seconds = 0.1\nrate = {{ limit = 1000, per = \"1s\" }}\ntypes = [\"job\"]\nhandler = {{ kind = \"exec\", command = [\"true\"] }}\n[[pools]]\nname = \"o\"\ntypes = [\"job\"]\norder_key = \"id\"\nhandler = {{ kind = \"exec\", command = [\"true\"] }}\n",
         server.url_as(user, password),
         "0"
     );
