@@ -3,7 +3,6 @@
 //! detector behind `/readyz` is `crate::liveness`.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -234,41 +233,14 @@ async fn metrics_text(State(health): State<Arc<Health>>) -> Response {
     }
 }
 
-/// Binds `addr` now (so a busy port is a start-up error) and serves until `cancel`; with
-/// `api`, `/api/v1` too; over HTTPS when `[http]` names a certificate and key. Slow and idle
-/// clients are held to `limits` (contract §8, see [`crate::api::server`]).
-pub async fn serve(
-    addr: SocketAddr,
-    health: Arc<Health>,
-    api: Option<Arc<crate::api::Api>>,
-    limits: crate::api::server::Limits,
-    cancel: CancellationToken,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), std::io::Error> {
-    crate::api::server::raise_open_files(&limits);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    let tls = match &health.config.http.tls {
-        Some((cert, key)) => Some(crate::api::tls::acceptor(cert, key)?),
-        None => None,
-    };
-    if api.is_some() && tls.is_none() && !local.ip().is_loopback() {
-        tracing::warn!(listen = %local, "the admin API listens beyond loopback without TLS: tokens cross the network in clear text; set http.tls_cert_file and http.tls_key_file");
-    }
-    let mut app = Router::new()
+/// `/healthz`, `/readyz` and `/metrics`; the composition root (`app/http.rs`) serves them
+/// beside the admin API and the dashboard.
+pub(crate) fn router(health: Arc<Health>) -> Router {
+    Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(health);
-    if let Some(api) = api {
-        // The page is a client of the API: both are served, or neither.
-        app = app.merge(api.router()).merge(crate::dashboard::router());
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        tracing::info!(url = %format!("{scheme}://{local}/"), "dashboard served");
-    }
-    let task = tokio::spawn(crate::api::server::serve(
-        listener, tls, app, limits, cancel,
-    ));
-    Ok((local, task))
+        .with_state(health)
 }
 
 /// Refreshes the paused set every 250 ms and the gauges every `every`.

@@ -78,7 +78,8 @@
 //!   HTTP, with replay jobs run inside the engine.
 //! - `dashboard`: the operator web page (`index.html`, `app.js`, `app.css`) embedded with
 //!   `include_str!` and served at `/` beside the API, with a strict Content-Security-Policy.
-//! - `health`: `/healthz`, `/readyz` and `/metrics`, and the loop that refreshes the paused
+//! - `health`: `/healthz`, `/readyz` and `/metrics` (mounted with the API and the dashboard
+//!   by `app/http.rs`, the one place the HTTP routes are composed), and the loop that refreshes the paused
 //!   set the readers watch and the gauges.
 //! - `liveness`: stall detection per pool (contract §15): heals a pool that stopped reading,
 //!   reports what stays stalled to `/readyz` and `weir_pool_stalled`.

@@ -2,6 +2,7 @@
 //! handlers → settle, plus the janitor, trimming and the HTTP endpoints, and drains them on
 //! shutdown.
 
+mod http;
 mod start;
 
 use start::{dedicated, start};
@@ -166,7 +167,7 @@ impl Engine {
         });
         let api = crate::api::Api::new(redis.clone(), config.clone(), health.pools.clone());
         let http_cancel = CancellationToken::new();
-        let (addr, http) = health::serve(
+        let (addr, http) = http::serve(
             config.http_listen,
             health.clone(),
             api.clone(),
